@@ -1,0 +1,207 @@
+"""Stream configuration: frozen dataclasses are the schema, YAML and ``--set a.b=v`` only supply values.
+
+An unknown key is a :class:`ConfigError` that suggests the nearest known key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from .errors import ConfigError
+
+
+@dataclass(frozen=True)
+class SourceConfig:
+    """Where frames come from. ``policy``: auto (files wait, live sources drop oldest), wait, drop_oldest."""
+
+    uri: str = ""
+    policy: str = "auto"
+    queue_size: int = 8
+    open_timeout: float = 10.0
+    read_timeout: float = 10.0
+    fps: float = 5.0  # frame rate given to image and folder sources
+
+
+@dataclass(frozen=True)
+class DetectConfig:
+    """Face detector. ``name``: haar | yunet | retinaface; ``weights``: registry name or path (yunet, retinaface)."""
+
+    name: str = "haar"
+    weights: str | None = None
+    detect_width: int = 640  # frames are downscaled to this width before detection, boxes mapped back
+    min_face: int = 20  # smallest face width in source pixels
+    score_threshold: float = 0.6
+
+
+@dataclass(frozen=True)
+class AlignConfig:
+    """Face crops: FFHQ 5-point alignment when landmarks exist, else a square box crop with ``margin``."""
+
+    size: int = 512
+    margin: float = 0.25
+
+
+@dataclass(frozen=True)
+class DegradeConfig:
+    """Simulated low resolution: crops are made as if the face were ``width`` px wide (None = off)."""
+
+    width: int | None = None
+    blur: float = 0.0  # Gaussian sigma in low-resolution pixels, 0 = off
+    noise: float = 0.0  # Gaussian noise std in 0..255 units, 0 = off
+    jpeg: int | None = None  # JPEG quality, None = off
+    interpolation: str = "bicubic"
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class EnhanceConfig:
+    """Face restoration. ``name``: none | bicubic | gfpgan | codeformer | restoreformer."""
+
+    name: str = "none"
+    weights: str | None = None  # registry name or path; None = the enhancer's default entry
+    fidelity: float = 0.5  # CodeFormer w in [0, 1]
+    below: int | None = None  # restore only faces narrower than this many source pixels
+    reuse_every: int = 0  # a track reuses its last restoration for up to this many frames
+    reuse_iou: float = 0.7  # ...while its box overlaps the restored one at least this much
+    batch: int = 8
+    max_wait: float = 0.05  # seconds the batcher waits to fill a batch
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class ClassifyConfig:
+    """Emotion classifier: ``weights`` None = the shipped FER2013 mini-Xception, else a fersr checkpoint path."""
+
+    weights: str | None = None
+    batch: int = 32
+
+
+@dataclass(frozen=True)
+class TrackConfig:
+    """IoU tracker and per-track exponential smoothing (``smooth`` = weight of the past, 0 = off)."""
+
+    iou: float = 0.3
+    max_age: int = 10
+    smooth: float = 0.6
+
+
+@dataclass(frozen=True)
+class OverlayConfig:
+    inset: bool = False  # draw the processed (degraded/restored) face beside its box
+    paste: bool = False  # paste restored faces back into the frame (feathered)
+
+
+@dataclass(frozen=True)
+class OutputConfig:
+    video: str | None = None
+    jsonl: str | None = None
+    show: bool = False
+    crf: int = 23
+    preset: str = "veryfast"
+
+
+@dataclass(frozen=True)
+class StreamConfig:
+    source: SourceConfig = field(default_factory=SourceConfig)
+    detect: DetectConfig = field(default_factory=DetectConfig)
+    align: AlignConfig = field(default_factory=AlignConfig)
+    degrade: DegradeConfig = field(default_factory=DegradeConfig)
+    enhance: EnhanceConfig = field(default_factory=EnhanceConfig)
+    classify: ClassifyConfig = field(default_factory=ClassifyConfig)
+    track: TrackConfig = field(default_factory=TrackConfig)
+    overlay: OverlayConfig = field(default_factory=OverlayConfig)
+    output: OutputConfig = field(default_factory=OutputConfig)
+    device: str = "auto"
+    max_frames: int | None = None
+
+
+def _coerce(value, hint, key: str):
+    """Convert a YAML/CLI value to the annotated type (int, float, bool, str, Optional of those)."""
+    args = typing.get_args(hint)
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        if value is None or (isinstance(value, str) and value.lower() in ("none", "null", "")):
+            return None
+        hint = next(a for a in args if a is not type(None))
+    try:
+        if hint is bool:
+            if isinstance(value, str):
+                if value.lower() in ("true", "yes", "1", "on"):
+                    return True
+                if value.lower() in ("false", "no", "0", "off"):
+                    return False
+                raise ValueError(value)
+            return bool(value)
+        if hint is int and isinstance(value, float) and not value.is_integer():
+            raise ValueError(value)
+        return hint(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"config key {key!r}: expected {hint.__name__}, got {value!r}") from None
+
+
+def merge(config, values: dict, prefix: str = ""):
+    """Return ``config`` (a dataclass instance) with nested ``values`` applied, checking every key."""
+    hints = typing.get_type_hints(type(config))
+    names = [f.name for f in dataclasses.fields(config)]
+    changes = {}
+    for key, value in values.items():
+        full = prefix + key
+        if key not in names:
+            close = difflib.get_close_matches(key, names, n=1)
+            hint = f"; did you mean {prefix + close[0]!r}?" if close else f"; known keys: {', '.join(names)}"
+            raise ConfigError(f"unknown config key {full!r}{hint}")
+        current = getattr(config, key)
+        if dataclasses.is_dataclass(current):
+            if not isinstance(value, dict):
+                raise ConfigError(f"config key {full!r} is a section; give its keys, e.g. {full}.{names[0]}=...")
+            changes[key] = merge(current, value, full + ".")
+        else:
+            changes[key] = _coerce(value, hints[key], full)
+    return dataclasses.replace(config, **changes)
+
+
+def parse_set(items: list[str]) -> dict:
+    """Turn ``["a.b=1", "c=x"]`` into nested dicts; values are parsed as YAML scalars."""
+    out: dict = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"--set expects key=value, got {item!r}")
+        node = out
+        parts = key.strip().split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+        node[parts[-1]] = yaml.safe_load(raw) if raw else None
+    return out
+
+
+def load(path: str | Path | None = None, overrides: list[str] | tuple = (), base=None):
+    """Defaults, then the YAML file, then ``--set`` overrides."""
+    config = base if base is not None else StreamConfig()
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"config file not found: {path}")
+        try:
+            values = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"config file {path} is not valid YAML: {str(exc).splitlines()[0]}") from None
+        if not isinstance(values, dict):
+            raise ConfigError(f"config file {path} must hold a mapping of sections")
+        config = merge(config, values)
+    return merge(config, parse_set(list(overrides)))
+
+
+def to_dict(config) -> dict:
+    return dataclasses.asdict(config)
+
+
+def save(config, path: str | Path) -> None:
+    """Write the resolved config as YAML (beside the outputs, so a run can be repeated)."""
+    Path(path).write_text(yaml.safe_dump(to_dict(config), sort_keys=False))

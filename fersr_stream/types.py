@@ -1,0 +1,130 @@
+"""The record that flows through the stream: one ``Frame`` holding its ``Faces``.
+
+Conventions (checked by the validators below, which say expected vs. actual):
+- images are RGB uint8, HWC; BGR exists only at OpenCV calls;
+- boxes are pixel coordinates ``x1, y1, x2, y2`` in the source frame;
+- probabilities are indexed in :class:`fersr_stream.classify.labels.Emotion` order.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from fractions import Fraction
+
+import numpy as np
+
+N_EMOTIONS = 7
+
+
+def _check(name: str, array: np.ndarray | None, shape: tuple, dtype, n: int | None = None) -> None:
+    """Raise ValueError naming the field when ``array`` does not match ``shape`` (None = any) and ``dtype``."""
+    if array is None:
+        return
+    if not isinstance(array, np.ndarray):
+        raise ValueError(f"{name}: expected numpy array, got {type(array).__name__}")
+    want = tuple(n if s == "N" else s for s in shape)
+    ok = array.ndim == len(want) and all(w is None or w == a for w, a in zip(want, array.shape))
+    if not ok or array.dtype != dtype:
+        pretty = tuple("*" if s is None else s for s in want)
+        raise ValueError(f"{name}: expected shape {pretty} {np.dtype(dtype)}, got {array.shape} {array.dtype}")
+
+
+@dataclass(frozen=True)
+class Faces:
+    """The faces of one frame; every array's first axis is the face index (N may be 0).
+
+    Attributes:
+        boxes: (N, 4) float32, ``x1, y1, x2, y2`` in source-frame pixels.
+        scores: (N,) float32 detector confidence in [0, 1].
+        landmarks: (N, 5, 2) float32 (eyes, nose, mouth corners; subject's right eye first) or None.
+        affines: (N, 2, 3) float32 maps source-frame pixels to crop pixels, or None before alignment.
+        crops: (N, S, S, 3) uint8 RGB aligned crops as cut from the frame, or None before alignment.
+        processed: (N, S, S, 3) uint8 RGB crops after degrade/enhance (what the classifier reads), or None.
+        track_ids: (N,) int64, -1 until the tracker assigns one.
+        probs: (N, 7) float32 emotion probabilities (smoothed per track after tracking), or None.
+        restored: (N,) bool, True where the enhancer ran (or was reused) for that face.
+    """
+
+    boxes: np.ndarray
+    scores: np.ndarray
+    landmarks: np.ndarray | None = None
+    affines: np.ndarray | None = None
+    crops: np.ndarray | None = None
+    processed: np.ndarray | None = None
+    track_ids: np.ndarray | None = None
+    probs: np.ndarray | None = None
+    restored: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        n = len(self.boxes)
+        _check("boxes", self.boxes, ("N", 4), np.float32, n)
+        _check("scores", self.scores, ("N",), np.float32, n)
+        _check("landmarks", self.landmarks, ("N", 5, 2), np.float32, n)
+        _check("affines", self.affines, ("N", 2, 3), np.float32, n)
+        _check("crops", self.crops, ("N", None, None, 3), np.uint8, n)
+        _check("processed", self.processed, ("N", None, None, 3), np.uint8, n)
+        _check("probs", self.probs, ("N", N_EMOTIONS), np.float32, n)
+        _check("restored", self.restored, ("N",), np.bool_, n)
+        if self.track_ids is None:
+            object.__setattr__(self, "track_ids", np.full(n, -1, np.int64))
+        _check("track_ids", self.track_ids, ("N",), np.int64, n)
+
+    def __len__(self) -> int:
+        return len(self.boxes)
+
+    @classmethod
+    def empty(cls) -> "Faces":
+        return cls(np.zeros((0, 4), np.float32), np.zeros((0,), np.float32))
+
+    def replace(self, **changes) -> "Faces":
+        """A copy with some fields changed (validated again)."""
+        return dataclasses.replace(self, **changes)
+
+    def select(self, keep: np.ndarray) -> "Faces":
+        """The subset of faces given by a boolean mask or an index array."""
+        changes = {f.name: getattr(self, f.name)[keep] for f in dataclasses.fields(self)
+                   if getattr(self, f.name) is not None}
+        return dataclasses.replace(self, **changes)
+
+    @property
+    def widths(self) -> np.ndarray:
+        """(N,) float32 box widths in source-frame pixels."""
+        return self.boxes[:, 2] - self.boxes[:, 0]
+
+
+@dataclass(frozen=True)
+class Frame:
+    """One decoded frame and what the stages found in it.
+
+    Attributes:
+        index: 0-based position in the source (decode order as presented).
+        image: (H, W, 3) uint8 RGB.
+        pts: presentation timestamp in ``time_base`` units, or None when the source has none.
+        time_base: seconds per pts tick, or None.
+        faces: the faces found so far (empty until detection).
+    """
+
+    index: int
+    image: np.ndarray
+    pts: int | None = None
+    time_base: Fraction | None = None
+    faces: Faces = field(default_factory=Faces.empty)
+
+    def __post_init__(self) -> None:
+        _check("image", self.image, (None, None, 3), np.uint8)
+
+    @property
+    def time(self) -> float | None:
+        """Presentation time in seconds, or None."""
+        if self.pts is None or self.time_base is None:
+            return None
+        return float(self.pts * self.time_base)
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """(width, height) in pixels."""
+        return self.image.shape[1], self.image.shape[0]
+
+    def replace(self, **changes) -> "Frame":
+        return dataclasses.replace(self, **changes)

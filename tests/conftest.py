@@ -1,0 +1,42 @@
+"""Shared fixtures: real offline faces (scikit-image) and synthetic clips encoded in tmp_path."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from fersr_stream import synthetic
+
+
+@pytest.fixture(scope="session")
+def astronaut() -> np.ndarray:
+    """(512, 512, 3) uint8 RGB: scikit-image's astronaut (NASA, public domain)."""
+    from skimage import data
+
+    return data.astronaut()
+
+
+@pytest.fixture(scope="session")
+def astronaut_face(astronaut) -> np.ndarray:
+    """A square RGB crop around the astronaut's face (Haar finds it at x=177, y=66, 95 px)."""
+    return np.ascontiguousarray(astronaut[40:190, 150:300])
+
+
+@pytest.fixture(scope="session")
+def lfw_faces() -> np.ndarray:
+    """(100, 25, 25) uint8 grayscale faces from scikit-image's lfw_subset (the first 100 images are faces)."""
+    from skimage import data
+
+    return (data.lfw_subset()[:100] * 255).round().astype(np.uint8)
+
+
+@pytest.fixture()
+def make_clip(tmp_path, astronaut_face):
+    """Return a function writing a synthetic clip; it gives (path, ground-truth boxes (F, K, 4))."""
+
+    def _make(name: str = "clip.mp4", n_faces: int = 1, **kwargs):
+        path = tmp_path / name
+        boxes = synthetic.write_clip(path, [astronaut_face] * n_faces, **kwargs)
+        return path, boxes
+
+    return _make

@@ -1,0 +1,1 @@
+"""fersr-train: the KDEF three-phase study (restoration before emotion classification)."""
