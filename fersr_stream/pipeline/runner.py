@@ -1,0 +1,189 @@
+"""Stages on threads joined by bounded queues.
+
+Backpressure policies are named: ``WAIT`` (files: the reader waits, no frame is lost) and ``DROP_OLDEST`` (live
+sources: a full queue drops its oldest frame, counted in ``Stats.dropped``, so latency stays bounded).
+One stop event ends every thread; the first exception raised by any stage is re-raised after all threads stopped,
+and the sink stage's ``close`` always runs, so outputs are finalized on errors and on SIGINT/SIGTERM.
+"""
+
+from __future__ import annotations
+
+import enum
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+from ..types import Frame
+from .stats import Stats
+
+_EOS = object()  # end-of-stream sentinel, passed down every queue
+_POLL = 0.05  # seconds between stop-event checks while blocked
+
+
+class Policy(enum.Enum):
+    WAIT = "wait"
+    DROP_OLDEST = "drop_oldest"
+
+
+@dataclass
+class Stage:
+    """One step of the pipeline, run on its own thread.
+
+    Attributes:
+        name: shown in ``--stats``.
+        fn: takes a list of frames (1..batch, in order) and returns them processed, in order.
+        batch: most frames handed to ``fn`` at once (stages that batch on a device).
+        max_wait: seconds to wait for a batch to fill once its first frame arrived (bounds latency).
+        close: called once when the stage's thread ends, however it ends (sinks finalize here).
+    """
+
+    name: str
+    fn: Callable[[list[Frame]], list[Frame]]
+    batch: int = 1
+    max_wait: float = 0.0
+    close: Callable[[], None] | None = None
+
+
+class _DropOldestQueue(queue.Queue):
+    """A bounded queue whose ``put`` never blocks: when full, the oldest item is dropped and counted."""
+
+    def __init__(self, maxsize: int, stats: Stats):
+        super().__init__(maxsize)
+        self._stats = stats
+
+    def put(self, item, block=True, timeout=None):  # noqa: ARG002 - same signature as Queue.put
+        with self.mutex:
+            if self.maxsize > 0 and self._qsize() >= self.maxsize and item is not _EOS:
+                self._get()
+                self._stats.dropped += 1
+            self._put(item)
+            self.unfinished_tasks += 1
+            self.not_empty.notify()
+
+
+class Runner:
+    """Runs ``source -> stages[0] -> ... -> stages[-1]``; the last stage is normally the sink.
+
+    Args:
+        source: an iterable of frames (closed by the caller).
+        stages: processing stages in order.
+        policy: what the reader does when the first queue is full.
+        queue_size: capacity of each queue between threads.
+        max_frames: stop after reading this many frames (None = all).
+        stop_event: the one stop event (shared with stages that may end the run, e.g. a closed window).
+    """
+
+    def __init__(self, source: Iterable[Frame], stages: list[Stage], policy: Policy = Policy.WAIT,
+                 queue_size: int = 8, max_frames: int | None = None, stats: Stats | None = None,
+                 stop_event: threading.Event | None = None):
+        self.source, self.stages, self.policy = source, stages, policy
+        self.max_frames = max_frames
+        self.stats = stats or Stats()
+        self.stop_event = stop_event or threading.Event()
+        self._error: BaseException | None = None
+        self._error_lock = threading.Lock()
+        first = (_DropOldestQueue(queue_size, self.stats) if policy is Policy.DROP_OLDEST
+                 else queue.Queue(queue_size))
+        self._queues = [first] + [queue.Queue(queue_size) for _ in stages[1:]]
+
+    def stop(self) -> None:
+        """Ask every thread to end soon (signal handlers call this); outputs are still finalized."""
+        self.stop_event.set()
+
+    def run(self) -> Stats:
+        """Run to the end of the source, a stop, or the first error (re-raised here after all threads ended)."""
+        threads = [threading.Thread(target=self._guard, args=(self._read,), name="read", daemon=True)]
+        for i, stage in enumerate(self.stages):
+            out = self._queues[i + 1] if i + 1 < len(self.stages) else None
+            threads.append(threading.Thread(target=self._guard, args=(self._work, stage, self._queues[i], out),
+                                            name=stage.name, daemon=True))
+        self.stats.started = time.perf_counter()
+        for t in threads:
+            t.start()
+        for t in threads:
+            while t.is_alive():  # join in slices so signal handlers run in the main thread
+                t.join(_POLL)
+        self.stats.finished = time.perf_counter()
+        if self._error is not None:
+            raise self._error
+        return self.stats
+
+    def _guard(self, target, *args) -> None:
+        try:
+            target(*args)
+        except BaseException as exc:  # noqa: BLE001 - every error is re-raised by run()
+            with self._error_lock:
+                if self._error is None:
+                    self._error = exc
+            self.stop_event.set()
+
+    def _put(self, q: queue.Queue, item) -> bool:
+        """Put unless stopped; False when the stop event ended the wait."""
+        while not self.stop_event.is_set():
+            try:
+                q.put(item, timeout=_POLL)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _read(self) -> None:
+        q = self._queues[0]
+        try:
+            for frame in self.source:
+                if self.stop_event.is_set():
+                    break
+                self.stats.frames_in += 1
+                if not self._put(q, frame):
+                    break
+                if self.max_frames is not None and self.stats.frames_in >= self.max_frames:
+                    break
+        finally:
+            self._put(q, _EOS)
+
+    def _next_batch(self, q: queue.Queue, stage: Stage) -> tuple[list[Frame], bool]:
+        """Block for one frame, then take more up to ``stage.batch`` within ``stage.max_wait``."""
+        batch: list[Frame] = []
+        while not self.stop_event.is_set():
+            try:
+                item = q.get(timeout=_POLL)
+            except queue.Empty:
+                continue
+            if item is _EOS:
+                return batch, True
+            batch.append(item)
+            break
+        deadline = time.perf_counter() + stage.max_wait
+        while batch and len(batch) < stage.batch:
+            try:
+                item = q.get(timeout=max(0.0, deadline - time.perf_counter())) if stage.max_wait else q.get_nowait()
+            except queue.Empty:
+                break
+            if item is _EOS:
+                return batch, True
+            batch.append(item)
+        return batch, self.stop_event.is_set()
+
+    def _work(self, stage: Stage, inbox: queue.Queue, outbox: queue.Queue | None) -> None:
+        try:
+            done = False
+            while not done:
+                batch, done = self._next_batch(inbox, stage)
+                if not batch:
+                    continue
+                t0 = time.perf_counter()
+                out = stage.fn(batch)
+                self.stats.record(stage.name, len(batch), time.perf_counter() - t0)
+                if outbox is None:
+                    self.stats.frames_out += len(out)
+                    continue
+                for frame in out:
+                    if not self._put(outbox, frame):
+                        return
+            if outbox is not None:
+                self._put(outbox, _EOS)
+        finally:
+            if stage.close is not None:
+                stage.close()

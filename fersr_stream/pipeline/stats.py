@@ -1,0 +1,63 @@
+"""Per-stage timing and the end-of-run summary table."""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+
+
+@dataclass
+class StageStats:
+    calls: int = 0
+    items: int = 0
+    busy: float = 0.0  # seconds spent inside the stage function
+
+    @property
+    def fps(self) -> float:
+        """Frames per second the stage would sustain alone (items / busy time)."""
+        return self.items / self.busy if self.busy > 0 else float("inf")
+
+
+@dataclass
+class Stats:
+    """Counters shared by the runner's threads (each stage writes only its own entry)."""
+
+    stages: dict[str, StageStats] = field(default_factory=dict)
+    frames_in: int = 0
+    frames_out: int = 0
+    dropped: int = 0
+    counters: dict[str, int] = field(default_factory=dict)  # e.g. restorations, reuses
+    started: float = field(default_factory=time.perf_counter)
+    finished: float | None = None
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def record(self, stage: str, items: int, seconds: float) -> None:
+        entry = self.stages.setdefault(stage, StageStats())
+        entry.calls += 1
+        entry.items += items
+        entry.busy += seconds
+
+    def count(self, name: str, n: int = 1) -> None:
+        with self._lock:
+            self.counters[name] = self.counters.get(name, 0) + n
+
+    @property
+    def wall(self) -> float:
+        return (self.finished or time.perf_counter()) - self.started
+
+    @property
+    def fps(self) -> float:
+        return self.frames_out / self.wall if self.wall > 0 else 0.0
+
+    def table(self) -> str:
+        """A one-screen table: per-stage ms/frame and fps alone, then the pipeline's fps and counters."""
+        rows = [f"{'stage':<10} {'frames':>7} {'ms/frame':>9} {'fps alone':>10}"]
+        for name, s in self.stages.items():
+            ms = 1000 * s.busy / s.items if s.items else 0.0
+            rows.append(f"{name:<10} {s.items:>7} {ms:>9.2f} {s.fps:>10.1f}")
+        rows.append(f"pipeline: {self.frames_out} frames in {self.wall:.2f} s = {self.fps:.1f} fps"
+                    f" (read {self.frames_in}, dropped {self.dropped})")
+        if self.counters:
+            rows.append("counters: " + ", ".join(f"{k} {v}" for k, v in sorted(self.counters.items())))
+        return "\n".join(rows)

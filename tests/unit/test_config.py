@@ -1,0 +1,49 @@
+import pytest
+
+from fersr_stream import config as cfg
+from fersr_stream.errors import ConfigError
+
+
+def test_defaults_yaml_and_overrides(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("track:\n  smooth: 0.8\ndegrade:\n  width: 16\n")
+    c = cfg.load(path, ["track.iou=0.5", "degrade.width=none", "enhance.name=gfpgan"])
+    assert c.track.smooth == 0.8 and c.track.iou == 0.5
+    assert c.degrade.width is None and c.enhance.name == "gfpgan"
+
+
+def test_unknown_key_suggests_nearest():
+    with pytest.raises(ConfigError, match=r"unknown config key 'track.smoth'; did you mean 'track.smooth'"):
+        cfg.load(None, ["track.smoth=1"])
+    with pytest.raises(ConfigError, match="did you mean 'detect'"):
+        cfg.load(None, ["detekt.name=haar"])
+
+
+def test_bad_types_and_shapes(tmp_path):
+    with pytest.raises(ConfigError, match="expected int"):
+        cfg.load(None, ["degrade.width=abc"])
+    with pytest.raises(ConfigError, match="expected bool"):
+        cfg.load(None, ["overlay.inset=maybe"])
+    with pytest.raises(ConfigError, match="key=value"):
+        cfg.load(None, ["track.smooth"])
+    with pytest.raises(ConfigError, match="is a section"):
+        cfg.load(None, ["track=1"])
+    with pytest.raises(ConfigError, match="not found"):
+        cfg.load(tmp_path / "missing.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("- a\n- b\n")
+    with pytest.raises(ConfigError, match="mapping"):
+        cfg.load(bad)
+
+
+def test_save_round_trip(tmp_path):
+    c = cfg.load(None, ["enhance.reuse_every=8", "source.uri=cam0"])
+    cfg.save(c, tmp_path / "r.yaml")
+    assert cfg.load(tmp_path / "r.yaml") == c
+
+
+def test_shipped_configs_load():
+    from pathlib import Path
+
+    for path in sorted(Path(__file__).parents[2].joinpath("configs", "stream").glob("*.yaml")):
+        cfg.load(path)

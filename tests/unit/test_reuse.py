@@ -1,0 +1,58 @@
+import numpy as np
+
+from fersr_stream.pipeline.reuse import RestorePolicy
+from fersr_stream.types import Faces, Frame
+
+
+class CountingEnhancer:
+    """Adds 1 to every pixel so restored crops are recognisable; counts faces restored."""
+
+    def __init__(self):
+        self.calls, self.faces = 0, 0
+
+    def __call__(self, crops):
+        self.calls += 1
+        self.faces += len(crops)
+        return crops + 1
+
+
+def frame(index, boxes, ids, value=10):
+    b = np.array(boxes, np.float32).reshape(-1, 4)
+    crops = np.full((len(b), 8, 8, 3), value, np.uint8)
+    faces = Faces(b, np.ones(len(b), np.float32), crops=crops, processed=crops,
+                  track_ids=np.array(ids, np.int64))
+    return Frame(index, np.zeros((100, 100, 3), np.uint8), faces=faces)
+
+
+def test_every_face_restored_without_reuse_in_one_batched_call():
+    enh = CountingEnhancer()
+    out, made, reused = RestorePolicy().apply([frame(i, [[0, 0, 20, 20], [50, 50, 70, 70]], [0, 1]) for i in range(3)],
+                                              enh)
+    assert (made, reused, enh.calls, enh.faces) == (6, 0, 1, 6)
+    assert all(f.faces.restored.all() and (f.faces.processed == 11).all() for f in out)
+
+
+def test_reuse_within_and_across_batches_until_k_or_movement():
+    enh, policy = CountingEnhancer(), RestorePolicy(reuse_every=3, reuse_iou=0.7)
+    box = [0, 0, 20, 20]
+    _, made, reused = policy.apply([frame(0, [box], [0]), frame(1, [box], [0])], enh)
+    assert (made, reused) == (1, 1)
+    out, made, reused = policy.apply([frame(2, [box], [0], value=50), frame(3, [box], [0])], enh)
+    assert (made, reused) == (1, 1)  # frame 3 is 3 frames after the restoration at 0: restore again
+    assert (out[0].faces.processed == 11).all()  # reused crop comes from frame 0, not the new pixels
+    _, made, reused = policy.apply([frame(4, [[10, 10, 30, 30]], [0])], enh)  # moved: IoU < 0.7
+    assert (made, reused) == (1, 0)
+
+
+def test_below_threshold_keeps_large_faces_unrestored():
+    enh = CountingEnhancer()
+    out, made, _ = RestorePolicy(below=30).apply([frame(0, [[0, 0, 20, 20], [0, 0, 40, 40]], [0, 1])], enh)
+    assert made == 1
+    assert out[0].faces.restored.tolist() == [True, False]
+    assert (out[0].faces.processed[1] == 10).all()
+
+
+def test_frames_without_faces():
+    enh = CountingEnhancer()
+    out, made, reused = RestorePolicy().apply([Frame(0, np.zeros((4, 4, 3), np.uint8))], enh)
+    assert (made, reused, enh.calls) == (0, 0, 0) and len(out[0].faces) == 0

@@ -1,0 +1,115 @@
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from fersr_stream.pipeline.runner import Policy, Runner, Stage
+from fersr_stream.types import Frame
+
+
+def frames(n, delay=0.0):
+    for i in range(n):
+        if delay:
+            time.sleep(delay)
+        yield Frame(i, np.zeros((4, 4, 3), np.uint8), pts=i)
+
+
+class Collect:
+    def __init__(self):
+        self.indices, self.closed = [], 0
+
+    def fn(self, batch):
+        self.indices += [f.index for f in batch]
+        return batch
+
+    def close(self):
+        self.closed += 1
+
+
+def slow(seconds):
+    def fn(batch):
+        time.sleep(seconds)
+        return batch
+    return fn
+
+
+def test_file_policy_loses_no_frame_behind_a_slow_stage():
+    sink = Collect()
+    runner = Runner(frames(40), [Stage("slow", slow(0.005)), Stage("write", sink.fn, close=sink.close)],
+                    policy=Policy.WAIT, queue_size=2)
+    stats = runner.run()
+    assert sink.indices == list(range(40))
+    assert stats.frames_in == stats.frames_out == 40 and stats.dropped == 0 and sink.closed == 1
+
+
+def test_live_policy_drops_oldest_and_counts():
+    sink = Collect()
+    runner = Runner(frames(60), [Stage("slow", slow(0.01)), Stage("write", sink.fn, close=sink.close)],
+                    policy=Policy.DROP_OLDEST, queue_size=2)
+    stats = runner.run()
+    assert stats.dropped > 0
+    assert len(sink.indices) + stats.dropped == 60
+    assert sink.indices == sorted(sink.indices) and sink.indices[-1] == 59  # newest kept, order kept
+
+
+def test_raising_stage_is_reraised_without_hang_and_sink_closed():
+    sink = Collect()
+
+    def boom(batch):
+        if batch[0].index == 5:
+            raise RuntimeError("stage failed")
+        return batch
+
+    runner = Runner(frames(10_000), [Stage("boom", boom), Stage("write", sink.fn, close=sink.close)], queue_size=2)
+    t0 = time.perf_counter()
+    with pytest.raises(RuntimeError, match="stage failed"):
+        runner.run()
+    assert time.perf_counter() - t0 < 5
+    assert sink.closed == 1 and sink.indices == list(range(5))
+
+
+def test_raising_source_is_reraised():
+    def bad():
+        yield from frames(3)
+        raise OSError("decoder died")
+
+    sink = Collect()
+    with pytest.raises(OSError, match="decoder died"):
+        Runner(bad(), [Stage("write", sink.fn, close=sink.close)]).run()
+    assert sink.closed == 1
+
+
+def test_stop_event_ends_an_endless_source_and_finalizes():
+    sink = Collect()
+
+    def endless():
+        i = 0
+        while True:
+            yield Frame(i, np.zeros((2, 2, 3), np.uint8))
+            i += 1
+            time.sleep(0.001)
+
+    runner = Runner(endless(), [Stage("write", sink.fn, close=sink.close)])
+    threading.Timer(0.2, runner.stop).start()
+    runner.run()
+    assert sink.closed == 1 and len(sink.indices) > 0
+
+
+def test_batches_fill_up_to_max_and_keep_order():
+    sizes = []
+
+    def batched(batch):
+        sizes.append(len(batch))
+        return batch
+
+    sink = Collect()
+    Runner(frames(50), [Stage("b", batched, batch=8, max_wait=0.05), Stage("write", sink.fn)], queue_size=16).run()
+    assert sink.indices == list(range(50))
+    assert max(sizes) > 1 and max(sizes) <= 8
+
+
+def test_max_frames():
+    sink = Collect()
+    stats = Runner(frames(100), [Stage("write", sink.fn)], max_frames=7).run()
+    assert sink.indices == list(range(7)) and stats.frames_in == 7
