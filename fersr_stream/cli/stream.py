@@ -18,6 +18,7 @@ from ..errors import ConfigError
 from ..pipeline import stages as stage_builder
 from ..pipeline.runner import Policy, Runner
 from ..pipeline.stats import Stats
+from . import Command, run_cli
 
 EXAMPLES = """\b
 Examples:
@@ -56,7 +57,7 @@ def resolve_config(config_path: str | None, sets: tuple[str, ...], flags: dict) 
     return cfg.load(None, sets, base=cfg.merge(cfg.load(config_path), values))
 
 
-@click.command(epilog=EXAMPLES, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
+@click.command(cls=Command, epilog=EXAMPLES, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
 @click.option("--source", "-s", help="cam0 | camera index | /dev/videoN | video file | rtsp/http URL | image | folder.")
 @click.option("--output", "-o", help="Annotated video (.mp4 .mkv .mov .avi .webm) or image (.png .jpg) to write.")
 @click.option("--jsonl", help="Per-frame JSON lines to write (schema in README).")
@@ -214,6 +215,8 @@ class _stop_on_signals:
 
 
 def main(argv=None) -> None:
-    from . import run_cli
-
     run_cli(stream, "fersr-stream", argv)
+
+
+if __name__ == "__main__":
+    main()

@@ -22,6 +22,7 @@ class Preprocessing:
         colour: "rgb", "bgr" or "gray".
         mean, std: per-channel normalisation applied after scaling (None = none).
         labels: class order of the output, where the network classifies.
+        crop: fraction of the input's side kept, centred, before resizing (as timm's ``crop_pct``).
     """
 
     size: int | None = None
@@ -30,6 +31,7 @@ class Preprocessing:
     mean: tuple[float, ...] | None = None
     std: tuple[float, ...] | None = None
     labels: tuple[str, ...] | None = None
+    crop: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -109,8 +111,12 @@ def get(name: str) -> WeightSpec:
     try:
         return REGISTRY[name]
     except KeyError:
-        import difflib
+        raise WeightsError(f"unknown weights {name!r}; {hint(name)}") from None
 
-        close = difflib.get_close_matches(name, REGISTRY, n=3, cutoff=0.4)
-        hint = f"did you mean {', '.join(close)}?" if close else "see `fersr-models list`"
-        raise WeightsError(f"unknown weights {name!r}; {hint}") from None
+
+def hint(name: str) -> str:
+    """A short pointer for an unknown ``name``: the close registry names, else the listing command."""
+    import difflib
+
+    close = difflib.get_close_matches(name, REGISTRY, n=3, cutoff=0.4)
+    return f"did you mean {', '.join(close)}?" if close else "see `fersr-models list`"
