@@ -1,1 +1,38 @@
+"""Outputs: annotated video (.mp4 .mkv .mov .avi .webm), annotated images, per-frame JSON Lines, a window.
 
+``open_sink(path, info, output_config)`` picks the file sink from the extension; the window is ``WindowSink()``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..config import OutputConfig
+from ..errors import SinkError
+from ..sources.base import SourceInfo
+from ..sources.images import IMAGE_EXTENSIONS
+from .base import Sink, check_writable
+from .image import ImageSink
+from .jsonl import JsonlSink, frame_record
+from .video import VIDEO_EXTENSIONS, VideoSink
+from .window import WindowSink
+
+__all__ = ["ImageSink", "JsonlSink", "Sink", "VideoSink", "WindowSink", "check_writable", "frame_record",
+           "open_sink"]
+
+
+def open_sink(path: str | Path, info: SourceInfo, output_config: OutputConfig = OutputConfig()) -> Sink:
+    """Open the sink for ``path`` by its extension: video, image, or .jsonl.
+
+    Raises:
+        SinkError: an unknown extension (the message lists the known ones) or an unwritable path.
+    """
+    suffix = Path(path).suffix.lower()
+    if suffix in VIDEO_EXTENSIONS:
+        return VideoSink(path, info, crf=output_config.crf, preset=output_config.preset)
+    if suffix in IMAGE_EXTENSIONS:
+        return ImageSink(path)
+    if suffix == ".jsonl":
+        return JsonlSink(path)
+    known = " ".join(sorted((*VIDEO_EXTENSIONS, *IMAGE_EXTENSIONS, ".jsonl")))
+    raise SinkError(f"unknown output extension {suffix or '(none)'!r} for {path}; known: {known}")

@@ -1,1 +1,56 @@
+"""Frame sources: cameras, network streams, video files, images and folders of images.
 
+``open_source(uri, config)`` picks one from the uri, in this order:
+
+- ``cam0``, ``cam1``, ``0``: camera by index (Linux /dev/videoN via v4l2, macOS avfoundation);
+- ``/dev/videoN``: that Linux camera device;
+- ``rtsp://``, ``rtmp://``, ``http(s)://``: network stream (open/read timeouts; RTSP over TCP);
+- an existing folder: its images in natural name order (frame2 before frame10);
+- an existing image file (.bmp .jpeg .jpg .png .tif .tiff .webp): one frame;
+- any other existing file: video file via PyAV.
+
+Cameras and network streams are ``live`` (frames may be dropped to keep up); files and images are not.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from ..config import SourceConfig
+from ..errors import SourceError
+from .base import Source, SourceInfo
+from .images import IMAGE_EXTENSIONS, ImageSource, is_image_path, read_image
+from .pyav import NETWORK_SCHEMES, PyAVSource, open_camera, open_file, open_network
+
+__all__ = ["IMAGE_EXTENSIONS", "ImageSource", "PyAVSource", "Source", "SourceInfo", "open_source", "read_image"]
+
+_CAMERA = re.compile(r"(?:cam)?(\d+)", re.IGNORECASE)
+_DEVICE = re.compile(r"/dev/video\d+")
+
+
+def open_source(uri: str, config: SourceConfig = SourceConfig()) -> Source:
+    """Open the source named by ``uri`` (see the module table); the caller closes it (or uses ``with``).
+
+    Raises:
+        SourceError: a one-line reason: missing path, empty folder, not a video or image, no such camera,
+            unreachable URL.
+    """
+    uri = (uri or "").strip()
+    if not uri:
+        raise SourceError("no source given: use cam0, a camera index, a video file, a URL, an image or a folder")
+    if match := _CAMERA.fullmatch(uri):
+        return open_camera(int(match.group(1)), uri)
+    if _DEVICE.fullmatch(uri):
+        return open_camera(None, uri, device=uri)
+    scheme = uri.split("://", 1)[0].lower() if "://" in uri else ""
+    if scheme in NETWORK_SCHEMES:
+        return open_network(uri, config.open_timeout, config.read_timeout)
+    if scheme:
+        raise SourceError(f"unsupported URL scheme {scheme!r} in {uri}; use one of {', '.join(NETWORK_SCHEMES)}")
+    path = Path(uri).expanduser()
+    if path.is_dir() or (path.is_file() and is_image_path(path)):
+        return ImageSource(path, config.fps)
+    if path.is_file():
+        return open_file(path)
+    raise SourceError(f"no such file or folder: {uri}")

@@ -1,0 +1,43 @@
+"""What every sink is: ``write(frame)`` then ``close()`` (idempotent, finalizes the output); a context manager."""
+
+from __future__ import annotations
+
+import abc
+import os
+from pathlib import Path
+
+from ..errors import SinkError
+from ..types import Frame
+
+
+class Sink(abc.ABC):
+    """Takes annotated frames (``frame.image`` RGB uint8, ``frame.faces`` the results) in order."""
+
+    @abc.abstractmethod
+    def write(self, frame: Frame) -> None:
+        """Add one frame to the output."""
+
+    @abc.abstractmethod
+    def close(self) -> None:
+        """Finalize the output so it is complete and readable; safe to call more than once."""
+
+    def __enter__(self) -> "Sink":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def check_writable(path: str | Path) -> Path:
+    """Return ``path`` as a Path if a file can be created or replaced there, else raise :class:`SinkError`."""
+    path = Path(path)
+    parent = path.parent
+    if not parent.exists():
+        raise SinkError(f"cannot write output: {path} (directory does not exist)")
+    if not parent.is_dir():
+        raise SinkError(f"cannot write output: {path} ({parent} is not a directory)")
+    if path.is_dir():
+        raise SinkError(f"cannot write output: {path} (is a directory)")
+    if not os.access(parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise SinkError(f"cannot write output: {path} (permission denied)")
+    return path

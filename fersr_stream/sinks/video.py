@@ -1,0 +1,191 @@
+"""Annotated video out: H.264 (VP9 for .webm) yuv420p via PyAV, with the input's timing and a copy of its audio."""
+
+from __future__ import annotations
+
+import logging
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import cv2
+import numpy as np
+
+from ..errors import SinkError
+from ..sources.base import SourceInfo
+from ..types import Frame
+from .base import Sink, check_writable
+
+log = logging.getLogger("fersr")
+
+VIDEO_EXTENSIONS = (".avi", ".mkv", ".mov", ".mp4", ".webm")
+X264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow",
+                "placebo")
+# encoder -> highest crf it accepts
+_CRF_MAX = {"libx264": 51, "libx265": 51, "libvpx-vp9": 63}
+
+
+def _encoder_options(codec: str, crf: int, preset: str) -> dict[str, str]:
+    """FFmpeg options for a constant-quality encode; ``preset`` applies to x264/x265 only."""
+    if codec not in _CRF_MAX:
+        raise SinkError(f"unsupported video codec {codec!r}; use one of {', '.join(_CRF_MAX)}")
+    if codec not in av.codecs_available:
+        raise SinkError(f"video codec {codec} is not available in this FFmpeg build")
+    if not 0 <= crf <= _CRF_MAX[codec]:
+        raise SinkError(f"crf {crf} out of range for {codec} (0..{_CRF_MAX[codec]})")
+    if codec == "libvpx-vp9":
+        # b=0 makes crf a pure quality target; realtime + cpu-used 8 keeps VP9 near x264-veryfast speed
+        return {"crf": str(crf), "b": "0", "deadline": "realtime", "cpu-used": "8", "row-mt": "1"}
+    if preset not in X264_PRESETS:
+        raise SinkError(f"unknown preset {preset!r}; use one of {', '.join(X264_PRESETS)}")
+    return {"crf": str(crf), "preset": preset}
+
+
+class VideoSink(Sink):
+    """Encode annotated frames to a video file that plays everywhere.
+
+    - Codec: ``codec`` (libx264 by default, libx265, libvpx-vp9) in yuv420p; .webm always uses libvpx-vp9.
+    - Size: the source's size padded to even width and height by repeating the last column/row (yuv420p halves
+      the chroma both ways, so H.264 needs even sizes; padding keeps box coordinates valid). A frame of another
+      size (folders of mixed images) is scaled to fit and centred on black.
+    - Timing: each frame keeps its pts and the output stream's time base is the input's, so variable frame timing
+      survives; a live source's timeline is shifted to start at 0; a frame without pts follows the previous one
+      by one frame interval. AVI has no timestamps: there the frames are simply consecutive at ``info.fps``.
+    - Audio: when ``info.path`` has an audio stream the container can hold, its packets are copied, not
+      re-encoded, as the video advances, and cut at the written video's end on :meth:`close`, so a partial run
+      has matching audio (to within one audio packet, about 20-60 ms). Audio the container cannot hold (AAC in
+      WebM) is skipped with a warning.
+
+    :meth:`close` flushes the encoder and writes the container's index; without it an .mp4/.mov does not play.
+    No file is created until the first frame is written.
+
+    Args:
+        path: output file, one of :data:`VIDEO_EXTENSIONS`.
+        info: the source's info (size, fps, time base, input path for the audio).
+        crf: constant-rate-factor quality (lower = better; x264/x265 0-51, VP9 0-63).
+        preset: x264/x265 speed preset.
+        codec: libx264, libx265 or libvpx-vp9 (.webm always uses libvpx-vp9).
+
+    Raises:
+        SinkError: before any work, for an unwritable path, an unknown extension, codec, preset or crf.
+    """
+
+    def __init__(self, path: str | Path, info: SourceInfo, crf: int = 23, preset: str = "veryfast",
+                 codec: str = "libx264"):
+        path = Path(path)
+        suffix = path.suffix.lower()
+        if suffix not in VIDEO_EXTENSIONS:
+            raise SinkError(f"not a video output: {path}; use one of {' '.join(VIDEO_EXTENSIONS)}")
+        check_writable(path)
+        if suffix == ".webm":
+            codec = "libvpx-vp9"
+        options = _encoder_options(codec, crf, preset)
+        self._path, self._info, self._closed = path, info, False
+        rate = Fraction(info.fps).limit_denominator(1001)
+        # AVI stores no timestamps, only a frame rate, so there the time base must be one frame
+        self._time_base = 1 / rate if suffix == ".avi" else info.time_base
+        self._step = max(1, round(1 / (rate * self._time_base)))
+        self._size = (info.width + info.width % 2, info.height + info.height % 2)
+        self._container = av.open(str(path), "w")
+        stream = self._video = self._container.add_stream(codec, rate=rate)
+        stream.width, stream.height = self._size
+        stream.pix_fmt = "yuv420p"
+        stream.time_base = stream.codec_context.time_base = self._time_base
+        stream.options = options
+        self._origin: int | None = None  # first pts of a live source
+        self._last_pts: int | None = None
+        self._audio_in = self._audio_out = self._packets = self._pending = None
+        if info.path and info.has_audio:
+            self._open_audio(info.path, suffix)
+
+    def _open_audio(self, source: str, suffix: str) -> None:
+        container = av.open(source)
+        stream = container.streams.audio[0]
+        codec = stream.codec_context.name
+        if codec not in self._container.supported_codecs:
+            log.warning("%s: not copying the %s audio of %s (a %s file cannot hold it)", self._path, codec,
+                        source, suffix)
+            container.close()
+            return
+        self._audio_in = container
+        self._audio_out = self._container.add_stream_from_template(stream)
+        self._packets = container.demux(stream)
+
+    def write(self, frame: Frame) -> None:
+        """Encode ``frame.image`` (RGB uint8) at the frame's presentation time."""
+        if self._closed:
+            raise ValueError(f"VideoSink({self._path}) is closed")
+        pts = self._pts(frame)
+        video_frame = av.VideoFrame.from_ndarray(self._fit(frame.image), format="rgb24")
+        video_frame.pts, video_frame.time_base = pts, self._time_base
+        for packet in self._video.encode(video_frame):
+            self._container.mux(packet)
+        if self._packets is not None:
+            self._copy_audio(until=float(pts * self._time_base))
+
+    def _pts(self, frame: Frame) -> int:
+        """The output pts of ``frame`` in the output time base, strictly after the previous one."""
+        if self._time_base != self._info.time_base or frame.pts is None or frame.time_base is None:
+            pts = 0 if self._last_pts is None else self._last_pts + self._step
+        else:
+            pts = frame.pts
+            if self._info.live:
+                self._origin = pts if self._origin is None else self._origin
+                pts -= self._origin
+        if self._last_pts is not None and pts <= self._last_pts:
+            pts = self._last_pts + 1  # encoders refuse repeated timestamps
+        self._last_pts = pts
+        return pts
+
+    def _fit(self, image: np.ndarray) -> np.ndarray:
+        """(H, W, 3) RGB -> the even output size: edge-padded when of the source size, else letterboxed."""
+        h, w = image.shape[:2]
+        width, height = self._size
+        if (w, h) == (self._info.width, self._info.height):
+            if (w, h) == (width, height):
+                return image
+            return cv2.copyMakeBorder(image, 0, height - h, 0, width - w, cv2.BORDER_REPLICATE)
+        scale = min(self._info.width / w, self._info.height / h)
+        new_w, new_h = max(1, round(w * scale)), max(1, round(h * scale))
+        canvas = np.zeros((height, width, 3), np.uint8)
+        x, y = (self._info.width - new_w) // 2, (self._info.height - new_h) // 2
+        canvas[y:y + new_h, x:x + new_w] = cv2.resize(image, (new_w, new_h), interpolation=cv2.INTER_AREA)
+        return canvas
+
+    def _copy_audio(self, until: float) -> None:
+        """Mux the input's audio packets that start before ``until`` seconds."""
+        while True:
+            packet, self._pending = self._pending, None
+            if packet is None:
+                try:
+                    packet = next(self._packets, None)
+                except av.FFmpegError as exc:  # a truncated input: keep the audio copied so far
+                    log.warning("%s: audio copy stopped early: %s", self._path, exc)
+                    packet = None
+                if packet is None:
+                    self._packets = None
+                    return
+            start = packet.pts if packet.pts is not None else packet.dts
+            if start is None:  # the demuxer's end-of-stream marker
+                continue
+            if start * packet.time_base >= until:
+                self._pending = packet
+                return
+            packet.stream = self._audio_out
+            self._container.mux(packet)
+
+    def close(self) -> None:
+        """Flush the encoder, copy the audio up to the video's end, and write the container's index."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            for packet in self._video.encode(None):
+                self._container.mux(packet)
+            if self._last_pts is None:
+                log.warning("%s: no frames were written, so no file was created", self._path)
+            elif self._packets is not None:
+                self._copy_audio(until=float((self._last_pts + self._step) * self._time_base))
+            self._container.close()
+        finally:
+            if self._audio_in is not None:
+                self._audio_in.close()

@@ -1,0 +1,193 @@
+"""Video files, cameras and network streams, decoded with PyAV (FFmpeg) one frame at a time.
+
+Frames are always converted to RGB uint8 (``rgb24``), whatever the pixel format, in presentation order with the
+stream's time_base and pts that only go forward; frames without a pts continue from the previous frame.
+A file that ends early (truncated or corrupt tail) yields what decodes and logs a warning; a live stream that
+fails mid-way raises :class:`SourceError`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import time
+from collections.abc import Iterator
+from fractions import Fraction
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import av
+import numpy as np
+
+from ..errors import SourceError
+from ..types import Frame
+from .base import Source, SourceInfo
+
+log = logging.getLogger("fersr")
+
+NETWORK_SCHEMES = ("rtsp", "rtsps", "rtmp", "rtmps", "http", "https")
+
+# A file counts as truncated when its frames end this much before the duration its header announces
+# (at least two frame intervals): a margin for streams whose audio outlasts the video by a few packets.
+_TRUNCATION_MARGIN_S = 0.5
+
+
+def _reason(exc: Exception) -> str:
+    """FFmpeg's message without PyAV's errno prefix and file name."""
+    return getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+
+
+def redact(url: str) -> str:
+    """``url`` with any password replaced by ``***`` (for messages and logs)."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.netloc.rpartition("@")[2]  # host[:port] as typed (keeps IPv6 brackets)
+    return urlunsplit(parts._replace(netloc=f"{parts.username}:***@{host}"))
+
+
+class PyAVSource(Source):
+    """Frames of the first video stream of an open PyAV container.
+
+    Use :func:`open_file`, :func:`open_camera` or :func:`open_network` rather than this constructor.
+
+    Args:
+        container: an input container (owned from now on: closed by :meth:`close`).
+        label: how messages name the input (file path, camera, redacted URL).
+        live: camera or network stream (no frame count, no audio path, errors raise).
+        path: the input file, for the video sink's audio copy; None for live sources.
+    """
+
+    def __init__(self, container, label: str, live: bool, path: str | None):
+        self._container, self._label, self._closed = container, label, False
+        if not container.streams.video:
+            container.close()
+            raise SourceError(f"no video stream in {label}")
+        stream = self._stream = container.streams.video[0]
+        if not live:
+            stream.thread_type = "AUTO"  # frame + slice threads; for cameras this would add latency
+        # FFmpeg's own guess first: raw H.264 streams announce a made-up average rate of 25
+        rate = stream.guessed_rate or stream.average_rate or Fraction(25)
+        time_base = stream.time_base or 1 / rate
+        # ticks between frames, for pts that are missing and for the end time of the last frame
+        self._step = max(1, round(1 / (rate * time_base)))
+        self.info = SourceInfo(width=stream.codec_context.width, height=stream.codec_context.height,
+                               fps=float(rate), time_base=Fraction(time_base),
+                               frame_count=None if live else self._count_frames(float(rate)),
+                               live=live, path=path, has_audio=bool(container.streams.audio))
+
+    def _count_frames(self, fps: float) -> int | None:
+        """The header's frame count (mp4, mov, avi), else duration x fps (mkv, webm), else None (raw streams)."""
+        if self._stream.frames:
+            return self._stream.frames
+        seconds = self._expected_seconds()
+        return round(seconds * fps) if seconds else None
+
+    def _expected_seconds(self) -> float | None:
+        """Duration of the video stream announced by the header, in seconds, or None."""
+        stream = self._stream
+        if stream.duration is not None and stream.time_base is not None:
+            return float(stream.duration * stream.time_base)
+        if self._container.duration is not None:
+            return self._container.duration / av.time_base
+        return None
+
+    def __iter__(self) -> Iterator[Frame]:
+        time_base, index = self.info.time_base, 0
+        first_pts = last_pts = last_end = None
+        try:
+            for packet in self._container.demux(self._stream):
+                for frame in packet.decode():
+                    pts = frame.pts
+                    if pts is None:  # raw elementary streams (.h264) carry no timestamps
+                        pts = 0 if last_pts is None else last_pts + (frame.duration or self._step)
+                    elif last_pts is not None and pts <= last_pts:
+                        # AVI with B-frames holds decode-order guesses as pts; step forward, the next ones catch up
+                        pts = last_pts + 1
+                    image = np.ascontiguousarray(frame.to_ndarray(format="rgb24"))
+                    yield Frame(index=index, image=image, pts=pts, time_base=time_base)
+                    first_pts = pts if first_pts is None else first_pts
+                    last_pts, last_end = pts, pts + (frame.duration or self._step)
+                    index += 1
+        except (av.FFmpegError, OSError) as exc:
+            if self.info.live:
+                raise SourceError(f"lost {self._label} after {index} frames: {_reason(exc)}") from None
+            log.warning("%s: decoded %d frames, then the file ends in damaged data (%s): it is truncated or "
+                        "corrupt; stopping there", self._label, index, _reason(exc))
+            return
+        if self.info.live or first_pts is None:
+            return
+        decoded = float((last_end - first_pts) * time_base)
+        expected = self._expected_seconds()
+        if expected and decoded < expected - max(_TRUNCATION_MARGIN_S, 2 / self.info.fps):
+            log.warning("%s: decoded %d frames (%.2f s of the %.2f s the header announces): the file is truncated",
+                        self._label, index, decoded, expected)
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self._container.close()
+
+
+def open_file(path: str | Path) -> PyAVSource:
+    """Open a video file (any container/codec FFmpeg reads).
+
+    Raises:
+        SourceError: not a media file FFmpeg can read (or a file cut before its index), or no video stream.
+    """
+    label = str(path)
+    try:
+        container = av.open(label)
+    except (av.FFmpegError, OSError) as exc:
+        raise SourceError(f"not a video or image file: {label} ({_reason(exc)})") from None
+    return PyAVSource(container, label, live=False, path=os.path.abspath(label))
+
+
+def camera_target(index: int) -> tuple[str, str, dict]:
+    """FFmpeg (device, input format, options) for camera ``index`` on this platform."""
+    if sys.platform.startswith("linux"):
+        return f"/dev/video{index}", "v4l2", {}
+    if sys.platform == "darwin":
+        # avfoundation's default rate (29.97) is refused by many webcams; 30 is the common native rate
+        return str(index), "avfoundation", {"framerate": "30"}
+    raise SourceError(f"camera {index}: opening cameras by index is supported on Linux and macOS only; "
+                      "on Windows give a video file or an rtsp/http URL")
+
+
+def open_camera(index: int | None, uri: str, device: str | None = None) -> PyAVSource:
+    """Open camera ``index`` (or the Linux ``device`` path such as /dev/video2); ``uri`` is what the user typed.
+
+    Raises:
+        SourceError: no such camera, or the camera cannot be opened (busy, no permission).
+    """
+    if device is not None:
+        target, fmt, options = device, "v4l2", {}
+    else:
+        target, fmt, options = camera_target(index)
+    if fmt == "v4l2" and not os.path.exists(target):
+        raise SourceError(f"no camera at {target} ({uri})")
+    try:
+        container = av.open(target, format=fmt, options=options)
+    except (av.FFmpegError, OSError, ValueError) as exc:  # ValueError: FFmpeg built without this device format
+        raise SourceError(f"cannot open camera {target} ({uri}): {_reason(exc)}") from None
+    return PyAVSource(container, f"camera {target}", live=True, path=None)
+
+
+def open_network(url: str, open_timeout: float, read_timeout: float) -> PyAVSource:
+    """Open an RTSP/RTMP/HTTP(S) stream, RTSP over TCP (no lost UDP packets), with open and read timeouts in s.
+
+    Raises:
+        SourceError: unreachable, refused, timed out, or not a video stream.
+    """
+    label = redact(url)
+    options = {"rtsp_transport": "tcp"} if url.lower().startswith("rtsp") else {}
+    started = time.monotonic()
+    try:
+        container = av.open(url, options=options, timeout=(open_timeout, read_timeout))
+    except (av.FFmpegError, OSError) as exc:
+        # FFmpeg reports its timeout as an interrupt or as bad data; the clock tells which it was
+        reason = (f"no answer within {open_timeout:g} s (source.open_timeout)"
+                  if time.monotonic() - started >= open_timeout else _reason(exc))
+        raise SourceError(f"cannot open stream {label}: {reason}") from None
+    return PyAVSource(container, label, live=True, path=None)

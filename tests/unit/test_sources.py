@@ -1,0 +1,231 @@
+"""Sources: synthetic clips and images made in tmp_path, decoded and checked against what was written."""
+
+from __future__ import annotations
+
+import logging
+import socket
+from fractions import Fraction
+
+import av
+import cv2
+import numpy as np
+import pytest
+
+from fersr_stream import synthetic
+from fersr_stream.config import SourceConfig
+from fersr_stream.errors import SourceError
+from fersr_stream.sources import ImageSource, PyAVSource, open_source
+from fersr_stream.sources.pyav import redact
+
+
+def _write_png(path, rgb: np.ndarray) -> None:
+    assert cv2.imwrite(str(path), rgb[..., ::-1] if rgb.ndim == 3 else rgb)
+
+
+def _encode(path, frames: list[np.ndarray], codec: str, pix_fmt: str, fps: int = 10) -> None:
+    """Encode (H, W) gray or (H, W, 3) RGB frames with ``codec``/``pix_fmt``."""
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream(codec, rate=fps)
+        stream.height, stream.width = frames[0].shape[:2]
+        stream.pix_fmt = pix_fmt
+        for image in frames:
+            frame = av.VideoFrame.from_ndarray(image, format="gray" if image.ndim == 2 else "rgb24")
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+
+
+def test_video_file_frames_match_the_clip(make_clip, astronaut_face):
+    path, boxes = make_clip(n_frames=20, width=320, height=240, fps=10)
+    with open_source(str(path), SourceConfig()) as source:
+        info = source.info
+        frames = list(source)
+    assert isinstance(source, PyAVSource)
+    assert (info.width, info.height, info.fps, info.frame_count) == (320, 240, 10.0, 20)
+    assert not info.live and not info.has_audio and info.path == str(path)
+    assert len(frames) == info.frame_count
+    assert [f.index for f in frames] == list(range(20))
+    pts = [f.pts for f in frames]
+    assert all(b > a for a, b in zip(pts, pts[1:]))
+    assert all(f.time_base == info.time_base for f in frames)
+    assert frames[5].time == pytest.approx(0.5)
+    assert all(f.image.shape == (240, 320, 3) and f.image.dtype == np.uint8 for f in frames)
+    # RGB, not BGR: the decoded frame is close to the rendered one (channels differ, so a swap would show)
+    rendered = next(synthetic.render([astronaut_face], boxes[:1], 320, 240, 10))
+    error = np.abs(frames[0].image.astype(int) - rendered).mean()
+    swapped = np.abs(frames[0].image[..., ::-1].astype(int) - rendered).mean()
+    assert error < 4 and swapped > 4 * error
+
+
+def test_audio_is_reported(make_clip):
+    path, _ = make_clip(n_frames=10, audio=True)
+    with open_source(str(path)) as source:
+        assert source.info.has_audio
+        assert len(list(source)) == 10
+
+
+def test_avi_with_b_frames_gives_increasing_pts(make_clip):
+    # AVI stores no pts; FFmpeg's guesses go backwards at B-frames
+    path, _ = make_clip("clip.avi", n_frames=30)
+    with open_source(str(path)) as source:
+        pts = [f.pts for f in source]
+    assert len(pts) == 30
+    assert all(b > a for a, b in zip(pts, pts[1:]))
+    assert pts[-1] - pts[0] <= 30  # no drift: 30 frames at 1/10 s span 29 ticks (+1 for the skipped guess)
+
+
+def test_raw_h264_without_pts_gets_synthesised_pts(make_clip):
+    path, _ = make_clip("clip.h264", n_frames=12, fps=10)
+    with open_source(str(path)) as source:
+        assert source.info.fps == 10.0 and source.info.frame_count is None
+        frames = list(source)
+    assert len(frames) == 12
+    times = [f.time for f in frames]
+    assert times == pytest.approx([i / 10 for i in range(12)])
+
+
+def test_odd_sized_grayscale_video_decodes_to_rgb(tmp_path):
+    frames = [np.full((243, 321), 40 * i, np.uint8) for i in range(5)]
+    _encode(tmp_path / "gray.mkv", frames, "ffv1", "gray")
+    with open_source(str(tmp_path / "gray.mkv")) as source:
+        assert (source.info.width, source.info.height) == (321, 243)
+        decoded = list(source)
+    assert len(decoded) == 5
+    for i, frame in enumerate(decoded):
+        assert frame.image.shape == (243, 321, 3)
+        assert (frame.image == 40 * i).all()
+
+
+def test_truncated_video_yields_what_decodes_and_warns(make_clip, caplog):
+    path, _ = make_clip("clip.mkv", n_frames=30)
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    with caplog.at_level(logging.WARNING, logger="fersr"), open_source(str(path)) as source:
+        frames = list(source)
+    assert 0 < len(frames) < 30
+    assert any("truncated" in r.getMessage() and f"decoded {len(frames)} frames" in r.getMessage()
+               for r in caplog.records)
+
+
+def test_complete_video_does_not_warn(make_clip, caplog):
+    path, _ = make_clip("clip.mkv", n_frames=30)
+    with caplog.at_level(logging.WARNING, logger="fersr"), open_source(str(path)) as source:
+        assert len(list(source)) == 30
+    assert not caplog.records
+
+
+def test_mp4_cut_before_its_index_is_a_source_error(make_clip):
+    path, _ = make_clip("clip.mp4", n_frames=30)
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])  # the moov index sits at the end, so nothing can be decoded
+    with pytest.raises(SourceError, match="not a video or image file"):
+        open_source(str(path))
+
+
+def test_image_file_is_one_frame(tmp_path):
+    rgb = np.zeros((60, 80, 3), np.uint8)
+    rgb[..., 0] = 200  # pure red: a BGR mix-up would make it blue
+    _write_png(tmp_path / "red.png", rgb)
+    with open_source(str(tmp_path / "red.png"), SourceConfig(fps=4)) as source:
+        assert isinstance(source, ImageSource)
+        info = source.info
+        frames = list(source)
+    assert (info.width, info.height, info.fps, info.frame_count, info.live) == (80, 60, 4.0, 1, False)
+    assert info.time_base == Fraction(1, 4)
+    assert len(frames) == 1 and frames[0].pts == 0
+    np.testing.assert_array_equal(frames[0].image, rgb)
+
+
+def test_folder_in_natural_order_mixed_sizes_and_skips_unreadable(tmp_path, caplog):
+    for value, name, size in [(10, "f10.png", (30, 40)), (2, "f2.jpg", (50, 70)), (1, "f1.png", (20, 30))]:
+        _write_png(tmp_path / name, np.full((*size, 3), value * 10, np.uint8))
+    (tmp_path / "f5.png").write_bytes(b"not an image")
+    (tmp_path / "notes.txt").write_text("ignored")
+    with caplog.at_level(logging.WARNING, logger="fersr"), open_source(str(tmp_path), SourceConfig(fps=2)) as src:
+        info = src.info
+        frames = list(src)
+    assert (info.width, info.height, info.frame_count) == (30, 20, 4)
+    assert [int(f.image[0, 0, 0]) for f in frames] == [10, 20, 100]
+    assert [f.image.shape[:2] for f in frames] == [(20, 30), (50, 70), (30, 40)]
+    assert [f.pts for f in frames] == [0, 1, 2] and frames[2].time == 1.0
+    assert any("f5.png" in r.getMessage() for r in caplog.records)
+
+
+def test_odd_sized_gray_rgba_and_16_bit_images(tmp_path):
+    gray = (np.arange(243 * 321) % 251).astype(np.uint8).reshape(243, 321)
+    _write_png(tmp_path / "gray.png", gray)
+    rgba = np.zeros((11, 13, 4), np.uint8)
+    rgba[..., 2], rgba[..., 3] = 255, 128  # BGRA: red, half transparent
+    cv2.imwrite(str(tmp_path / "rgba.png"), rgba)
+    deep = np.full((7, 9), 65535, np.uint16)
+    cv2.imwrite(str(tmp_path / "deep.png"), deep)
+    with open_source(str(tmp_path / "gray.png")) as source:
+        (frame,) = list(source)
+    assert frame.image.shape == (243, 321, 3)
+    assert all((frame.image[..., c] == gray).all() for c in range(3))
+    with open_source(str(tmp_path / "rgba.png")) as source:
+        assert (next(iter(source)).image == [255, 0, 0]).all()
+    with open_source(str(tmp_path / "deep.png")) as source:
+        image = next(iter(source)).image
+    assert image.dtype == np.uint8 and (image == 255).all()
+
+
+@pytest.mark.parametrize("name, match", [
+    ("missing.mp4", "no such file or folder"),
+    ("empty", "no images in folder"),
+    ("notes.txt", "not a video or image file: .*notes.txt"),
+    ("broken.png", "cannot decode image"),
+])
+def test_unusable_paths_are_source_errors(tmp_path, name, match):
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "notes.txt").write_text("hello\n" * 20)
+    (tmp_path / "broken.png").write_bytes(b"\x89PNG junk")
+    with pytest.raises(SourceError, match=match):
+        open_source(str(tmp_path / name))
+
+
+def test_folder_of_only_unreadable_images(tmp_path):
+    (tmp_path / "a.png").write_bytes(b"junk")
+    with pytest.raises(SourceError, match="no readable images"):
+        open_source(str(tmp_path))
+
+
+def test_audio_only_file_has_no_video_stream(tmp_path):
+    with av.open(str(tmp_path / "tone.m4a"), "w") as container:
+        stream = container.add_stream("aac", rate=16000, layout="mono")
+        synthetic._write_tone(container, stream, seconds=0.2)
+    with pytest.raises(SourceError, match="no video stream"):
+        open_source(str(tmp_path / "tone.m4a"))
+
+
+@pytest.mark.parametrize("uri", ["cam99", "99", "/dev/video99"])
+def test_missing_camera(uri):
+    with pytest.raises(SourceError, match="camera"):
+        open_source(uri)
+
+
+def test_unreachable_and_silent_urls(tmp_path):
+    config = SourceConfig(open_timeout=0.5, read_timeout=0.5)
+    with pytest.raises(SourceError, match=r"cannot open stream rtsp://me:\*\*\*@127\.0\.0\.1:1/x"):
+        open_source("rtsp://me:secret@127.0.0.1:1/x", config)
+    with socket.socket() as server:  # accepts the connection but never answers
+        server.bind(("127.0.0.1", 0))
+        server.listen(1)
+        with pytest.raises(SourceError, match=r"no answer within 0\.5 s"):
+            open_source(f"http://127.0.0.1:{server.getsockname()[1]}/x.mp4", config)
+    with pytest.raises(SourceError, match="unsupported URL scheme"):
+        open_source("ftp://example.com/x.mp4")
+
+
+def test_redact_hides_only_the_password():
+    assert redact("rtsp://me:pw@cam.local:554/live") == "rtsp://me:***@cam.local:554/live"
+    assert redact("http://cam.local/x") == "http://cam.local/x"
+
+
+def test_close_is_idempotent(make_clip):
+    path, _ = make_clip(n_frames=3)
+    source = open_source(str(path))
+    next(iter(source))
+    source.close()
+    source.close()
