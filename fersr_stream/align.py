@@ -1,0 +1,200 @@
+"""Face crops: FFHQ 5-point alignment (or a square box crop), batched per frame, and feathered paste-back.
+
+Affines map source-frame pixels to crop pixels in OpenCV's convention (integer coordinates are pixel centres),
+so ``cv2.warpAffine(frame, A, (S, S))`` cuts the crop and the inverse warp puts it back. Where the crop reaches past
+the frame it is filled with a constant mid-grey: GFPGAN's and CodeFormer's inference helpers pad with this grey,
+so the restorers have seen it, whereas black or a smeared (replicated) edge gives them a hard structure to "repair".
+
+On CPU the warps are OpenCV calls; on CUDA (``device.uses_kornia``) they are kornia ops (``crop_torch``).
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import torch
+
+from .device import uses_kornia
+from .types import Faces
+
+# The five FFHQ landmarks in a 512 x 512 aligned face (the template GFPGAN/facexlib align to): the subject's right
+# eye, left eye, nose tip, right and left mouth corners, (x, y) in pixels.
+FFHQ_TEMPLATE_512 = np.array([
+    [192.98, 239.95],
+    [318.90, 240.19],
+    [256.63, 314.02],
+    [201.26, 371.41],
+    [313.09, 371.15],
+], np.float32)
+
+BORDER_RGB = (132, 133, 135)  # GFPGAN's padding grey (given there as BGR 135, 133, 132)
+
+
+def template(size: int = 512) -> np.ndarray:
+    """(5, 2) float32 FFHQ landmarks for a ``size`` x ``size`` crop (scaled about pixel edges, not centres)."""
+    return ((FFHQ_TEMPLATE_512 + 0.5) * (size / 512.0) - 0.5).astype(np.float32)
+
+
+def estimate_affines(landmarks: np.ndarray, size: int = 512) -> np.ndarray:
+    """Least-squares similarity transforms (rotation, uniform scale, shift; no reflection) onto the template.
+
+    Closed-form Umeyama fit, batched over faces.
+
+    Args:
+        landmarks: (N, 5, 2) landmark pixels in the frame, in template order.
+        size: crop side in pixels.
+
+    Returns:
+        (N, 2, 3) float32 frame -> crop affines. Degenerate landmark sets (all points within a pixel) give NaN rows.
+    """
+    src = np.asarray(landmarks, np.float64).reshape(-1, 5, 2)
+    dst = template(size).astype(np.float64)
+    src_mean = src.mean(axis=1, keepdims=True)
+    dst_mean = dst.mean(axis=0)
+    src_c, dst_c = src - src_mean, dst - dst_mean
+    cov = np.einsum("ki,nkj->nij", dst_c, src_c) / src.shape[1]  # (N, 2, 2) dst x src
+    u, s, vt = np.linalg.svd(cov)
+    # flip the weakest axis when the best orthogonal fit would be a reflection
+    d = np.sign(np.linalg.det(u) * np.linalg.det(vt))
+    d[d == 0] = 1.0
+    signs = np.stack([np.ones_like(d), d], axis=1)  # (N, 2)
+    rot = np.einsum("nij,nj,njk->nik", u, signs, vt)
+    var = (src_c ** 2).sum(axis=2).mean(axis=1)  # (N,)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        scale = np.where(var > 0.25, (s * signs).sum(axis=1) / var, np.nan)
+    linear = scale[:, None, None] * rot
+    shift = dst_mean - np.einsum("nij,nj->ni", linear, src_mean[:, 0])
+    return np.concatenate([linear, shift[:, :, None]], axis=2).astype(np.float32)
+
+
+def box_affines(boxes: np.ndarray, size: int = 512, margin: float = 0.25) -> np.ndarray:
+    """Scale-and-shift transforms cutting a square centred on each box.
+
+    The square's side is ``max(w, h) * (1 + 2 * margin)``: ``margin`` is added on every side as a fraction of the
+    box's longer edge, so a face box keeps its centre and aspect in the crop.
+
+    Args:
+        boxes: (N, 4) x1, y1, x2, y2 in frame pixels (edges, as detectors report them).
+        size: crop side in pixels.
+        margin: extra border per side, as a fraction of the box's longer edge.
+
+    Returns:
+        (N, 2, 3) float32 frame -> crop affines.
+    """
+    boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
+    side = np.maximum(np.maximum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]) * (1 + 2 * margin), 1.0)
+    scale = size / side
+    centre = (boxes[:, :2] + boxes[:, 2:]) / 2  # in edge coordinates
+    out = np.zeros((len(boxes), 2, 3), np.float64)
+    out[:, 0, 0] = out[:, 1, 1] = scale
+    # edge coordinate e sits at pixel-centre coordinate e - 0.5 in both images
+    out[:, :, 2] = scale[:, None] * (0.5 - centre) + size / 2 - 0.5
+    return out.astype(np.float32)
+
+
+def face_affines(faces: Faces, size: int = 512, margin: float = 0.25) -> np.ndarray:
+    """(N, 2, 3) affines: the landmark fit where landmarks exist and are usable, else the box crop."""
+    affines = box_affines(faces.boxes, size, margin)
+    if faces.landmarks is not None and len(faces):
+        fitted = estimate_affines(faces.landmarks, size)
+        usable = np.isfinite(fitted).all(axis=(1, 2))
+        affines[usable] = fitted[usable]
+    return affines
+
+
+def crop(image: np.ndarray, faces: Faces, size: int = 512, margin: float = 0.25, device=None) -> Faces:
+    """Cut one aligned crop per face: ``faces`` with ``affines`` and ``crops`` (N, size, size, 3) uint8 filled.
+
+    Args:
+        image: (H, W, 3) uint8 RGB frame.
+        faces: the frame's faces; landmarks, when present, give FFHQ alignment, else boxes give box crops.
+        size: crop side in pixels.
+        margin: box-crop border (see :func:`box_affines`).
+        device: a torch device; CUDA warps with kornia (the frame is uploaded), anything else with OpenCV.
+    """
+    affines = face_affines(faces, size, margin)
+    if len(faces) == 0:
+        crops = np.zeros((0, size, size, 3), np.uint8)
+    elif device is not None and uses_kornia(torch.device(device)):
+        frame = torch.from_numpy(np.ascontiguousarray(image)).to(device).permute(2, 0, 1)
+        warped = crop_torch(frame, torch.from_numpy(affines).to(device), size)
+        crops = warped.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+    else:
+        crops = np.stack([
+            cv2.warpAffine(image, a, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT,
+                           borderValue=BORDER_RGB)
+            for a in affines])
+    return faces.replace(affines=affines, crops=crops)
+
+
+def crop_torch(images: torch.Tensor, affines: torch.Tensor, size: int = 512) -> torch.Tensor:
+    """Kornia twin of the OpenCV crop, for frames already on the GPU.
+
+    Args:
+        images: (3, H, W) one frame shared by all faces, or (N, 3, H, W) one frame per face; any dtype,
+            values 0..255.
+        affines: (N, 2, 3) frame -> crop affines (OpenCV convention).
+        size: crop side in pixels.
+
+    Returns:
+        (N, 3, size, size) float32 crops in 0..255 (not rounded), on ``images``' device.
+    """
+    from kornia.geometry.transform import warp_affine
+
+    affines = torch.as_tensor(affines, dtype=torch.float32, device=images.device).reshape(-1, 2, 3)
+    images = images.float()
+    if images.ndim == 3:
+        images = images.unsqueeze(0).expand(len(affines), -1, -1, -1)
+    fill = torch.tensor(BORDER_RGB, dtype=torch.float32, device=images.device)
+    # align_corners=True puts pixel centres at integer coordinates, as OpenCV does
+    return warp_affine(images, affines, (size, size), mode="bilinear", padding_mode="fill", align_corners=True,
+                       fill_value=fill)
+
+
+def paste_back(image: np.ndarray, crops: np.ndarray, affines: np.ndarray, feather: float = 0.1,
+               crop_size: int | None = None) -> np.ndarray:
+    """Warp each crop back into a copy of the frame, blended through a feathered mask (for display only).
+
+    Args:
+        image: (H, W, 3) uint8 RGB frame.
+        crops: (N, S, S, 3) uint8 RGB crops (e.g. ``faces.processed``).
+        affines: (N, 2, 3) frame -> crop affines made for crops of side ``crop_size``.
+        feather: width of the soft edge as a fraction of the pasted face's side (0 = hard edge).
+        crop_size: the crop side the affines were made for, when the crops were resized since (default S).
+
+    Returns:
+        (H, W, 3) uint8 RGB frame with the faces pasted in; ``image`` itself is not modified.
+    """
+    out = image.copy()
+    if len(crops) == 0:
+        return out
+    h, w = image.shape[:2]
+    side = crops.shape[1]
+    k = side / (crop_size or side)
+    for patch, affine in zip(crops, np.asarray(affines, np.float64)):
+        fwd = affine * k  # the same map into the resized crop, about pixel edges
+        fwd[:, 2] += 0.5 * k - 0.5
+        inv = cv2.invertAffineTransform(fwd)
+        corners = np.array([[-0.5, -0.5, 1], [side - 0.5, -0.5, 1], [-0.5, side - 0.5, 1], [side - 0.5, side - 0.5, 1]])
+        spots = corners @ inv.T
+        x0, y0 = np.floor(spots.min(axis=0)).astype(int).clip(0, [w, h])
+        x1, y1 = (np.ceil(spots.max(axis=0)).astype(int) + 1).clip(0, [w, h])
+        if x1 <= x0 or y1 <= y0:
+            continue
+        # warp only the face's region of the frame: shift the map by the region's corner
+        local = fwd.copy()
+        local[:, 2] += fwd[:, :2] @ np.array([x0, y0], np.float64)
+        region = (x1 - x0, y1 - y0)
+        flags = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
+        warped = cv2.warpAffine(patch, local, region, flags=flags, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+        mask = cv2.warpAffine(np.ones((side, side), np.float32), local, region, flags=flags,
+                              borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+        band = feather * side / np.sqrt(abs(np.linalg.det(fwd[:, :2])))  # soft edge width in frame pixels
+        if band >= 2:
+            radius = int(round(band / 2))
+            mask = cv2.erode(mask, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1)))
+            mask = cv2.GaussianBlur(mask, (0, 0), band / 4)
+        mask = mask[:, :, None]
+        roi = out[y0:y1, x0:x1].astype(np.float32)
+        out[y0:y1, x0:x1] = (mask * warped + (1 - mask) * roi).round().clip(0, 255).astype(np.uint8)
+    return out

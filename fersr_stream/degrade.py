@@ -1,0 +1,138 @@
+"""Simulated low resolution, shared by the stream (``--simulate-lr``) and the training study.
+
+A crop is made to look as if the face had been ``width`` pixels wide in the camera:
+blur (Gaussian, sigma in low-resolution pixels, applied at full resolution before shrinking) -> shrink to
+``width`` px wide (area averaging, which is what a sensor integrating light does and never aliases) ->
+Gaussian noise (std in 0..255 units) -> JPEG at quality ``jpeg`` -> enlarge back with ``interpolation``.
+Every step but the shrink is optional; ``width`` None turns the whole thing off.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import cv2
+import numpy as np
+
+from .config import DegradeConfig
+from .errors import ConfigError
+
+INTERPOLATIONS = {
+    "nearest": cv2.INTER_NEAREST,
+    "bilinear": cv2.INTER_LINEAR,
+    "bicubic": cv2.INTER_CUBIC,
+    "area": cv2.INTER_AREA,
+    "lanczos": cv2.INTER_LANCZOS4,
+}
+
+# Named recipes (DegradeConfig fields other than width). "bicubic" is the study's default: resolution loss only.
+PRESETS: dict[str, dict] = {
+    "bicubic": {},
+    "blur": {"blur": 1.0},
+    "jpeg": {"jpeg": 50},
+    "blur-noise-jpeg": {"blur": 1.0, "noise": 4.0, "jpeg": 50},
+}
+
+
+def preset(name: str, width: int | None) -> DegradeConfig:
+    """The DegradeConfig of the preset ``name`` at ``width`` px.
+
+    Raises:
+        ConfigError: an unknown preset (the message lists the known ones) or an invalid width.
+    """
+    if name not in PRESETS:
+        raise ConfigError(f"unknown degradation preset {name!r}; known presets: {', '.join(PRESETS)}")
+    config = dataclasses.replace(DegradeConfig(), width=width, **PRESETS[name])
+    validate(config)
+    return config
+
+
+def validate(config: DegradeConfig) -> None:
+    """Raise ConfigError for settings no degradation can honour."""
+    if config.width is not None and config.width < 1:
+        raise ConfigError(f"degrade.width must be at least 1 pixel (or none), got {config.width}")
+    if config.jpeg is not None and not 1 <= config.jpeg <= 100:
+        raise ConfigError(f"degrade.jpeg quality must be in 1..100 (or none), got {config.jpeg}")
+    if config.blur < 0:
+        raise ConfigError(f"degrade.blur must be >= 0 (a Gaussian sigma in low-res pixels), got {config.blur}")
+    if config.noise < 0:
+        raise ConfigError(f"degrade.noise must be >= 0 (a std in 0..255 units), got {config.noise}")
+    if config.interpolation not in INTERPOLATIONS:
+        raise ConfigError(f"degrade.interpolation {config.interpolation!r} is unknown; "
+                          f"choose one of: {', '.join(INTERPOLATIONS)}")
+
+
+def _check_crops(crops: np.ndarray) -> None:
+    if not isinstance(crops, np.ndarray) or crops.ndim != 4 or crops.shape[3] != 3 or crops.dtype != np.uint8:
+        got = f"{crops.shape} {crops.dtype}" if isinstance(crops, np.ndarray) else type(crops).__name__
+        raise ValueError(f"degrade: expected (N, H, W, 3) uint8 RGB crops, got {got}")
+
+
+def downsample(crops: np.ndarray, width: int, config: DegradeConfig | None = None,
+               rng: np.random.Generator | None = None) -> np.ndarray:
+    """The low-resolution images themselves: blur, shrink, noise and JPEG as ``config`` says.
+
+    Args:
+        crops: (N, H, W, 3) uint8 RGB.
+        width: output width in pixels (overrides ``config.width``); the height keeps the aspect ratio.
+        config: blur, noise, jpeg and interpolation settings (default: none of them, bicubic).
+        rng: noise source; None = a fresh generator seeded with ``config.seed`` (the same noise on every call).
+
+    Returns:
+        (N, h, width, 3) uint8 RGB with ``h = round(H * width / W)`` (at least 1).
+    """
+    config = dataclasses.replace(config or DegradeConfig(), width=width)
+    validate(config)
+    _check_crops(crops)
+    n, h, w = crops.shape[:3]
+    out_h = max(1, round(h * width / w))
+    if config.noise > 0 and rng is None:
+        rng = np.random.default_rng(config.seed)
+    # shrinking averages areas; enlarging (a width above the crop's) uses the chosen interpolation
+    shrink = cv2.INTER_AREA if width <= w else INTERPOLATIONS[config.interpolation]
+    out = np.empty((n, out_h, width, 3), np.uint8)
+    for i in range(n):
+        image = crops[i]
+        if config.blur > 0:
+            sigma = config.blur * w / width  # low-res pixels -> crop pixels
+            image = cv2.GaussianBlur(image, (0, 0), sigma, borderType=cv2.BORDER_REFLECT_101)
+        image = cv2.resize(image, (width, out_h), interpolation=shrink)
+        if config.noise > 0:
+            noisy = image.astype(np.float32) + rng.normal(0.0, config.noise, image.shape).astype(np.float32)
+            image = noisy.round().clip(0, 255).astype(np.uint8)
+        if config.jpeg is not None:
+            image = _jpeg(image, config.jpeg)
+        out[i] = image
+    return out
+
+
+def _jpeg(image: np.ndarray, quality: int) -> np.ndarray:
+    """Round-trip an RGB uint8 image through OpenCV's JPEG codec (which expects BGR)."""
+    ok, data = cv2.imencode(".jpg", cv2.cvtColor(image, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
+    if not ok:
+        raise RuntimeError(f"OpenCV could not JPEG-encode a {image.shape} image")
+    return cv2.cvtColor(cv2.imdecode(data, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+
+
+def degrade(crops: np.ndarray, config: DegradeConfig, rng: np.random.Generator | None = None) -> np.ndarray:
+    """Make crops look as if taken at ``config.width`` px and enlarged back to their own size.
+
+    Args:
+        crops: (N, H, W, 3) uint8 RGB.
+        config: the degradation; ``width`` None returns ``crops`` itself, untouched.
+        rng: noise source; None = a fresh generator seeded with ``config.seed``. A stream keeps one generator and
+            passes it on every call, so noise changes from frame to frame but a run repeats exactly.
+
+    Returns:
+        (N, H, W, 3) uint8 RGB.
+    """
+    validate(config)
+    if config.width is None:
+        return crops
+    small = downsample(crops, config.width, config, rng)
+    h, w = crops.shape[1:3]
+    up = INTERPOLATIONS[config.interpolation]
+    out = np.empty_like(crops)
+    for i, image in enumerate(small):
+        out[i] = cv2.resize(image, (w, h), interpolation=up)
+    return out

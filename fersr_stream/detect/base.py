@@ -1,0 +1,71 @@
+"""What every face detector shares: the interface, the downscale before detection, and mapping boxes back.
+
+Detectors look at a copy of the frame shrunk to ``detect_width`` (never enlarged), because detection cost grows
+with pixels while faces worth classifying are rarely tiny; results are mapped back to source pixels here so each
+backend only reports what it saw in the small image.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+import cv2
+import numpy as np
+
+from ..types import Faces
+
+
+class Detector(Protocol):
+    """A face detector: RGB uint8 (H, W, 3) frames in, one :class:`Faces` per frame out (boxes in source pixels)."""
+
+    def detect(self, images: list[np.ndarray]) -> list[Faces]:
+        ...
+
+
+def check_image(image: np.ndarray) -> None:
+    """Raise ValueError unless ``image`` is an (H, W, 3) uint8 RGB frame."""
+    if not isinstance(image, np.ndarray) or image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+        got = f"{image.shape} {image.dtype}" if isinstance(image, np.ndarray) else type(image).__name__
+        raise ValueError(f"detect: expected an (H, W, 3) uint8 RGB frame, got {got}")
+
+
+def downscale(image: np.ndarray, width: int) -> tuple[np.ndarray, float]:
+    """Shrink ``image`` to ``width`` pixels wide (keeping aspect); never enlarge.
+
+    Returns:
+        the (h, w, C) image to detect on (``image`` itself when no shrinking is needed) and the scale
+        ``small / source`` (<= 1) that maps source pixels to it.
+    """
+    h, w = image.shape[:2]
+    if width is None or width <= 0 or w <= width:
+        return image, 1.0
+    scale = width / w
+    size = (width, max(1, round(h * scale)))
+    return cv2.resize(image, size, interpolation=cv2.INTER_AREA), scale
+
+
+def to_faces(boxes: np.ndarray, scores: np.ndarray, landmarks: np.ndarray | None, scale: float,
+             frame_shape: tuple[int, ...], min_face: float = 0.0) -> Faces:
+    """Map detections made on a downscaled frame back to source pixels and validate them.
+
+    Args:
+        boxes: (N, 4) x1, y1, x2, y2 in downscaled pixels.
+        scores: (N,) in [0, 1].
+        landmarks: (N, 5, 2) in downscaled pixels, or None.
+        scale: downscaled / source size, as returned by :func:`downscale`.
+        frame_shape: the source frame's shape; boxes are clipped to it.
+        min_face: faces narrower than this many source pixels (before clipping) are dropped.
+
+    Returns:
+        Faces with float32 boxes clipped to the frame; boxes left with no area after clipping are dropped.
+    """
+    h, w = frame_shape[:2]
+    boxes = np.asarray(boxes, np.float32).reshape(-1, 4) / np.float32(scale)
+    big_enough = boxes[:, 2] - boxes[:, 0] >= min_face  # judged before clipping: a face half out is still big
+    boxes[:, [0, 2]] = boxes[:, [0, 2]].clip(0, w)
+    boxes[:, [1, 3]] = boxes[:, [1, 3]].clip(0, h)
+    scores = np.asarray(scores, np.float32).reshape(-1).clip(0.0, 1.0)
+    if landmarks is not None:
+        landmarks = np.asarray(landmarks, np.float32).reshape(-1, 5, 2) / np.float32(scale)
+    keep = big_enough & (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
+    return Faces(boxes[keep], scores[keep], None if landmarks is None else landmarks[keep])

@@ -1,0 +1,72 @@
+"""OpenCV's Haar frontal-face cascade: the offline default (it ships inside opencv-python, no download).
+
+The cascade runs on the plain grayscale frame. The usual ``equalizeHist`` is left out on purpose: the cascade
+already normalises every window by its own contrast, and a global equalisation of a frame dominated by smooth
+background squeezes the face's tones. Measured with the bundled cascade: on the synthetic clip (one astronaut face,
+38-70 px) recall went from 20/30 frames with equalisation to 30/30 without; on 100 LFW faces pasted on textures,
+93 -> 97 found; false positives on 14 non-face scikit-image pictures, 16 -> 8.
+
+Haar gives no confidence, only the sum of the last cascade stage's weak classifiers ("level weight") for each
+grouped box (``detectMultiScale3(..., outputRejectLevels=True)``). We squash it to a score with
+``sigmoid(weight - 2)``. On 300 LFW faces (36-100 px) pasted on textures, true faces have weights >= 3.1 in 95 %
+of cases (median 6.9); the false positives on coins and gravel weigh 1.2-3.9. The default ``score_threshold`` 0.6
+(weight >= 2.4) keeps 97.6 % of those faces and drops half of those false positives, so the threshold is applied
+as for the other detectors.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from ..config import DetectConfig
+from ..types import Faces
+from .base import check_image, downscale, to_faces
+
+CASCADE = "haarcascade_frontalface_default.xml"
+_WINDOW = 24  # the cascade's training window: nothing smaller can be found
+_WEIGHT_OFFSET = 2.0  # level weight that maps to score 0.5 (see module docstring)
+SCALE_FACTOR = 1.1  # OpenCV's defaults: pyramid step and overlapping hits needed to keep a box
+MIN_NEIGHBORS = 3
+
+
+def weight_to_score(weights: np.ndarray) -> np.ndarray:
+    """(N,) Haar level weights -> (N,) float32 scores in [0, 1] (a logistic squash centred on 2)."""
+    return (1.0 / (1.0 + np.exp(-(np.asarray(weights, np.float64) - _WEIGHT_OFFSET)))).astype(np.float32)
+
+
+class HaarDetector:
+    """Haar cascade on the grayscale frame, shrunk to ``config.detect_width``.
+
+    Faces narrower than ``config.min_face`` source pixels are not searched for (nor are faces narrower than the
+    24-pixel cascade window in the shrunk frame); landmarks are None. Not thread-safe: call from one thread.
+    """
+
+    def __init__(self, config: DetectConfig, device=None):
+        del device  # OpenCV runs on the CPU
+        self.config = config
+        self.cascade = cv2.CascadeClassifier(cv2.data.haarcascades + CASCADE)
+        if self.cascade.empty():
+            raise RuntimeError(f"OpenCV's {CASCADE} could not be loaded from {cv2.data.haarcascades}")
+
+    def detect(self, images: list[np.ndarray]) -> list[Faces]:
+        """One Faces per RGB uint8 frame; boxes in source pixels, scores from the level weights."""
+        return [self._detect_one(image) for image in images]
+
+    def _detect_one(self, image: np.ndarray) -> Faces:
+        check_image(image)
+        small, scale = downscale(image, self.config.detect_width)
+        gray = cv2.cvtColor(small, cv2.COLOR_RGB2GRAY)
+        side = max(_WINDOW, int(np.ceil(self.config.min_face * scale)))
+        if side > min(gray.shape):
+            return Faces.empty()
+        rects, _, weights = self.cascade.detectMultiScale3(
+            gray, scaleFactor=SCALE_FACTOR, minNeighbors=MIN_NEIGHBORS, minSize=(side, side),
+            outputRejectLevels=True)
+        if len(rects) == 0:
+            return Faces.empty()
+        rects = np.asarray(rects, np.float32).reshape(-1, 4)
+        boxes = np.concatenate([rects[:, :2], rects[:, :2] + rects[:, 2:]], axis=1)
+        scores = weight_to_score(np.ravel(weights))
+        keep = scores >= self.config.score_threshold
+        return to_faces(boxes[keep], scores[keep], None, scale, image.shape, self.config.min_face)
