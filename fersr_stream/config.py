@@ -27,6 +27,7 @@ class SourceConfig:
     open_timeout: float = 10.0
     read_timeout: float = 10.0
     fps: float = 5.0  # frame rate given to image and folder sources
+    decoder: str = "pyav"  # pyav | dali (files only; GPU decode, optional extra)
 
 
 @dataclass(frozen=True)
@@ -105,6 +106,7 @@ class OutputConfig:
     show: bool = False
     crf: int = 23
     preset: str = "veryfast"
+    codec: str = "auto"  # auto (h264_nvenc when available, else libx264) | libx264 | h264_nvenc
 
 
 @dataclass(frozen=True)

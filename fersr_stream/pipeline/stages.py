@@ -23,13 +23,14 @@ def _per_frame(fn):
     return lambda frames: [fn(f) for f in frames]
 
 
-def build(config: StreamConfig, *, detector, enhancer, classifier, sinks: list, stats: Stats,
-          stop: threading.Event) -> list[Stage]:
+def build(config: StreamConfig, models, *, sinks: list, stats: Stats, stop: threading.Event) -> list[Stage]:
     """Stage list for the runner.
 
-    ``enhancer`` is None when ``enhance.name == "none"``; ``sinks`` each have write/close; a sink whose
+    ``models`` holds detector, enhancer (None when ``enhance.name == "none"``) and classifier (see
+    ``session.load_models``); ``sinks`` each have write/close; a sink whose
     ``closed_by_user`` turns true (a window closed with q/Esc) sets ``stop``.
     """
+    detector, enhancer, classifier = models.detector, models.enhancer, models.classifier
     tracker = Tracker(config.track.iou, config.track.max_age)
     smoother = Smoother(config.track.smooth, config.track.max_age)
     rng = np.random.default_rng(config.degrade.seed)

@@ -1,0 +1,106 @@
+"""Stream benchmark: each stage's fps alone, the pipeline's fps, and their ratio, measured in one run.
+
+    python -m fersr_stream.bench                      # 1280x720 clip, one face, no restoration
+    python -m fersr_stream.bench --faces 4 --enhancer bicubic --simulate-lr 16
+
+A clip with moving faces (scikit-image's astronaut, from the ``test`` extra) is generated in a temporary folder.
+"Alone" means the stage's own function run serially over every frame (decode: iterating the source; write:
+encoding to a video file), with the same batching as in the pipeline. The pipeline is the real ``fersr-stream``
+run (threads, queues, sinks) on the same clip and config. Timings on a shared machine are noisy: each measurement
+is repeated and the median (and min of the pipeline) is reported.
+"""
+
+from __future__ import annotations
+
+import statistics
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import click
+import numpy as np
+
+from . import config as cfg
+from . import device as devices
+from . import synthetic
+from .pipeline import session
+from .pipeline import stages as stage_builder
+from .pipeline.stats import Stats
+
+
+def make_clip(path: Path, n_frames: int, width: int, height: int, n_faces: int) -> None:
+    try:
+        from skimage import data
+    except ImportError:
+        raise SystemExit("the benchmark needs scikit-image: pip install -e '.[test]'") from None
+    face = np.ascontiguousarray(data.astronaut()[40:190, 150:300])
+    size = min(height // 2, width // max(n_faces, 1) - 8)
+    synthetic.write_clip(path, [face] * n_faces, n_frames=n_frames, width=width, height=height, fps=30,
+                         min_size=max(48, size // 2), max_size=size)
+
+
+def stage_alone(config: cfg.StreamConfig, models, out: Path) -> dict[str, float]:
+    """Seconds per frame of each stage run alone, serially, over the whole clip."""
+    from . import sinks, sources
+
+    times: dict[str, float] = {}
+    with sources.open_source(config.source.uri, config.source) as source:
+        t0 = time.perf_counter()
+        frames = list(source)
+        times["decode"] = (time.perf_counter() - t0) / len(frames)
+        sink = sinks.open_sink(str(out), source.info, config.output)
+    built = stage_builder.build(config, models, sinks=[sink], stats=Stats(), stop=threading.Event())
+    for stage in built:
+        t0 = time.perf_counter()
+        done = []
+        for i in range(0, len(frames), stage.batch):
+            done += stage.fn(frames[i:i + stage.batch])
+        if stage.close is not None:
+            stage.close()
+        times[stage.name] = (time.perf_counter() - t0) / len(frames)
+        frames = done
+    return times
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--frames", default=150, show_default=True)
+@click.option("--width", default=1280, show_default=True)
+@click.option("--height", default=720, show_default=True)
+@click.option("--faces", "n_faces", default=1, show_default=True)
+@click.option("--enhancer", default="none", show_default=True)
+@click.option("--simulate-lr", type=int, default=None)
+@click.option("--device", default="cpu", show_default=True)
+@click.option("--repeat", default=3, show_default=True, help="Repetitions of each measurement.")
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Config overrides, as for fersr-stream.")
+def main(frames, width, height, n_faces, enhancer, simulate_lr, device, repeat, sets):
+    """Measure stage-alone fps, pipeline fps and the ratio pipeline / slowest stage."""
+    with tempfile.TemporaryDirectory(prefix="fersr-bench-") as tmp:
+        tmp = Path(tmp)
+        clip = tmp / "clip.mp4"
+        make_clip(clip, frames, width, height, n_faces)
+        config = cfg.load(None, [f"source.uri={clip}", f"output.video={tmp / 'out.mp4'}", f"enhance.name={enhancer}",
+                                 f"degrade.width={simulate_lr if simulate_lr else 'null'}", *sets])
+        models = session.load_models(config, devices.resolve(device))
+        alone = [stage_alone(config, models, tmp / "alone.mp4") for _ in range(repeat)]
+        pipeline = []
+        for _ in range(repeat):
+            summary = session.run(config)
+            pipeline.append(summary.stats.fps)
+    per_stage = {name: statistics.median(run[name] for run in alone) for name in alone[0]}
+    click.echo(f"clip: {frames} frames {width}x{height}, {n_faces} face(s), enhancer {enhancer}, "
+               f"simulate-lr {simulate_lr}, device {device}, {repeat} repeats (median)")
+    click.echo(f"{'stage':<10} {'ms/frame':>9} {'fps alone':>10}")
+    for name, seconds in per_stage.items():
+        click.echo(f"{name:<10} {1000 * seconds:>9.2f} {1 / seconds:>10.1f}")
+    slowest = max(per_stage, key=per_stage.get)
+    slowest_fps = 1 / per_stage[slowest]
+    serial_fps = 1 / sum(per_stage.values())
+    median = statistics.median(pipeline)
+    click.echo(f"serial sum of stages: {serial_fps:.1f} fps")
+    click.echo(f"pipeline: median {median:.1f} fps, min {min(pipeline):.1f} fps over {repeat} runs")
+    click.echo(f"ratio pipeline / slowest stage ({slowest}, {slowest_fps:.1f} fps): {median / slowest_fps:.2f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,158 @@
+"""One stream run: open the source and outputs (failing fast on bad input), load the models, run the stages on
+the runner's threads, and finalize every output however the run ends."""
+
+from __future__ import annotations
+
+import collections
+import signal
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from .. import config as cfg
+from .. import device as devices
+from ..classify.labels import Emotion
+from ..errors import ConfigError
+from . import stages as stage_builder
+from .runner import Policy, Runner
+from .stats import Stats
+
+
+class Summary:
+    """Counts gathered while writing, printed as one screen at the end."""
+
+    def __init__(self):
+        self.frames = 0
+        self.faces = 0
+        self.tracks: set[int] = set()
+        self.emotions: collections.Counter = collections.Counter()
+        self.stats: Stats | None = None
+        self.outputs: list[str] = []
+        self.interrupted = False
+
+    def write(self, frame) -> None:
+        self.frames += 1
+        self.faces += len(frame.faces)
+        self.tracks.update(int(t) for t in frame.faces.track_ids if t >= 0)
+        if frame.faces.probs is not None:
+            self.emotions.update(Emotion(int(k)).label for k in np.argmax(frame.faces.probs, axis=1))
+
+    def close(self) -> None:
+        pass
+
+    def text(self, with_stats: bool = False) -> str:
+        lines = [f"{'stopped early: ' if self.interrupted else ''}{self.frames} frames, {self.faces} faces, "
+                 f"{len(self.tracks)} tracks"]
+        if self.emotions:
+            total = sum(self.emotions.values())
+            lines.append("emotions: " + ", ".join(f"{k} {100 * v / total:.0f}%" for k, v in self.emotions.most_common()))
+        if self.stats is not None:
+            s = self.stats
+            lines.append(f"time: {s.wall:.1f} s, {s.fps:.1f} fps" + (f", {s.dropped} frames dropped" if s.dropped else "")
+                         + "".join(f", {k} {v}" for k, v in sorted(s.counters.items())))
+            if with_stats:
+                lines.append(s.table())
+        lines += [f"wrote {p}" for p in self.outputs]
+        return "\n".join(lines)
+
+
+class _Progress:
+    """A tqdm bar advanced by the write stage (files with a known length; a counter otherwise)."""
+
+    def __init__(self, total: int | None):
+        self.bar = tqdm(total=total, unit="frame", disable=None, dynamic_ncols=True, leave=False)
+
+    def write(self, frame) -> None:
+        self.bar.update(1)
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+@dataclass
+class Models:
+    detector: object
+    enhancer: object | None  # None when enhance.name is "none"
+    classifier: object
+
+
+def load_models(config: cfg.StreamConfig, device) -> Models:
+    """Detector, enhancer and classifier; weights are resolved here (explicitly), never in a constructor."""
+    from .. import classify, detect, enhance
+
+    return Models(detect.create(config.detect, device),
+                  enhance.create(config.enhance, device) if config.enhance.name != "none" else None,
+                  classify.load(config.classify.weights, device, batch=config.classify.batch))
+
+
+def run(config: cfg.StreamConfig) -> Summary:
+    """Open everything (failing fast on bad input), run the pipeline, and finalize the outputs."""
+    from .. import sinks, sources
+
+    out = config.output
+    if not config.source.uri:
+        raise ConfigError("no source: give --source (cam0, a file, a URL, an image or a folder)")
+    if not (out.video or out.jsonl or out.show):
+        raise ConfigError("nothing to write: give --output, --jsonl or --show")
+    device = devices.resolve(config.device)
+    summary, opened = Summary(), []
+    with sources.open_source(config.source.uri, config.source) as source:
+        try:
+            for path in (out.video, out.jsonl):  # outputs first: a bad path fails before models load
+                if path:
+                    opened.append(sinks.open_sink(path, source.info, out))
+                    summary.outputs.append(path)
+            if out.show:
+                opened.append(sinks.WindowSink())
+            models = load_models(config, device)
+            first = Path(out.video or out.jsonl) if (out.video or out.jsonl) else None
+            if first is not None:
+                cfg.save(config, first.with_name(first.stem + ".fersr.yaml"))
+            progress = _Progress(config.max_frames or source.info.frame_count if not source.info.live else None)
+            stats, stop = Stats(), threading.Event()
+            stages = stage_builder.build(config, models, sinks=[*opened, summary, progress], stats=stats, stop=stop)
+            runner = Runner(source, stages, policy=_policy(config.source.policy, source.info.live),
+                            queue_size=config.source.queue_size, max_frames=config.max_frames, stats=stats,
+                            stop_event=stop)
+            with _stop_on_signals(runner, summary):
+                runner.run()
+            summary.stats = stats
+        finally:
+            for sink in opened:
+                sink.close()
+    return summary
+
+
+def _policy(name: str, live: bool) -> Policy:
+    if name == "auto":
+        return Policy.DROP_OLDEST if live else Policy.WAIT
+    try:
+        return Policy(name)
+    except ValueError:
+        raise ConfigError(f"unknown source.policy {name!r}; use auto, wait or drop_oldest") from None
+
+
+class _stop_on_signals:
+    """SIGINT/SIGTERM stop the runner gracefully (outputs finalized); a second SIGINT interrupts at once."""
+
+    def __init__(self, runner: Runner, summary: Summary):
+        self.runner, self.summary, self.saved = runner, summary, {}
+
+    def _handle(self, signum, _frame):
+        if self.summary.interrupted and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        self.summary.interrupted = True
+        self.runner.stop()
+
+    def __enter__(self):
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            self.saved[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc):
+        for sig, handler in self.saved.items():
+            signal.signal(sig, handler)
+        return False

@@ -1,0 +1,118 @@
+"""fersr-stream end to end: click's runner and real subprocesses, on synthetic clips made in tmp_path."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import av
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from fersr_stream.cli.stream import stream
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def decode_info(path):
+    with av.open(str(path)) as c:
+        v = c.streams.video[0]
+        n = sum(1 for _ in c.decode(video=0))
+        return n, float(v.average_rate), (v.width, v.height), [s.type for s in c.streams]
+
+
+def invoke(*args):
+    return CliRunner().invoke(stream, [str(a) for a in args], catch_exceptions=False)
+
+
+def test_annotates_clip_frames_in_equal_frames_out(make_clip, tmp_path):
+    clip, boxes = make_clip(n_faces=2, n_frames=24, width=320, height=240, fps=12, audio=True)
+    out, jsonl = tmp_path / "out.mp4", tmp_path / "out.jsonl"
+    result = invoke("--source", clip, "--output", out, "--jsonl", jsonl, "--stats", "--device", "cpu")
+    assert result.exit_code == 0, result.output
+    n, fps, size, kinds = decode_info(out)
+    assert (n, fps, size) == (24, 12.0, (320, 240))
+    assert kinds == ["video", "audio"]
+    lines = [json.loads(line) for line in jsonl.read_text().splitlines()]
+    assert [r["frame"] for r in lines] == list(range(24))
+    found = sum(len(r["faces"]) for r in lines)
+    assert found >= 0.8 * boxes.shape[0] * boxes.shape[1]  # detections near the truth are tested per stage
+    face = next(f for r in lines for f in r["faces"])
+    assert set(face) >= {"box", "score", "track", "emotion", "confidence", "probs"}
+    assert abs(sum(face["probs"].values()) - 1) < 1e-3
+    assert (tmp_path / "out.fersr.yaml").exists()
+    assert "fps alone" in result.output  # --stats table
+
+
+def test_image_source_to_image_output(tmp_path, astronaut):
+    import cv2
+
+    src = tmp_path / "a.png"
+    cv2.imwrite(str(src), cv2.cvtColor(astronaut, cv2.COLOR_RGB2BGR))
+    out = tmp_path / "annotated.png"
+    result = invoke("--source", src, "--output", out, "--inset", "--jsonl", tmp_path / "a.jsonl")
+    assert result.exit_code == 0, result.output
+    image = cv2.imread(str(out))
+    assert image.shape == astronaut.shape
+    record = json.loads((tmp_path / "a.jsonl").read_text())
+    assert record["faces"][0]["emotion"] == "happy"
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--source", "/nope/missing.mp4", "--jsonl", "x.jsonl"], "missing.mp4"),
+    (["--source", "cam9", "--jsonl", "x.jsonl"], "camera"),
+    (["--source", "SRC", "--output", "/nonexistent-dir/out.mp4"], "cannot write"),
+    (["--source", "SRC"], "nothing to write"),
+    (["--source", "SRC", "--jsonl", "x.jsonl", "--set", "track.smoth=0.1"], "did you mean 'track.smooth'"),
+    (["--source", "SRC", "--output", "out.xyz"], "xyz"),
+])
+def test_bad_input_is_one_line_and_exit_2(make_clip, tmp_path, args, message):
+    clip, _ = make_clip(n_frames=3)
+    args = [str(clip) if a == "SRC" else a for a in args]
+    proc = subprocess.run([sys.executable, "-m", "fersr_stream.cli.stream", *args], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2, proc.stderr
+    assert message in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+
+
+def test_text_file_and_empty_folder_sources(tmp_path):
+    (tmp_path / "notes.txt").write_text("hello")
+    (tmp_path / "empty").mkdir()
+    for src in (tmp_path / "notes.txt", tmp_path / "empty"):
+        proc = subprocess.run([sys.executable, "-m", "fersr_stream.cli.stream", "--source", str(src), "--jsonl",
+                               str(tmp_path / "o.jsonl")], capture_output=True, text=True, timeout=120)
+        assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+
+
+def test_sigint_leaves_a_playable_partial_video(make_clip, tmp_path):
+    clip, _ = make_clip(n_frames=600, width=320, height=240, fps=25)
+    out, jsonl = tmp_path / "partial.mp4", tmp_path / "partial.jsonl"
+    # --simulate-lr + bicubic restore slows each frame a little so the run is still going when interrupted.
+    proc = subprocess.Popen([sys.executable, "-m", "fersr_stream.cli.stream", "--source", str(clip), "--output",
+                             str(out), "--jsonl", str(jsonl), "--simulate-lr", "16", "--enhancer", "bicubic"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 60
+    while time.time() < deadline and (not jsonl.exists() or len(jsonl.read_text().splitlines()) < 20):
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    assert "stopped early" in err
+    n, fps, _, _ = decode_info(out)
+    lines = jsonl.read_text().splitlines()
+    assert 20 <= n < 600 and fps == 25.0
+    assert all(json.loads(line) for line in lines)  # every line complete
+    assert abs(len(lines) - n) <= 1
+
+
+def test_console_script_help():
+    proc = subprocess.run([os.path.join(os.path.dirname(sys.executable), "fersr-stream"), "--help"],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0 and "Examples:" in proc.stdout and "--simulate-lr" in proc.stdout
