@@ -1,0 +1,139 @@
+"""Batched face restoration networks: GFPGAN, CodeFormer, RestoreFormer.
+
+The upstream inference scripts restore one face at a time; here every call runs chunks of ``batch`` faces.
+Crops go in as (N, S, S, 3) uint8 RGB, are resized to 512 when S differs, and reach the network as float
+[-1, 1] NCHW; its [-1, 1] output is clamped and rounded back to uint8 exactly as upstream's ``tensor2img`` does.
+spandrel's descriptor call assumes [0, 1] images, so the bare module is called instead, with the keyword each
+architecture expects. On CUDA the forward runs under fp16 autocast (and channels_last where the network allows);
+on CPU in fp32.
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..config import EnhanceConfig
+from .base import check_crops, resize_crops
+
+SIZE = 512  # the side all three networks were trained on (CodeFormer's 16 x 16 token grid assumes it)
+
+
+class RestorerEnhancer:
+    """The shared batching loop; subclasses say how to call their network.
+
+    Args:
+        model: the bare network (from :func:`fersr_stream.enhance.checkpoints.load_network`), on any device.
+        config: ``batch`` (faces per forward), and what the subclass reads (``fidelity``, ``seed``).
+        device: where to compute.
+    """
+
+    name = "restorer"
+    size = SIZE
+    channels_last = True  # whether the network tolerates channels_last activations
+
+    def __init__(self, model: nn.Module, config: EnhanceConfig, device: torch.device):
+        self.config = config
+        self.batch = max(1, int(config.batch))
+        self.device = torch.device(device)
+        self._cuda = self.device.type == "cuda"
+        model = model.eval().requires_grad_(False).to(self.device)
+        if self._cuda and self.channels_last:
+            model = model.to(memory_format=torch.channels_last)
+        self.model = model
+
+    def enhance(self, crops: np.ndarray) -> np.ndarray:
+        """(N, S, S, 3) uint8 RGB -> (N, 512, 512, 3) uint8 RGB restored faces (N may be 0)."""
+        check_crops(crops)
+        crops = resize_crops(crops, self.size)
+        out = np.empty_like(crops)
+        autocast = torch.autocast("cuda", dtype=torch.float16) if self._cuda else contextlib.nullcontext()
+        with torch.inference_mode(), autocast:
+            for start in range(0, len(crops), self.batch):
+                chunk = crops[start:start + self.batch]
+                out[start:start + len(chunk)] = self._restore(chunk)
+        return out
+
+    def _restore(self, chunk: np.ndarray) -> np.ndarray:
+        x = torch.from_numpy(np.ascontiguousarray(chunk)).to(self.device, non_blocking=True)
+        x = x.permute(0, 3, 1, 2).float().div_(127.5).sub_(1.0)  # uint8 RGB -> [-1, 1] NCHW
+        # the permute leaves NHWC strides; networks that reshape activations with ``view`` need NCHW ones
+        layout = torch.channels_last if self._cuda and self.channels_last else torch.contiguous_format
+        x = x.contiguous(memory_format=layout)
+        y = self.forward(x).float().clamp_(-1.0, 1.0)
+        y = ((y + 1.0) * 127.5).round_().to(torch.uint8)
+        return y.permute(0, 2, 3, 1).cpu().numpy()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, 3, 512, 512) float [-1, 1] -> (B, 3, 512, 512) float, roughly [-1, 1]."""
+        raise NotImplementedError
+
+
+def seed_noise(model: nn.Module, seed: int) -> None:
+    """Refill a GFPGAN decoder's fixed noise maps from a generator seeded with ``seed`` (drawn on CPU, in layer
+    order, so every device and every run gets the same maps)."""
+    decoder = model.stylegan_decoder
+    generator = torch.Generator().manual_seed(int(seed))
+    for i in range(decoder.num_layers):
+        buffer = getattr(decoder.noises, f"noise{i}")
+        buffer.copy_(torch.randn(buffer.shape, generator=generator).to(buffer.device, buffer.dtype))
+
+
+class GFPGANEnhancer(RestorerEnhancer):
+    """GFPGAN v1.3/v1.4 (GFPGANv1Clean: U-Net encoder + StyleGAN2 decoder with SFT).
+
+    Determinism: the StyleGAN2 decoder adds per-pixel Gaussian noise after every style conv, and upstream draws it
+    afresh on every call, so a face's restoration would change with the call and with its batch neighbours. Here
+    the decoder uses its fixed noise maps instead (``randomize_noise=False``), refilled from ``config.seed`` at
+    construction. A map has batch size 1 and is broadcast, so every face in every batch sees the same noise: a face
+    restores identically alone or in any batch (the study caches restorations; video does not flicker), at no
+    per-call cost. The noise is one draw from the same N(0, 1) the network was trained with (upstream buffers are
+    themselves an untrained random draw), and ``seed`` lets the study measure how much the draw matters.
+
+    Not channels_last: the decoder's modulated convs fold the batch into channels with ``view``, which a
+    channels_last tensor cannot do.
+    """
+
+    name = "gfpgan"
+    channels_last = False
+
+    def __init__(self, model: nn.Module, config: EnhanceConfig, device: torch.device):
+        seed_noise(model, config.seed)
+        super().__init__(model, config, device)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        image, _ = self.model(x, return_rgb=False, randomize_noise=False)
+        return image
+
+
+class CodeFormerEnhancer(RestorerEnhancer):
+    """CodeFormer v0.1: the fidelity weight ``w`` = ``config.fidelity`` (0 = codebook prior only, sharper and
+    less faithful; 1 = most faithful to the input). The network has no noise, so it is deterministic as is.
+    """
+
+    name = "codeformer"
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # spandrel's CodeFormer names upstream's ``w`` ``weight``; an unknown keyword would be silently ignored
+        image, _ = self.model(x, weight=float(self.config.fidelity))
+        return image
+
+
+class RestoreFormerEnhancer(RestorerEnhancer):
+    """RestoreFormer (VQ autoencoder with multi-head cross attention; no noise injection, deterministic)."""
+
+    name = "restoreformer"
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        image, _ = self.model(x)
+        return image
+
+
+RESTORERS: dict[str, type[RestorerEnhancer]] = {
+    "gfpgan": GFPGANEnhancer,
+    "codeformer": CodeFormerEnhancer,
+    "restoreformer": RestoreFormerEnhancer,
+}
