@@ -45,7 +45,7 @@ def stage_alone(config: cfg.StreamConfig, models, out: Path) -> dict[str, float]
     from . import sinks, sources
 
     times: dict[str, float] = {}
-    with sources.open_source(config.source.uri, config.source) as source:
+    with sources.open_source(config.source.uri, config.source, device=config.device) as source:
         t0 = time.perf_counter()
         frames = list(source)
         times["decode"] = (time.perf_counter() - t0) / len(frames)

@@ -99,7 +99,7 @@ def run(config: cfg.StreamConfig) -> Summary:
         raise ConfigError("nothing to write: give --output, --jsonl or --show")
     device = devices.resolve(config.device)
     summary, opened = Summary(), []
-    with sources.open_source(config.source.uri, config.source) as source:
+    with sources.open_source(config.source.uri, config.source, device=str(device)) as source:
         try:
             for path in (out.video, out.jsonl):  # outputs first: a bad path fails before models load
                 if path:

@@ -29,7 +29,7 @@ def open_sink(path: str | Path, info: SourceInfo, output_config: OutputConfig = 
     """
     suffix = Path(path).suffix.lower()
     if suffix in VIDEO_EXTENSIONS:
-        return VideoSink(path, info, crf=output_config.crf, preset=output_config.preset)
+        return VideoSink(path, info, crf=output_config.crf, preset=output_config.preset, codec=output_config.codec)
     if suffix in IMAGE_EXTENSIONS:
         return ImageSink(path)
     if suffix == ".jsonl":

@@ -1,7 +1,11 @@
-"""Annotated video out: H.264 (VP9 for .webm) yuv420p via PyAV, with the input's timing and a copy of its audio."""
+"""Annotated video out: H.264 (VP9 for .webm) yuv420p via PyAV, with the input's timing and a copy of its audio.
+
+H.264 is encoded on the GPU (NVENC) when asked for and available, else with libx264; see :func:`resolve_codec`.
+"""
 
 from __future__ import annotations
 
+import functools
 import logging
 from fractions import Fraction
 from pathlib import Path
@@ -20,14 +24,53 @@ log = logging.getLogger("fersr")
 VIDEO_EXTENSIONS = (".avi", ".mkv", ".mov", ".mp4", ".webm")
 X264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow",
                 "placebo")
-# encoder -> highest crf it accepts
-_CRF_MAX = {"libx264": 51, "libx265": 51, "libvpx-vp9": 63}
+NVENC = "h264_nvenc"
+# encoder -> highest crf it accepts (NVENC's constant-quality level cq has the same 0..51 scale)
+_CRF_MAX = {"libx264": 51, "libx265": 51, "libvpx-vp9": 63, NVENC: 51}
+# x264 preset -> the NVENC preset of about the same speed/quality trade (p1 fastest .. p7 best)
+_NVENC_PRESETS = {"ultrafast": "p1", "superfast": "p1", "veryfast": "p2", "faster": "p3", "fast": "p3",
+                  "medium": "p4", "slow": "p5", "slower": "p6", "veryslow": "p7", "placebo": "p7"}
+
+
+@functools.cache
+def nvenc_opens(width: int, height: int) -> bool:
+    """Whether this FFmpeg build has h264_nvenc and it opens for ``width`` x ``height`` frames (probed once per size).
+
+    NVENC needs an NVIDIA GPU and driver at run time, and has minimum and maximum frame sizes, so being in
+    ``av.codecs_available`` is not enough: only opening an encoder tells.
+    """
+    if NVENC not in av.codecs_available:
+        return False
+    context = av.CodecContext.create(NVENC, "w")
+    context.width, context.height, context.pix_fmt = width, height, "yuv420p"
+    context.time_base = Fraction(1, 25)
+    try:
+        context.open()
+    except (av.FFmpegError, OSError, ValueError):  # FFmpeg reports a missing driver as EPERM, bad sizes as EINVAL
+        return False
+    return True  # the context (and its GPU session) is freed with the object
+
+
+def resolve_codec(codec: str, width: int, height: int) -> str:
+    """The encoder for ``codec`` at this output size: ``auto`` = h264_nvenc when it opens, else libx264.
+
+    An explicit h264_nvenc that does not open also falls back to libx264, with a warning on the ``fersr``
+    logger (for ``auto`` the notice is at info level). Other names are returned as they are.
+    """
+    if codec not in ("auto", NVENC):
+        return codec
+    if nvenc_opens(width, height):
+        return NVENC
+    level = logging.INFO if codec == "auto" else logging.WARNING
+    log.log(level, "h264_nvenc does not open here for %dx%d video (no NVIDIA GPU or driver, or a size NVENC "
+            "refuses): encoding with libx264", width, height)
+    return "libx264"
 
 
 def _encoder_options(codec: str, crf: int, preset: str) -> dict[str, str]:
-    """FFmpeg options for a constant-quality encode; ``preset`` applies to x264/x265 only."""
+    """FFmpeg options for a constant-quality encode; ``preset`` (an x264 name) applies to x264, x265 and NVENC."""
     if codec not in _CRF_MAX:
-        raise SinkError(f"unsupported video codec {codec!r}; use one of {', '.join(_CRF_MAX)}")
+        raise SinkError(f"unsupported video codec {codec!r}; use one of auto, {', '.join(_CRF_MAX)}")
     if codec not in av.codecs_available:
         raise SinkError(f"video codec {codec} is not available in this FFmpeg build")
     if not 0 <= crf <= _CRF_MAX[codec]:
@@ -37,13 +80,18 @@ def _encoder_options(codec: str, crf: int, preset: str) -> dict[str, str]:
         return {"crf": str(crf), "b": "0", "deadline": "realtime", "cpu-used": "8", "row-mt": "1"}
     if preset not in X264_PRESETS:
         raise SinkError(f"unknown preset {preset!r}; use one of {', '.join(X264_PRESETS)}")
+    if codec == NVENC:
+        # variable bitrate with no bitrate cap and a cq target is NVENC's constant-quality mode; cq 0 would
+        # mean "encoder's choice", so crf 0 asks for the best level, 1
+        return {"rc": "vbr", "cq": str(max(1, crf)), "b": "0", "preset": _NVENC_PRESETS[preset], "tune": "hq"}
     return {"crf": str(crf), "preset": preset}
 
 
 class VideoSink(Sink):
     """Encode annotated frames to a video file that plays everywhere.
 
-    - Codec: ``codec`` (libx264 by default, libx265, libvpx-vp9) in yuv420p; .webm always uses libvpx-vp9.
+    - Codec: ``codec`` (libx264 by default, libx265, libvpx-vp9, h264_nvenc, or auto = h264_nvenc when it opens
+      else libx264; see :func:`resolve_codec`) in yuv420p; .webm always uses libvpx-vp9.
     - Size: the source's size padded to even width and height by repeating the last column/row (yuv420p halves
       the chroma both ways, so H.264 needs even sizes; padding keeps box coordinates valid). A frame of another
       size (folders of mixed images) is scaled to fit and centred on black.
@@ -62,8 +110,11 @@ class VideoSink(Sink):
         path: output file, one of :data:`VIDEO_EXTENSIONS`.
         info: the source's info (size, fps, time base, input path for the audio).
         crf: constant-rate-factor quality (lower = better; x264/x265 0-51, VP9 0-63).
-        preset: x264/x265 speed preset.
-        codec: libx264, libx265 or libvpx-vp9 (.webm always uses libvpx-vp9).
+        preset: x264/x265 speed preset (mapped to the NVENC preset p1-p7 of about the same speed).
+        codec: auto, libx264, libx265, libvpx-vp9 or h264_nvenc (.webm always uses libvpx-vp9).
+
+    Attributes:
+        codec: the encoder in use (after ``auto`` and the NVENC fallback are resolved).
 
     Raises:
         SinkError: before any work, for an unwritable path, an unknown extension, codec, preset or crf.
@@ -76,15 +127,15 @@ class VideoSink(Sink):
         if suffix not in VIDEO_EXTENSIONS:
             raise SinkError(f"not a video output: {path}; use one of {' '.join(VIDEO_EXTENSIONS)}")
         check_writable(path)
-        if suffix == ".webm":
-            codec = "libvpx-vp9"
+        self._size = (info.width + info.width % 2, info.height + info.height % 2)
+        codec = "libvpx-vp9" if suffix == ".webm" else resolve_codec(codec, *self._size)
         options = _encoder_options(codec, crf, preset)
+        self.codec = codec
         self._path, self._info, self._closed = path, info, False
         rate = Fraction(info.fps).limit_denominator(1001)
         # AVI stores no timestamps, only a frame rate, so there the time base must be one frame
         self._time_base = 1 / rate if suffix == ".avi" else info.time_base
         self._step = max(1, round(1 / (rate * self._time_base)))
-        self._size = (info.width + info.width % 2, info.height + info.height % 2)
         self._container = av.open(str(path), "w")
         stream = self._video = self._container.add_stream(codec, rate=rate)
         stream.width, stream.height = self._size

@@ -7,7 +7,8 @@
 - ``rtsp://``, ``rtmp://``, ``http(s)://``: network stream (open/read timeouts; RTSP over TCP);
 - an existing folder: its images in natural name order (frame2 before frame10);
 - an existing image file (.bmp .jpeg .jpg .png .tif .tiff .webp): one frame;
-- any other existing file: video file via PyAV.
+- any other existing file: video file via PyAV, or via NVIDIA DALI when ``config.decoder`` is ``dali``
+  (files only; see :mod:`fersr_stream.sources.dali`).
 
 Cameras and network streams are ``live`` (frames may be dropped to keep up); files and images are not.
 """
@@ -18,7 +19,7 @@ import re
 from pathlib import Path
 
 from ..config import SourceConfig
-from ..errors import SourceError
+from ..errors import ConfigError, SourceError
 from .base import Source, SourceInfo
 from .images import IMAGE_EXTENSIONS, ImageSource, is_image_path, read_image
 from .pyav import NETWORK_SCHEMES, PyAVSource, open_camera, open_file, open_network
@@ -27,18 +28,27 @@ __all__ = ["IMAGE_EXTENSIONS", "ImageSource", "PyAVSource", "Source", "SourceInf
 
 _CAMERA = re.compile(r"(?:cam)?(\d+)", re.IGNORECASE)
 _DEVICE = re.compile(r"/dev/video\d+")
+DECODERS = ("pyav", "dali")
 
 
-def open_source(uri: str, config: SourceConfig = SourceConfig()) -> Source:
+def open_source(uri: str, config: SourceConfig = SourceConfig(), device: str = "auto") -> Source:
     """Open the source named by ``uri`` (see the module table); the caller closes it (or uses ``with``).
+
+    Args:
+        device: where the DALI decoder runs (auto, cpu, cuda, cuda:N); PyAV always decodes on the CPU.
 
     Raises:
         SourceError: a one-line reason: missing path, empty folder, not a video or image, no such camera,
-            unreachable URL.
+            unreachable URL, DALI asked for but absent or given something other than a video file.
+        ConfigError: an unknown ``config.decoder``.
     """
     uri = (uri or "").strip()
     if not uri:
         raise SourceError("no source given: use cam0, a camera index, a video file, a URL, an image or a folder")
+    if config.decoder not in DECODERS:
+        raise ConfigError(f"unknown source.decoder {config.decoder!r}; use one of {', '.join(DECODERS)}")
+    if config.decoder == "dali":
+        return _open_dali(uri, device)
     if match := _CAMERA.fullmatch(uri):
         return open_camera(int(match.group(1)), uri)
     if _DEVICE.fullmatch(uri):
@@ -54,3 +64,21 @@ def open_source(uri: str, config: SourceConfig = SourceConfig()) -> Source:
     if path.is_file():
         return open_file(path)
     raise SourceError(f"no such file or folder: {uri}")
+
+
+def _open_dali(uri: str, device: str) -> Source:
+    """A :class:`~fersr_stream.sources.dali.DaliSource` for a video file; anything else is a SourceError."""
+    path = Path(uri).expanduser()
+    if _CAMERA.fullmatch(uri) or _DEVICE.fullmatch(uri) or "://" in uri:
+        what = "cameras or network streams"
+    elif path.is_dir():
+        what = "folders"
+    elif path.is_file() and is_image_path(path):
+        what = "images"
+    elif not path.is_file():
+        raise SourceError(f"no such file: {uri}")
+    else:
+        from .dali import DaliSource  # lazy: DALI is an optional extra
+
+        return DaliSource(path, device=device)
+    raise SourceError(f"source.decoder=dali reads video files only, not {what} ({uri}); use source.decoder=pyav")

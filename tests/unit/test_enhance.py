@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-import restorer_checkpoints as rc
+from fersr_stream.enhance import random_weights as rc
 from fersr_stream import enhance
 from fersr_stream.config import EnhanceConfig
 from fersr_stream.enhance.restorers import CodeFormerEnhancer, GFPGANEnhancer, RestoreFormerEnhancer

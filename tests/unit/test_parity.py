@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import torch
 
-import restorer_checkpoints as rc
+from fersr_stream.enhance import random_weights as rc
 from fersr_stream import enhance
 from fersr_stream.config import DetectConfig, EnhanceConfig
 from fersr_stream.detect.retinaface import POST_NMS_TOP_K, RetinaFaceDetector, build_retinaface

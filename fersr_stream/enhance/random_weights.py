@@ -1,4 +1,4 @@
-"""Random-init restoration checkpoints in the upstream file layouts, for offline tests and benchmarks.
+"""Random-init restoration checkpoints in the upstream file layouts, for offline tests and benchmarks (no downloads).
 
 Each ``save_*`` builds the network with spandrel's architecture class, seeds its initialisation, and saves
 ``{"params_ema": state_dict}`` -- the layout of GFPGANv1.4.pth, codeformer.pth and RestoreFormer.pth -- so the
