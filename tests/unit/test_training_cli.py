@@ -1,0 +1,68 @@
+"""fersr-train commands: data summary, synth, and one-line errors (exit 2) that write nothing."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from training import synthetic
+from training.cli import cli
+
+
+def _invoke(args):
+    result = CliRunner().invoke(cli, args, prog_name="fersr-train")
+    return result
+
+
+@pytest.fixture(scope="module")
+def tree(tmp_path_factory):
+    root = synthetic.write(tmp_path_factory.mktemp("kdef"), ["F31", "M31", "F01"], width=56)
+    synthetic.inject_defects(root)
+    return root
+
+
+def test_data_json_lists_counts_and_every_issue(tree):
+    result = _invoke(["data", "--data", str(tree), "--json"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert summary["counts"]["images"] == 207
+    assert set(summary["counts"]) >= {"emotion", "angle", "session", "person"}
+    actions = {i["file"]: i["action"] for i in summary["issues"]}
+    assert actions["AF31/AF31V.JPG"] == "renamed" and list(actions.values()).count("excluded") == 3
+
+
+def test_data_text(tree):
+    result = _invoke(["data", "--data", str(tree)])
+    assert result.exit_code == 0
+    assert "207 usable images" in result.stdout and "AM31/AM31H.JPG: renamed" in result.stdout
+
+
+def test_synth_writes_kdef_layout(tmp_path):
+    result = _invoke(["synth", str(tmp_path / "s"), "--people", "2", "--width", "48"])
+    assert result.exit_code == 0, result.output
+    assert len(list((tmp_path / "s" / "KDEF").glob("*/*.JPG"))) == 140
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--data", "{nokdef}"], "is not a KDEF folder"),
+    (["--data", "{missing}"], "dataset folder not found"),
+    (["--data", "{tree}", "--set", "train.models=[resnet19]"], "unknown value 'resnet19'"),
+    (["--data", "{tree}", "--set", "train.epoch=3"], "did you mean 'train.epochs'"),
+    (["--data", "{tree}", "--config", "{missing}"], "config file not found"),
+    (["--data", "{tree}", "--set", "protocol.folds=2", "--set", "train.models=[resnet18]"], "--no-pretrained"),
+])
+def test_bad_input_is_one_line_exit_2_and_writes_nothing(tmp_path, tree, monkeypatch, args, message):
+    monkeypatch.setenv("FERSR_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("FERSR_OFFLINE", "1")
+    (tmp_path / "nokdef").mkdir()
+    (tmp_path / "nokdef" / "photo.jpg").write_bytes(b"x")
+    fill = {"nokdef": tmp_path / "nokdef", "missing": tmp_path / "missing", "tree": tree}
+    args = [a.format(**fill) for a in args]
+    out = tmp_path / "runs"
+    result = _invoke(["run", "--out", str(out), "--quiet", *args])
+    assert result.exit_code == 2, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("fersr-train: error:") and message in lines[0]
+    assert not out.exists()

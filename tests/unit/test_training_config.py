@@ -1,0 +1,80 @@
+"""Study config: YAML + --set through fersr_stream's loader, checked values, splits."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from fersr_stream.errors import ConfigError
+from training import config, kdef, splits, synthetic
+from training.dataset import DatasetError
+
+CONFIGS = Path(__file__).resolve().parents[2] / "configs" / "train"
+
+
+@pytest.mark.parametrize("name", ["smoke.yaml", "kdef_three_phase.yaml"])
+def test_shipped_configs_load(name):
+    cfg = config.load(CONFIGS / name)
+    assert cfg.train.models and cfg.phases.widths
+
+
+def test_overrides_and_errors():
+    cfg = config.load(None, ["phases.widths=[8, 16]", "train.models=[resnet18, mini_xception]",
+                             "phases.restorers=[bicubic, 'codeformer@0.7']", "protocol.only_folds=[0, 2]"])
+    assert cfg.phases.widths == (8, 16) and cfg.protocol.only_folds == (0, 2)
+    assert config.parse_restorer(cfg.phases.restorers[1]) == config.RestorerSpec("codeformer", 0.7)
+    cases = {"train.modls=[x]": "did you mean 'train.models'",
+             "train.models=[resnet19]": "unknown value 'resnet19'",
+             "phases.restorers=[gfpan]": "unknown restorer 'gfpan'",
+             "phases.restorers=['codeformer@2']": "must be in [0, 1]",
+             "phases.widths=8": "expected tuple",
+             "phases.arms=[hr, sr]": "unknown value 'sr'",
+             "protocol.only_folds=[7]": "outside 0..4",
+             "data.angles=[S, XX]": "unknown value 'XX'"}
+    for item, message in cases.items():
+        with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace("]", r"\]")):
+            config.load(None, [item])
+
+
+def test_fingerprint_ignores_operational_keys():
+    a = config.load(None, [])
+    assert config.fingerprint(a) == config.fingerprint(config.load(None, ["train.models=[resnet18]",
+                                                                          "train.workers=0", "data.root=/x"]))
+    assert config.fingerprint(a) != config.fingerprint(config.load(None, ["train.lr=0.1"]))
+
+
+@pytest.fixture(scope="module")
+def tree(tmp_path_factory):
+    return kdef.load(synthetic.write(tmp_path_factory.mktemp("s"), 10, width=48))
+
+
+def test_subject_folds_are_disjoint_by_person_and_cover_everyone(tree):
+    protocol = config.ProtocolConfig(folds=5, seed=1)
+    folds = splits.make(tree, protocol)
+    person = {s.key: s.person for s in tree.samples}
+    tested = []
+    for f in folds:
+        train, val, test = ({person[k] for k in part} for part in (f.train, f.val, f.test))
+        assert not (train & test) and not (val & test) and not (train & val)
+        assert set(f.test_people) == test and set(f.val_people) == val
+        assert {p[0] for p in test} == {"F", "M"}  # dealt by gender
+        assert len(f.train) + len(f.val) + len(f.test) == len(tree)
+        tested += f.test
+    assert sorted(tested) == sorted(s.key for s in tree.samples)
+    assert splits.make(tree, protocol) == folds  # fixed seed, same folds
+    assert splits.make(tree, config.ProtocolConfig(folds=5, seed=2)) != folds
+
+
+def test_image_folds_and_json_round_trip(tree, tmp_path):
+    protocol = config.ProtocolConfig(split="image", folds=3)
+    folds = splits.make(tree, protocol)
+    for f in folds:
+        assert not set(f.train) & set(f.test) and not set(f.val) & set(f.test)
+    splits.save(folds, protocol, tmp_path / "splits.json")
+    assert splits.load(tmp_path / "splits.json") == folds
+
+
+def test_too_few_people_is_a_dataset_error(tree):
+    with pytest.raises(DatasetError, match="lower protocol.folds"):
+        splits.make(tree, config.ProtocolConfig(folds=10))

@@ -1,0 +1,126 @@
+"""KDEF and folder loaders on fake trees: naming, the distribution's known defects, bad folders."""
+
+from __future__ import annotations
+
+import shutil
+
+import cv2
+import numpy as np
+import pytest
+
+from fersr_stream.classify.labels import Emotion
+from training import folders, kdef, synthetic
+from training.dataset import DatasetError
+
+
+@pytest.fixture(scope="module")
+def kdef_tree(tmp_path_factory):
+    """A synthetic KDEF tree (F31, M31, F01) with the real defects injected; returns (root, defects)."""
+    out = tmp_path_factory.mktemp("kdef")
+    root = synthetic.write(out, ["F31", "M31", "F01"], width=64)
+    return root, synthetic.inject_defects(root)
+
+
+def test_parse_name_any_case_and_straight_view():
+    assert kdef.parse_name("af01afs") == {"session": "A", "gender": "F", "id": "01", "emotion": "AF", "angle": "S"}
+    assert kdef.parse_name("BM35SUHR")["angle"] == "HR"
+    assert kdef.parse_name("AF31V") is None
+    assert kdef.parse_name("AF01XXS") is None
+
+
+def test_loader_handles_every_known_defect(kdef_tree):
+    root, defects = kdef_tree
+    ds = kdef.load(root.parent)  # the KDEF_and_AKDEF-style folder above KDEF
+    assert ds.root == root
+    issues = {i.file: i for i in ds.issues}
+    keys = {s.key for s in ds.samples}
+    # misnamed files are renamed and used under their real names
+    assert issues["AF31/AF31V.JPG"].action == "renamed" and "AF31SAHL" in issues["AF31/AF31V.JPG"].reason
+    assert issues["AM31/AM31H.JPG"].action == "renamed" and "AM31SUHR" in issues["AM31/AM31H.JPG"].reason
+    assert {"AF31SAHL", "AM31SUHR"} <= keys
+    sample = next(s for s in ds.samples if s.key == "AM31SUHR")
+    assert (sample.label, sample.person, sample.session, sample.angle) == (Emotion.SURPRISED, "M31", "A", "HR")
+    # near-black and corrupt images are found by content and excluded
+    for file, kind in defects.items():
+        if kind in ("near-black", "corrupt"):
+            assert issues[file].action == "excluded" and kind in issues[file].reason
+            assert file.split("/")[1][:-4] not in keys
+        if kind == "oversized":
+            assert issues[file].action == "kept" and "970x633" in issues[file].reason
+            assert file.split("/")[1][:-4] in keys
+    assert len(ds) == 3 * 70 - 3
+    counts = ds.counts()
+    assert counts["person"] == {"F01": 67, "F31": 70, "M31": 70}  # F01 lost two near-black and one corrupt
+    assert set(counts["angle"]) == {"FL", "HL", "S", "HR", "FR"} and set(counts["session"]) == {"A", "B"}
+
+
+def test_angle_and_session_filters(kdef_tree):
+    root, _ = kdef_tree
+    ds = kdef.load(root, angles=("S",), sessions=("A",))
+    assert {s.angle for s in ds.samples} == {"S"} and {s.session for s in ds.samples} == {"A"}
+    assert len(ds) == 3 * 7
+
+
+def test_lowercase_extension_and_stray_files(tmp_path):
+    root = synthetic.write(tmp_path, ["F01", "M01"], width=48)
+    f = root / "AF01" / "AF01HAS.JPG"
+    f.rename(f.with_suffix(".jpg"))
+    (root / "AF01" / "notes.txt").write_text("x")
+    (root / "AF01" / "AF01HAPROFILE.JPG").write_bytes(b"")
+    ds = kdef.load(root)
+    assert "AF01HAS" in {s.key for s in ds.samples}
+    reasons = {i.file: i.reason for i in ds.issues}
+    assert reasons["AF01/notes.txt"] == "not an image file"
+    assert "naming" in reasons["AF01/AF01HAPROFILE.JPG"]
+
+
+@pytest.mark.parametrize("make", ["missing", "empty", "flat", "wrong_names"])
+def test_not_kdef_shaped_is_one_clear_error(tmp_path, make):
+    path = tmp_path / "data"
+    if make != "missing":
+        path.mkdir()
+    if make == "flat":
+        cv2.imwrite(str(path / "face.jpg"), np.full((20, 20, 3), 128, np.uint8))
+    if make == "wrong_names":
+        (path / "AF01").mkdir()
+        cv2.imwrite(str(path / "AF01" / "face.jpg"), np.full((20, 20, 3), 128, np.uint8))
+    with pytest.raises(DatasetError) as info:
+        kdef.load(path)
+    assert "\n" not in str(info.value)
+
+
+def test_partial_dataset_is_rejected(tmp_path):
+    root = synthetic.write(tmp_path, ["F01", "M01"], width=48)
+    for f in root.glob("*/*DI*.JPG"):
+        f.unlink()
+    ds = kdef.load(root)
+    with pytest.raises(DatasetError, match="no images of DI"):
+        ds.require_complete()
+
+
+def test_folders_loader(tmp_path):
+    src = synthetic.write(tmp_path / "src", ["F01", "M01"], width=48)
+    root = tmp_path / "fer"
+    for code, name in (("HA", "happy"), ("SA", "Sadness"), ("AN", "AN")):
+        (root / name).mkdir(parents=True)
+        for f in src.glob(f"*/*{code}S.JPG"):
+            shutil.copy(f, root / name / f.name)
+    (root / "unknown_class").mkdir()
+    ds = folders.load(root, person_regex=r"^[AB]([FM]\d\d)")
+    assert {s.label for s in ds.samples} == {Emotion.HAPPY, Emotion.SAD, Emotion.ANGRY}
+    assert {s.person for s in ds.samples} == {"F01", "M01"}
+    assert len(ds) == 2 * 2 * 3
+    with pytest.raises(DatasetError, match="no emotion folders"):
+        folders.load(src)
+
+
+def test_synthetic_layout_and_expressions_differ(tmp_path):
+    root = synthetic.write(tmp_path, 2, width=64)
+    names = sorted(p.relative_to(root).as_posix() for p in root.rglob("*.JPG"))
+    assert len(names) == 2 * 7 * 5 * 2
+    assert "AF01/AF01AFS.JPG" in names and "BM01/BM01SUFR.JPG" in names
+    happy = cv2.imread(str(root / "AF01" / "AF01HAS.JPG")).astype(np.float32)
+    sad = cv2.imread(str(root / "AF01" / "AF01SAS.JPG")).astype(np.float32)
+    # the expressions differ, but only in small details (the rest of the image is the same person)
+    diff = np.abs(happy - sad).mean(axis=2)
+    assert diff.max() > 60 and (diff > 30).mean() < 0.05

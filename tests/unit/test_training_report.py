@@ -1,0 +1,70 @@
+"""Report: mean +- std over folds, McNemar on discordant pairs, figures and REPORT.md from cell JSON."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from training import report
+
+
+def _cell(folder, fold, test, width, restorer, preds, labels, model="resnet18"):
+    labels, preds = np.array(labels), np.array(preds)
+    confusion = np.zeros((7, 7), int)
+    np.add.at(confusion, (labels, preds), 1)
+    phase = "1" if width is None else ("2" if restorer == "none" else "3")
+    blob = {"model": model, "arm": "hr", "fold": fold, "train": "hr", "test": test, "phase": phase, "width": width,
+            "restorer": restorer, "n": len(labels), "accuracy": float((labels == preds).mean()), "per_class": {},
+            "confusion": confusion.tolist(), "keys": [f"f{fold}-{i}" for i in range(len(labels))],
+            "labels": labels.tolist(), "preds": preds.tolist()}
+    path = folder / "cells" / model / "train-hr" / f"fold{fold}" / f"test-{test}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(blob))
+
+
+@pytest.fixture()
+def experiment(tmp_path):
+    labels = [0, 1, 2, 3, 4, 5, 6, 0, 1, 2]
+    for fold in (0, 1):
+        _cell(tmp_path, fold, "hr", None, "hr", labels, labels)
+        lr = labels[:5] + [6, 6, 6, 6, 6]  # 5 right (or 6 with the SU image) on LR
+        _cell(tmp_path, fold, "lr8", 8, "none", lr, labels)
+        restored = [6, 6] + labels[2:8] + [6, 6]  # loses 2 of LR's right answers, gains 2 (fold 0)
+        if fold == 1:
+            restored = labels  # gains every wrong one
+        _cell(tmp_path, fold, "lr8-bicubic", 8, "bicubic", restored, labels)
+    return tmp_path
+
+
+def test_summary_and_mcnemar(experiment):
+    cells = report.load_cells(experiment)
+    rows = {r["test"]: r for r in report.summarise(cells)}
+    assert rows["hr"]["mean"] == 1.0 and rows["hr"]["folds"] == 2 and rows["hr"]["std"] == 0.0
+    assert rows["lr8-bicubic"]["mean"] == pytest.approx((0.6 + 1.0) / 2)
+    assert rows["lr8-bicubic"]["std"] == pytest.approx(np.std([0.6, 1.0], ddof=1))
+    tests = {(r["fold"]): r for r in report.mcnemar(cells)}
+    # fold 0: LR right on 0-4 and 6 (SU), restored right on 2-7: b = {0, 1}, c = {5, 7}
+    assert (tests[0]["b"], tests[0]["c"]) == (2, 2) and tests[0]["p"] == pytest.approx(1.0)
+    assert (tests[1]["b"], tests[1]["c"]) == (0, 4) and tests[1]["p"] == pytest.approx(0.125)
+    pooled = tests["all"]
+    assert (pooled["n"], pooled["b"], pooled["c"]) == (20, 2, 6)
+    from scipy.stats import binomtest
+
+    assert pooled["p"] == pytest.approx(binomtest(6, 8, 0.5).pvalue)
+
+
+def test_write_makes_tables_figures_and_report(experiment):
+    (experiment / "data.json").write_text(json.dumps({"root": "/data/KDEF", "kind": "kdef", "counts": {"images": 20},
+                                                      "issues": [{"file": "AF31/AF31V.JPG", "action": "renamed",
+                                                                  "reason": "misnamed"}]}))
+    path = report.write(experiment)
+    text = path.read_text()
+    assert "| resnet18 | hr | 3 | hr | 8 px | bicubic | 80.0 ± 28.3 % | 2 |" in text
+    assert "AF31/AF31V.JPG" in text and "McNemar" in text
+    assert (experiment / "figures" / "accuracy_vs_width_resnet18.png").stat().st_size > 1000
+    assert len(list((experiment / "figures" / "confusion").glob("*.png"))) == 3
+    csv_lines = (experiment / "results.csv").read_text().splitlines()
+    assert len(csv_lines) == 1 + 6 and csv_lines[0].startswith("model,arm,train,test,phase")
+    assert "AF,AN,DI,HA,NE,SA,SU" in (experiment / "per_class.csv").read_text().splitlines()[0]

@@ -1,0 +1,140 @@
+"""``fersr-train``: the KDEF study from the command line.
+
+Commands: ``run`` (the whole study), ``data`` (what a dataset folder holds), ``synth`` (write the synthetic
+KDEF-shaped set), ``restore`` (fill the restoration cache, shardable across machines), ``report`` (rebuild
+tables and figures). A user mistake is one line on stderr and exit code 2 (fersr_stream's CLI policy).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from fersr_stream.cli import Group
+
+from . import config as tconfig
+
+
+def _load(config_path: str | None, data: str | None, overrides: tuple[str, ...], **flags) -> tconfig.StudyConfig:
+    """Config file, then the convenience flags, then ``--set`` (the most specific wins)."""
+    sets = []
+    if data is not None:
+        sets.append(f"data.root={data}")
+    names = {"out": "out", "name": "name", "device": "device"}
+    for flag, key in names.items():
+        if flags.get(flag) is not None:
+            sets.append(f"{key}={flags[flag]}")
+    if flags.get("no_pretrained"):
+        sets.append("train.pretrained=false")
+    if flags.get("no_detect"):
+        sets.append("faces.detect=false")
+    return tconfig.load(config_path, sets + list(overrides))
+
+
+def _common(f):
+    options = [
+        click.option("--config", "config_path", type=click.Path(dir_okay=False), help="study YAML (configs/train/)"),
+        click.option("--data", help="dataset folder (KDEF, or KDEF_and_AKDEF above it)"),
+        click.option("--out", help="folder holding experiments and the cache"),
+        click.option("--name", help="experiment name (its folder under --out)"),
+        click.option("--device", help="auto, cpu, cuda, cuda:N"),
+        click.option("--no-pretrained", is_flag=True, help="random initialisation instead of ImageNet weights"),
+        click.option("--no-detect", is_flag=True, help="fixed face box instead of the detector"),
+        click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="override a config key"),
+        click.option("--quiet", is_flag=True, help="no progress bars"),
+    ]
+    for option in reversed(options):
+        f = option(f)
+    return f
+
+
+@click.group(name="fersr-train", cls=Group)
+def cli() -> None:
+    """The KDEF study: does face restoration recover emotion recognition lost to low resolution?"""
+
+
+@cli.command()
+@_common
+def run(config_path, data, overrides, quiet, **flags) -> None:
+    """Run the study (skipping finished cells) and write its report."""
+    from . import phases
+
+    config = _load(config_path, data, overrides, **flags)
+    folder = phases.run(config, progress=not quiet)
+    click.echo(f"report: {folder / 'REPORT.md'}")
+
+
+@cli.command()
+@_common
+@click.option("--shard", default="0/1", show_default=True, help="fill only faces of shard i of n")
+def restore(config_path, data, overrides, quiet, shard, **flags) -> None:
+    """Fill the restoration cache for the study's grid (run on several machines with --shard i/n)."""
+    from . import phases
+    from .cache import parse_shard
+
+    part = parse_shard(shard)
+    config = _load(config_path, data, overrides, **flags)
+    study = phases.Study(config, progress=not quiet)
+    study.prepare()
+    counts = study.restore_all(part)
+    for tag, c in counts.items():
+        click.echo(f"{tag}: restored {c['restored']}, cached {c['cached']}, other shards {c['other_shards']}")
+    click.echo(f"restorer calls: {study.cache.calls}")
+
+
+@cli.command()
+@click.option("--data", required=True, help="dataset folder")
+@click.option("--kind", type=click.Choice(["kdef", "folders"]), default="kdef", show_default=True)
+@click.option("--person-regex", help="folders: regex whose first group is the person id")
+@click.option("--json", "as_json", is_flag=True, help="machine-readable output")
+def data(data, kind, person_regex, as_json) -> None:
+    """Count a dataset's images per emotion, angle, session and person; list every excluded or renamed file."""
+    from . import folders, kdef
+
+    dataset = kdef.load(data) if kind == "kdef" else folders.load(data, person_regex)
+    summary = dataset.summary()
+    if as_json:
+        click.echo(json.dumps(summary, indent=1))
+        return
+    counts = summary["counts"]
+    click.echo(f"{dataset.kind} dataset at {dataset.root}: {counts['images']} usable images")
+    for group in ("emotion", "angle", "session", "person"):
+        if group in counts:
+            click.echo(f"  {group}: " + ", ".join(f"{k} {v}" for k, v in counts[group].items()))
+    click.echo(f"{len(dataset.issues)} files renamed, excluded or unusual:")
+    for issue in dataset.issues:
+        click.echo(f"  {issue.file}: {issue.action}: {issue.reason}")
+
+
+@cli.command()
+@click.argument("out", type=click.Path(file_okay=False))
+@click.option("--people", default=4, show_default=True, help="identities (half female, half male)")
+@click.option("--width", default=140, show_default=True, help="image width in px (KDEF is 562)")
+@click.option("--seed", default=0, show_default=True)
+def synth(out, people, width, seed) -> None:
+    """Write the synthetic KDEF-shaped set to OUT/KDEF (not KDEF results: for tests and smoke runs)."""
+    from . import synthetic
+
+    if people < 2 or width < 48:
+        raise click.BadParameter("need --people >= 2 and --width >= 48")
+    root = synthetic.write(Path(out), people, width, seed)
+    click.echo(f"wrote {people * 70} images to {root}")
+
+
+@cli.command()
+@click.argument("folder", type=click.Path(exists=True, file_okay=False))
+def report(folder) -> None:
+    """Rebuild the tables, figures and REPORT.md of an experiment folder from its cell metrics."""
+    from . import report as report_
+
+    click.echo(f"report: {report_.write(Path(folder))}")
+
+
+def main() -> None:
+    cli.main(prog_name="fersr-train")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,249 @@
+"""Study configuration: frozen dataclasses are the schema; YAML and ``--set a.b=v`` only supply values.
+
+The merge/load/save machinery is :mod:`fersr_stream.config`'s; only the schema lives here. Each section checks
+its own values in ``__post_init__`` so that a typo or an impossible value is one :class:`ConfigError` line before
+anything is written.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from fersr_stream import config as stream_config
+from fersr_stream.config import DegradeConfig
+from fersr_stream.errors import ConfigError
+
+ANGLES = ("FL", "HL", "S", "HR", "FR")
+SESSIONS = ("A", "B")
+TRAINABLE = ("resnet18", "resnet50", "vgg16", "vgg19")
+ZERO_SHOT = ("mini_xception",)
+ARMS = ("hr", "lr", "restored")
+RESTORERS = ("bicubic", "gfpgan", "codeformer", "restoreformer")
+
+
+def _members(key: str, values: tuple, allowed: tuple, kind: type = str) -> tuple:
+    """Check that every element of ``values`` has type ``kind`` and, when ``allowed`` is given, is one of it."""
+    for v in values:
+        if not isinstance(v, kind) or isinstance(v, bool):
+            raise ConfigError(f"config key {key!r}: expected a list of {kind.__name__}, got {list(values)!r}")
+        if allowed and v not in allowed:
+            raise ConfigError(f"config key {key!r}: unknown value {v!r}; choose from {', '.join(allowed)}")
+    return tuple(values)
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """The dataset. ``kind``: kdef | folders (one folder per emotion) | synthetic (generated into ``root``)."""
+
+    kind: str = "kdef"
+    root: str = ""
+    angles: tuple[str, ...] = ANGLES
+    sessions: tuple[str, ...] = SESSIONS
+    person_regex: str | None = None  # folders: a regex whose first group names the person in a file name
+    synth_people: int = 4  # synthetic: identities (half female, half male)
+    synth_width: int = 140  # synthetic: image width in px (KDEF's 562 x 762 aspect is kept)
+    synth_seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("kdef", "folders", "synthetic"):
+            raise ConfigError(f"config key 'data.kind': unknown value {self.kind!r}; choose kdef, folders or synthetic")
+        _members("data.angles", self.angles, ANGLES)
+        _members("data.sessions", self.sessions, SESSIONS)
+        if not self.angles or not self.sessions:
+            raise ConfigError("config keys 'data.angles' and 'data.sessions' must not be empty")
+        if self.synth_people < 2 or self.synth_width < 48:
+            raise ConfigError("config key 'data.synth_people' must be >= 2 and 'data.synth_width' >= 48")
+
+
+@dataclass(frozen=True)
+class FacesConfig:
+    """Face crops: the stream's detector + crop (``detect``) or a fixed box for well-framed portraits."""
+
+    detect: bool = True
+    detector: str = "haar"
+    size: int = 224  # crop side in px; the HR input of every phase
+    margin: float = 0.25
+
+    def __post_init__(self) -> None:
+        if self.size < 16:
+            raise ConfigError(f"config key 'faces.size' must be >= 16, got {self.size}")
+
+
+@dataclass(frozen=True)
+class ProtocolConfig:
+    """How images are split. ``split``: subject (k-fold by person) | image (k-fold by image, as earlier work)."""
+
+    split: str = "subject"
+    folds: int = 5
+    val_fraction: float = 0.15  # share of the training people (or images) held out for model selection
+    seed: int = 0
+    only_folds: tuple[int, ...] | None = None  # run a subset of the folds (all when None)
+
+    def __post_init__(self) -> None:
+        if self.split not in ("subject", "image"):
+            raise ConfigError(f"config key 'protocol.split': unknown value {self.split!r}; choose subject or image")
+        if self.folds < 2:
+            raise ConfigError(f"config key 'protocol.folds' must be >= 2, got {self.folds}")
+        if not 0.0 < self.val_fraction < 0.5:
+            raise ConfigError(f"config key 'protocol.val_fraction' must be in (0, 0.5), got {self.val_fraction}")
+        if self.only_folds is not None:
+            _members("protocol.only_folds", self.only_folds, (), int)
+            bad = [k for k in self.only_folds if not 0 <= k < self.folds]
+            if bad:
+                raise ConfigError(f"config key 'protocol.only_folds': fold {bad[0]} outside 0..{self.folds - 1}")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Fine-tuning. ``schedule``: full (all layers from the start) | pipeline (head first, then blocks top-down)."""
+
+    models: tuple[str, ...] = TRAINABLE + ZERO_SHOT
+    pretrained: bool = True  # ImageNet weights through the registry
+    schedule: str = "full"
+    input_size: int = 224
+    epochs: int = 30
+    batch: int = 32
+    lr: float = 1e-4
+    head_lr: float = 1e-3  # the new 7-way head learns faster than the pretrained body
+    weight_decay: float = 1e-4
+    patience: int = 6  # early stopping on validation accuracy; 0 = off
+    head_epochs: int = 2  # pipeline: epochs with only the head trainable
+    unfreeze_every: int = 2  # pipeline: epochs between unfreezing the next block
+    augment: bool = True
+    workers: int = 2
+    threads: int | None = None  # torch CPU threads (None = torch's default; 1 helps on busy shared machines)
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        _members("train.models", self.models, TRAINABLE + ZERO_SHOT)
+        if not self.models:
+            raise ConfigError("config key 'train.models' must name at least one model")
+        if self.schedule not in ("full", "pipeline"):
+            raise ConfigError(f"config key 'train.schedule': unknown value {self.schedule!r}; choose full or pipeline")
+        for key in ("input_size", "epochs", "batch"):
+            if getattr(self, key) < 1:
+                raise ConfigError(f"config key 'train.{key}' must be >= 1")
+        if self.workers < 0:
+            raise ConfigError("config key 'train.workers' must be >= 0")
+
+
+@dataclass(frozen=True)
+class PhasesConfig:
+    """The grid: test widths (face px), restorers (``name[@fidelity][:weights]``) and training arms.
+
+    Arms: hr (phases 1-3: train on HR, test on HR, LR and restored), lr (train and test on LR),
+    restored (train and test on restored faces).
+    """
+
+    widths: tuple[int, ...] = (8, 16, 24, 32, 48, 64)
+    restorers: tuple[str, ...] = ("bicubic", "gfpgan", "codeformer@0.5")
+    arms: tuple[str, ...] = ("hr",)
+    degrade: DegradeConfig = field(default_factory=DegradeConfig)  # blur/noise/jpeg; width is set per cell
+
+    def __post_init__(self) -> None:
+        _members("phases.widths", self.widths, (), int)
+        if any(w < 2 for w in self.widths):
+            raise ConfigError("config key 'phases.widths': widths must be >= 2 px")
+        _members("phases.arms", self.arms, ARMS)
+        _members("phases.restorers", self.restorers, ())
+        for spec in self.restorers:
+            parse_restorer(spec)
+
+
+@dataclass(frozen=True)
+class CacheConfig:
+    """Where face crops and restored faces are cached (shared between experiments; empty = ``<out>/cache``)."""
+
+    dir: str = ""
+    batch: int = 4  # faces per restorer call
+
+
+@dataclass(frozen=True)
+class ReportConfig:
+    example_widths: tuple[int, ...] = (16,)  # face widths shown in the example grids
+
+
+@dataclass(frozen=True)
+class StudyConfig:
+    """One experiment: results go to ``<out>/<name>/``."""
+
+    name: str = "kdef_three_phase"
+    out: str = "runs"
+    device: str = "auto"
+    data: DataConfig = field(default_factory=DataConfig)
+    faces: FacesConfig = field(default_factory=FacesConfig)
+    protocol: ProtocolConfig = field(default_factory=ProtocolConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    phases: PhasesConfig = field(default_factory=PhasesConfig)
+    cache: CacheConfig = field(default_factory=CacheConfig)
+    report: ReportConfig = field(default_factory=ReportConfig)
+
+    @property
+    def folder(self) -> Path:
+        return Path(self.out) / self.name
+
+    @property
+    def cache_dir(self) -> Path:
+        return Path(self.cache.dir) if self.cache.dir else Path(self.out) / "cache"
+
+
+@dataclass(frozen=True)
+class RestorerSpec:
+    """A parsed ``name[@fidelity][:weights]`` restorer entry."""
+
+    name: str
+    fidelity: float = 0.5
+    weights: str | None = None
+
+    @property
+    def tag(self) -> str:
+        """A file-name-safe label, e.g. ``codeformer@0.7``."""
+        tag = self.name if self.name != "codeformer" else f"{self.name}@{self.fidelity:g}"
+        if self.weights:
+            tag += "-" + hashlib.sha256(self.weights.encode()).hexdigest()[:6]
+        return tag
+
+
+def parse_restorer(spec: str) -> RestorerSpec:
+    """Parse ``codeformer@0.7``, ``gfpgan:gfpgan.v1_4`` or ``bicubic``; a bad entry is a ConfigError."""
+    head, _, weights = spec.partition(":")
+    name, at, fid = head.partition("@")
+    if name not in RESTORERS:
+        raise ConfigError(f"config key 'phases.restorers': unknown restorer {name!r}; choose from {', '.join(RESTORERS)}")
+    fidelity = 0.5
+    if at:
+        try:
+            fidelity = float(fid)
+        except ValueError:
+            raise ConfigError(f"config key 'phases.restorers': bad fidelity in {spec!r}") from None
+        if not 0.0 <= fidelity <= 1.0:
+            raise ConfigError(f"config key 'phases.restorers': fidelity in {spec!r} must be in [0, 1]")
+    return RestorerSpec(name, fidelity, weights or None)
+
+
+def load(path: str | Path | None = None, overrides: list[str] | tuple = ()) -> StudyConfig:
+    """Defaults, then the YAML file, then ``--set`` overrides (fersr_stream's loader, our schema)."""
+    return stream_config.load(path, overrides, base=StudyConfig())
+
+
+def save(config: StudyConfig, path: str | Path) -> None:
+    stream_config.save(config, path)
+
+
+def fingerprint(config: StudyConfig) -> str:
+    """A hash of the sections that decide what a trained model means (data, faces, protocol, training).
+
+    A rerun into an existing experiment folder must match it; phases, cache and report may change freely
+    because every cell is keyed by its own conditions.
+    """
+    keep = {k: dataclasses.asdict(getattr(config, k)) for k in ("data", "faces", "protocol")}
+    train = dataclasses.asdict(config.train)
+    for operational in ("models", "workers", "threads"):
+        train.pop(operational)
+    keep["train"] = train
+    keep["data"].pop("root")  # the same dataset may be mounted elsewhere on another machine
+    return hashlib.sha256(json.dumps(keep, sort_keys=True, default=list).encode()).hexdigest()[:16]

@@ -1,0 +1,322 @@
+"""Tables, figures and REPORT.md of an experiment folder, rebuilt from its per-cell metrics JSON.
+
+Everything here reads ``cells/**/test-*.json`` only, so ``fersr-train report DIR`` can redo it at any time.
+McNemar's test compares, image by image, the restored faces against the plain LR faces of the same model,
+fold and width (exact binomial test on the discordant pairs), per fold and pooled over folds.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+from fersr_stream.classify.labels import KDEF_CODES
+
+ROW_KEYS = ("model", "arm", "train", "test", "phase", "width", "restorer", "fold", "n", "accuracy")
+
+
+def load_cells(folder: Path) -> list[dict]:
+    """Every evaluation cell's metrics, sorted by model, arm, test width, restorer and fold."""
+    cells = [json.loads(p.read_text()) for p in sorted(Path(folder).glob("cells/*/*/fold*/test-*.json"))]
+    return sorted(cells, key=_order)
+
+
+def _order(c: dict):
+    return (c["model"], c["arm"], c["train"], -1 if c["width"] is None else c["width"],
+            {"hr": 0, "none": 1}.get(c["restorer"], 2), c["restorer"], c["fold"])
+
+
+def summarise(cells: list[dict]) -> list[dict]:
+    """Mean and std of accuracy over folds per (model, arm, train, test condition)."""
+    groups: dict[tuple, list[dict]] = defaultdict(list)
+    for c in cells:
+        groups[(c["model"], c["arm"], c["train"], c["test"])].append(c)
+    rows = []
+    for members in groups.values():
+        acc = np.array([m["accuracy"] for m in members])
+        first = members[0]
+        rows.append({"model": first["model"], "arm": first["arm"], "phase": first["phase"], "train": first["train"],
+                     "test": first["test"], "width": first["width"], "restorer": first["restorer"],
+                     "folds": len(members), "mean": float(acc.mean()),
+                     "std": float(acc.std(ddof=1)) if len(acc) > 1 else 0.0})
+    return sorted(rows, key=_order_row)
+
+
+def _order_row(r: dict):
+    return (r["model"], r["arm"], r["train"], -1 if r["width"] is None else r["width"],
+            {"hr": 0, "none": 1}.get(r["restorer"], 2), r["restorer"])
+
+
+def mcnemar(cells: list[dict]) -> list[dict]:
+    """Restored vs. plain LR on the same images: per fold and pooled ("all"), exact two-sided p-values.
+
+    Columns ``b``: right on LR, wrong restored; ``c``: wrong on LR, right restored.
+    """
+    lr = {(c["model"], c["train"], c["fold"], c["width"]): c for c in cells
+          if c["width"] is not None and c["restorer"] == "none"}
+    pooled: dict[tuple, dict] = {}
+    rows = []
+    for c in cells:
+        if c["width"] is None or c["restorer"] == "none":
+            continue
+        base = lr.get((c["model"], c["train"], c["fold"], c["width"]))
+        if base is None:  # an extension arm trained on restored faces has no LR twin
+            continue
+        right_lr, right_r = _correct(base), _correct(c)
+        shared = sorted(set(right_lr) & set(right_r))
+        counts = {"n": len(shared), "lr": sum(right_lr[k] for k in shared), "r": sum(right_r[k] for k in shared),
+                  "b": sum(right_lr[k] and not right_r[k] for k in shared),
+                  "c": sum(right_r[k] and not right_lr[k] for k in shared)}
+        key = (c["model"], c["train"], c["width"], c["restorer"])
+        rows.append(_mcnemar_row(key, c["fold"], counts))
+        total = pooled.setdefault(key, dict.fromkeys(counts, 0))
+        for name, value in counts.items():
+            total[name] += value
+    rows += [_mcnemar_row(key, "all", counts) for key, counts in pooled.items()]
+    return rows
+
+
+def _mcnemar_row(key: tuple, fold, counts: dict) -> dict:
+    from scipy.stats import binomtest
+
+    discordant = counts["b"] + counts["c"]
+    n = max(counts["n"], 1)
+    return {"model": key[0], "train": key[1], "width": key[2], "restorer": key[3], "fold": fold, "n": counts["n"],
+            "acc_lr": counts["lr"] / n, "acc_restored": counts["r"] / n, "b": counts["b"], "c": counts["c"],
+            "p": float(binomtest(counts["c"], discordant, 0.5).pvalue) if discordant else 1.0}
+
+
+def _correct(cell: dict) -> dict[str, bool]:
+    return {k: l == p for k, l, p in zip(cell["keys"], cell["labels"], cell["preds"])}
+
+
+def per_class(cells: list[dict]) -> list[dict]:
+    """Per-emotion accuracy pooled over folds (from the summed confusion matrices)."""
+    sums: dict[tuple, np.ndarray] = {}
+    for c in cells:
+        key = (c["model"], c["arm"], c["train"], c["test"])
+        sums[key] = sums.get(key, np.zeros((7, 7), np.int64)) + np.array(c["confusion"])
+    rows = []
+    for (model, arm, train, test), conf in sums.items():
+        row = {"model": model, "arm": arm, "train": train, "test": test}
+        for i, code in enumerate(KDEF_CODES):
+            row[code] = float(conf[i, i] / conf[i].sum()) if conf[i].sum() else float("nan")
+        rows.append(row)
+    return rows
+
+
+def _csv(path: Path, rows: list[dict]) -> None:
+    if not rows:
+        path.write_text("")
+        return
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=list(rows[0]))
+    writer.writeheader()
+    writer.writerows(rows)
+    path.write_text(buf.getvalue())
+
+
+def markdown_table(rows: list[dict]) -> str:
+    """The mean +- std table: one line per model x arm x phase x width x restorer."""
+    lines = ["| model | arm | phase | train | test width | restorer | accuracy (mean ± std) | folds |",
+             "|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        width = "HR" if r["width"] is None else f"{r['width']} px"
+        lines.append(f"| {r['model']} | {r['arm']} | {r['phase']} | {r['train']} | {width} | {r['restorer']} | "
+                     f"{100 * r['mean']:.1f} ± {100 * r['std']:.1f} % | {r['folds']} |")
+    return "\n".join(lines)
+
+
+def _mcnemar_table(rows: list[dict]) -> str:
+    pooled = [r for r in rows if r["fold"] == "all"]
+    lines = ["| model | width | restorer | n | LR acc | restored acc | b (LR only) | c (restored only) | p |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for r in pooled:
+        lines.append(f"| {r['model']} | {r['width']} px | {r['restorer']} | {r['n']} | {100 * r['acc_lr']:.1f} % | "
+                     f"{100 * r['acc_restored']:.1f} % | {r['b']} | {r['c']} | {r['p']:.3g} |")
+    return "\n".join(lines)
+
+
+def plot_confusions(cells: list[dict], folder: Path) -> list[Path]:
+    """One confusion matrix (row-normalised, pooled over folds) per model x training x test condition."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    sums: dict[tuple, np.ndarray] = {}
+    for c in cells:
+        key = (c["model"], c["train"], c["test"])
+        sums[key] = sums.get(key, np.zeros((7, 7), np.int64)) + np.array(c["confusion"])
+    folder.mkdir(parents=True, exist_ok=True)
+    out = []
+    for (model, train, test), conf in sums.items():
+        norm = conf / np.maximum(conf.sum(1, keepdims=True), 1)
+        fig, ax = plt.subplots(figsize=(4.2, 3.8), dpi=100)
+        ax.imshow(norm, vmin=0, vmax=1, cmap="Blues")
+        for i in range(7):
+            for j in range(7):
+                ax.text(j, i, str(conf[i, j]), ha="center", va="center", fontsize=7,
+                        color="white" if norm[i, j] > 0.5 else "black")
+        ax.set_xticks(range(7), KDEF_CODES)
+        ax.set_yticks(range(7), KDEF_CODES)
+        ax.set_xlabel("predicted")
+        ax.set_ylabel("true")
+        ax.set_title(f"{model}, train {train}, test {test}", fontsize=8)
+        fig.tight_layout()
+        path = folder / f"{model}_train-{train}_test-{test}.png"
+        fig.savefig(path)
+        plt.close(fig)
+        out.append(path)
+    return out
+
+
+def plot_widths(rows: list[dict], folder: Path) -> list[Path]:
+    """Accuracy vs. face-crop width per model: one line per restorer (plain LR = none), HR dashed."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    folder.mkdir(parents=True, exist_ok=True)
+    out = []
+    for model in sorted({r["model"] for r in rows}):
+        mine = [r for r in rows if r["model"] == model]
+        fig, ax = plt.subplots(figsize=(5.5, 3.8), dpi=100)
+        for arm in ("hr", "zero-shot"):
+            lines: dict[str, list] = defaultdict(list)
+            for r in mine:
+                if r["arm"] == arm and r["width"] is not None:
+                    lines[r["restorer"]].append((r["width"], r["mean"], r["std"]))
+            for name, points in sorted(lines.items(), key=lambda kv: (kv[0] != "none", kv[0])):
+                w, m, s = (np.array(v) for v in zip(*sorted(points)))
+                ax.errorbar(w, m, yerr=s, marker="o", capsize=3, label="LR (no restoration)" if name == "none" else name)
+            hr = [r for r in mine if r["arm"] == arm and r["width"] is None]
+            if hr:
+                ax.axhline(hr[0]["mean"], ls="--", color="gray", label=f"HR ({100 * hr[0]['mean']:.0f} %)")
+        for arm, style in (("lr", ":"), ("restored", "-.")):
+            lines = defaultdict(list)
+            for r in mine:
+                if r["arm"] == arm:
+                    lines[r["restorer"]].append((r["width"], r["mean"]))
+            for name, points in sorted(lines.items()):
+                w, m = (np.array(v) for v in zip(*sorted(points)))
+                ax.plot(w, m, style, marker="x", label=f"trained on {'LR' if name == 'none' else name}")
+        ax.set_xscale("log", base=2)
+        widths = sorted({r["width"] for r in mine if r["width"] is not None})
+        ax.set_xticks(widths, [str(w) for w in widths])
+        ax.set_ylim(0, 1)
+        ax.set_xlabel("face crop width in the low-resolution image (px)")
+        ax.set_ylabel("accuracy (mean ± std over folds)")
+        ax.set_title(model)
+        ax.legend(fontsize=7)
+        fig.tight_layout()
+        path = folder / f"accuracy_vs_width_{model}.png"
+        fig.savefig(path)
+        plt.close(fig)
+        out.append(path)
+    return out
+
+
+def example_grid(path: Path, rows: list[tuple[str, list[np.ndarray]]], columns: list[str]) -> Path:
+    """Save a grid: one row per emotion, one column per condition (HR / LR / each restorer).
+
+    Args:
+        rows: (emotion code, [(S, S, 3) uint8 RGB per column]).
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(len(rows), len(columns), figsize=(1.4 * len(columns), 1.4 * len(rows)), dpi=100,
+                             squeeze=False)
+    for i, (code, images) in enumerate(rows):
+        for j, image in enumerate(images):
+            ax = axes[i, j]
+            ax.imshow(image)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if i == 0:
+                ax.set_title(columns[j], fontsize=7)
+            if j == 0:
+                ax.set_ylabel(code)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def write(folder: str | Path) -> Path:
+    """Rebuild results.csv, results.md, per_class.csv, mcnemar.csv, figures and REPORT.md; returns REPORT.md."""
+    folder = Path(folder)
+    cells = load_cells(folder)
+    rows = summarise(cells)
+    tests = mcnemar(cells)
+    _csv(folder / "results.csv", [{k: c[k] for k in ROW_KEYS} for c in cells])
+    _csv(folder / "per_class.csv", per_class(cells))
+    _csv(folder / "mcnemar.csv", tests)
+    table = markdown_table(rows)
+    (folder / "results.md").write_text(table + "\n")
+    figures = folder / "figures"
+    confusions = plot_confusions(cells, figures / "confusion")
+    plots = plot_widths(rows, figures)
+    report = folder / "REPORT.md"
+    report.write_text(_report_text(folder, rows, tests, table, plots, confusions))
+    return report
+
+
+def _report_text(folder: Path, rows, tests, table, plots, confusions) -> str:
+    data = json.loads((folder / "data.json").read_text()) if (folder / "data.json").is_file() else {}
+    config = (folder / "config.yaml").read_text() if (folder / "config.yaml").is_file() else ""
+    cfg = yaml.safe_load(config) or {}
+    found = json.loads((folder / "faces.json").read_text()) if (folder / "faces.json").is_file() else {}
+    counts = data.get("counts", {})
+    issues = data.get("issues", [])
+    synthetic = cfg.get("data", {}).get("kind") == "synthetic"
+    parts = [f"# {cfg.get('name', folder.name)}: restoration before emotion classification", ""]
+    if synthetic:
+        parts += ["> **Synthetic data.** These numbers come from procedurally drawn faces in KDEF's layout; they "
+                  "show that the pipeline runs, not how KDEF or real faces behave.", ""]
+    proto = cfg.get("protocol", {})
+    train = cfg.get("train", {})
+    parts += [
+        "## Setup",
+        f"- Data: {data.get('kind', '?')} at `{data.get('root', '?')}`: {counts.get('images', '?')} images "
+        f"({', '.join(f'{k} {v}' for k, v in counts.get('emotion', {}).items())}); {len(issues)} files "
+        "renamed, excluded or unusual (listed below and in `data.json`).",
+        f"- Faces: {'detector ' + str(found.get('detector')) if found.get('detector') else 'fixed box'}"
+        + (f", {found.get('fixed_box')} images without a detection got the fixed box "
+           "(`faces.json` lists them)" if found.get("detector") else "") + ".",
+        f"- Protocol: {proto.get('split')}-level {proto.get('folds')}-fold cross-validation, "
+        f"validation share {proto.get('val_fraction')} of the training part for epoch selection and early "
+        "stopping; the test fold chooses nothing. Splits in `splits.json`.",
+        f"- Training: {', '.join(train.get('models', []))}; schedule {train.get('schedule')}, "
+        f"{'ImageNet-pretrained' if train.get('pretrained') else 'random initialisation'}, "
+        f"input {train.get('input_size')} px, up to {train.get('epochs')} epochs.",
+        "- Phases: (1) train and test on HR face crops; (2) test the same model on crops degraded to a given "
+        "width with fersr_stream's `degrade` (widths are those of the whole face crop, margin included, in the "
+        "low-resolution image); (3) restore those LR crops and test again. `mini_xception` is the shipped FER2013 "
+        "model, tested zero-shot.",
+        "- Note: `degrade` enlarges LR crops back with bicubic interpolation, so the `bicubic` restorer differs "
+        "from plain LR only by its round trip through the restorers' 512 px input size.",
+        "", "## Accuracy", "", table, "",
+        "## Restored vs. LR (McNemar, pooled over folds)", "",
+        "Exact two-sided test on images classified differently; per-fold rows in `mcnemar.csv`.", "",
+        _mcnemar_table(tests) if tests else "_No restorer was tested._", "",
+        "## Figures", ""]
+    parts += [f"- ![{p.stem}](figures/{p.name})" for p in plots]
+    examples = sorted((folder / "figures").glob("examples_*.png"))
+    parts += [f"- Example faces: [{p.name}](figures/{p.name})" for p in examples]
+    parts += [f"- Confusion matrices: `figures/confusion/` ({len(confusions)} files); per-class accuracy: "
+              "`per_class.csv`; every cell's metrics: `cells/`; flat results: `results.csv`.", ""]
+    parts += ["## Data issues", ""]
+    parts += [f"- `{i['file']}`: {i['action']}: {i['reason']}" for i in issues] or ["- none"]
+    return "\n".join(parts) + "\n"

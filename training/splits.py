@@ -1,0 +1,113 @@
+"""Cross-validation splits that keep the test fold out of every choice.
+
+``subject`` (default): k-fold by person, so nobody in a test fold was seen in training; KDEF people are dealt
+to folds by gender so each fold holds both. ``image``: the earlier work's protocol, k-fold over images
+stratified by emotion (the same person then appears in training and test). Either way a validation subset of
+the training part (people, or images) picks the epoch; the test fold is only ever evaluated.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .config import ProtocolConfig
+from .dataset import Dataset, DatasetError
+
+
+@dataclass(frozen=True)
+class Fold:
+    """One fold's sample keys; ``test_people``/``val_people`` are empty for the image protocol."""
+
+    index: int
+    train: tuple[str, ...]
+    val: tuple[str, ...]
+    test: tuple[str, ...]
+    test_people: tuple[str, ...] = ()
+    val_people: tuple[str, ...] = ()
+
+
+def make(dataset: Dataset, protocol: ProtocolConfig) -> list[Fold]:
+    """Deterministic folds for ``dataset`` (a function of its sample keys, people and ``protocol.seed``)."""
+    if protocol.split == "subject":
+        return _by_subject(dataset, protocol)
+    return _by_image(dataset, protocol)
+
+
+def _deal(items: list, groups: dict, k: int, rng: np.random.Generator) -> list[list]:
+    """Shuffle ``items`` within each group and deal them round-robin into ``k`` bins (balanced per group)."""
+    bins: list[list] = [[] for _ in range(k)]
+    turn = 0
+    for group in sorted(set(groups.values())):
+        members = sorted(i for i in items if groups[i] == group)
+        for i in rng.permutation(len(members)):
+            bins[turn % k].append(members[i])
+            turn += 1
+    return bins
+
+
+def _by_subject(dataset: Dataset, protocol: ProtocolConfig) -> list[Fold]:
+    if any(s.person is None for s in dataset.samples):
+        raise DatasetError("the subject-independent split needs person ids, which this dataset lacks; "
+                           "set data.person_regex or use protocol.split=image")
+    people = sorted({s.person for s in dataset.samples})
+    if len(people) < protocol.folds + 1:
+        raise DatasetError(f"{len(people)} people cannot make {protocol.folds} subject folds plus a validation "
+                           f"set; lower protocol.folds")
+    # KDEF ids start with the gender letter; dealing per gender keeps each fold mixed.
+    gender = {p: p[0] if dataset.kind == "kdef" else "" for p in people}
+    rng = np.random.default_rng(protocol.seed)
+    test_bins = _deal(people, gender, protocol.folds, rng)
+    keys_of: dict[str, list[str]] = {}
+    for s in dataset.samples:
+        keys_of.setdefault(s.person, []).append(s.key)
+    folds = []
+    for k, test_people in enumerate(test_bins):
+        rest = [p for p in people if p not in set(test_people)]
+        n_val = min(max(1, round(protocol.val_fraction * len(rest))), len(rest) - 1)
+        fold_rng = np.random.default_rng([protocol.seed, k])
+        val_people = sorted(rest[i] for i in fold_rng.choice(len(rest), n_val, replace=False))
+        train_people = [p for p in rest if p not in set(val_people)]
+        gather = lambda group: tuple(sorted(key for p in group for key in keys_of[p]))  # noqa: E731
+        folds.append(Fold(k, gather(train_people), gather(val_people), gather(test_people),
+                          tuple(sorted(test_people)), tuple(val_people)))
+    return folds
+
+
+def _by_image(dataset: Dataset, protocol: ProtocolConfig) -> list[Fold]:
+    keys = [s.key for s in dataset.samples]
+    label = {s.key: int(s.label) for s in dataset.samples}
+    if len(keys) < 2 * protocol.folds * 7:
+        raise DatasetError(f"{len(keys)} images are too few for {protocol.folds} image folds; lower protocol.folds")
+    rng = np.random.default_rng(protocol.seed)
+    bins = _deal(keys, label, protocol.folds, rng)
+    folds = []
+    for k, test in enumerate(bins):
+        test_set = set(test)
+        rest = [key for key in keys if key not in test_set]
+        fold_rng = np.random.default_rng([protocol.seed, k])
+        val = []
+        for c in sorted(set(label.values())):
+            members = [key for key in rest if label[key] == c]
+            n_val = max(1, round(protocol.val_fraction * len(members)))
+            val += [members[i] for i in fold_rng.choice(len(members), n_val, replace=False)]
+        val_set = set(val)
+        folds.append(Fold(k, tuple(sorted(key for key in rest if key not in val_set)), tuple(sorted(val)),
+                          tuple(sorted(test))))
+    return folds
+
+
+def to_json(folds: list[Fold], protocol: ProtocolConfig) -> dict:
+    return {"split": protocol.split, "seed": protocol.seed, "folds": [asdict(f) for f in folds]}
+
+
+def save(folds: list[Fold], protocol: ProtocolConfig, path: str | Path) -> None:
+    Path(path).write_text(json.dumps(to_json(folds, protocol), indent=1))
+
+
+def load(path: str | Path) -> list[Fold]:
+    blob = json.loads(Path(path).read_text())
+    return [Fold(**{k: tuple(v) if isinstance(v, list) else v for k, v in f.items()}) for f in blob["folds"]]
