@@ -26,8 +26,7 @@ from .base import check_image, downscale, to_faces
 CASCADE = "haarcascade_frontalface_default.xml"
 _WINDOW = 24  # the cascade's training window: nothing smaller can be found
 _WEIGHT_OFFSET = 2.0  # level weight that maps to score 0.5 (see module docstring)
-SCALE_FACTOR = 1.1  # OpenCV's defaults: pyramid step and overlapping hits needed to keep a box
-MIN_NEIGHBORS = 3
+MIN_NEIGHBORS = 3  # OpenCV's default: overlapping hits needed to keep a box
 
 
 def weight_to_score(weights: np.ndarray) -> np.ndarray:
@@ -61,7 +60,7 @@ class HaarDetector:
         if side > min(gray.shape):
             return Faces.empty()
         rects, _, weights = self.cascade.detectMultiScale3(
-            gray, scaleFactor=SCALE_FACTOR, minNeighbors=MIN_NEIGHBORS, minSize=(side, side),
+            gray, scaleFactor=self.config.scale_factor, minNeighbors=MIN_NEIGHBORS, minSize=(side, side),
             outputRejectLevels=True)
         if len(rects) == 0:
             return Faces.empty()

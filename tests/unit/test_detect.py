@@ -95,10 +95,11 @@ def test_faces_below_min_face_are_not_found(lfw_faces):
     for i, face in enumerate(lfw_faces[:48]):  # a grid of 25 px faces
         x, y = 20 + (i % 8) * 75, 20 + (i // 8) * 75
         frame[y:y + 25, x:x + 25] = face[:, :, None]
-    tiny = detect.create(DetectConfig(min_face=40)).detect([frame])[0]
+    full = dict(detect_width=640, scale_factor=1.1)  # 25 px faces would shrink below the cascade window
+    tiny = detect.create(DetectConfig(min_face=40, **full)).detect([frame])[0]
     assert len(tiny) == 0
     # the same frame does hold findable faces: only min_face hides them
-    assert len(detect.create(DetectConfig(min_face=20, score_threshold=0.0)).detect([frame])[0]) > 0
+    assert len(detect.create(DetectConfig(min_face=20, score_threshold=0.0, **full)).detect([frame])[0]) > 0
 
 
 def test_odd_sized_frame(haar, astronaut_face):
@@ -130,8 +131,9 @@ def test_score_threshold_drops_weak_false_positives(astronaut):
     from skimage import data
 
     coins = cv2.cvtColor(data.coins(), cv2.COLOR_GRAY2RGB)  # round coins fool the cascade a few times
-    everything = detect.create(DetectConfig(score_threshold=0.0)).detect([coins, astronaut])
-    default = detect.create(DetectConfig()).detect([coins, astronaut])
+    fine = dict(detect_width=640, scale_factor=1.1)  # the finer pyramid scores real faces higher
+    everything = detect.create(DetectConfig(score_threshold=0.0, **fine)).detect([coins, astronaut])
+    default = detect.create(DetectConfig(**fine)).detect([coins, astronaut])
     assert len(default[0]) < len(everything[0])
     assert len(default[1]) == 1 and default[1].scores[0] > 0.9
 
