@@ -24,6 +24,7 @@ from .. import device as _device
 from ..weights.registry import Preprocessing
 from .checkpoint import load_checkpoint
 from .labels import Emotion, reorder
+from .mini_xception import MiniXception
 
 DEFAULT_WEIGHTS = Path(__file__).parent / "data" / "mini_xception_fer2013.safetensors"
 
@@ -125,4 +126,6 @@ def load(weights: str | Path | None = None, device: str | torch.device = "cpu", 
     """
     dev = _device.resolve(str(device))
     model, labels, preprocessing, meta = load_checkpoint(DEFAULT_WEIGHTS if weights is None else weights, dev)
+    if isinstance(model, MiniXception):
+        model.fuse_batchnorm()  # inference only: load() never feeds training
     return Classifier(model, meta["arch"], labels, preprocessing, dev, meta, batch)

@@ -319,3 +319,21 @@ def test_convert_rejects_other_keras_files(tmp_path):
             convert.keras_state_dict(path)
     result = CliRunner().invoke(convert.main, [str(tmp_path / "absent.hdf5"), str(tmp_path / "o.safetensors")])
     assert result.exit_code == 2 and result.output.strip().count("\n") == 0 and "not found" in result.output
+
+
+def test_batchnorm_fusion_keeps_the_outputs():
+    import copy
+
+    from fersr_stream.classify.mini_xception import MiniXception
+
+    torch.manual_seed(0)
+    model = MiniXception().eval()
+    for m in model.modules():  # non-trivial running statistics, so a wrong fold shows
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.uniform_(-1, 1)
+            m.running_var.uniform_(0.5, 2)
+    fused = copy.deepcopy(model).fuse_batchnorm()
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in fused.modules())
+    x = torch.randn(3, 1, 64, 64)
+    with torch.inference_mode():
+        torch.testing.assert_close(fused(x), model(x), atol=1e-4, rtol=1e-4)
