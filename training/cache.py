@@ -1,13 +1,25 @@
 """Low-resolution and restored faces of the study, restored once and kept on disk.
 
 Every restored face is a PNG keyed by the face itself (sha256 of the HR crop) inside a folder keyed by the
-condition: crop size, the full degradation (width, blur, noise, JPEG, interpolation, seed), the restorer, its
+condition: crop size, the degradation that makes the LR image (width, blur, noise, JPEG, seed), the restorer, its
 parameters and the sha256 of its weights. Writes are atomic (temporary file + rename), so concurrent or killed
 workers never leave half an image, and the work splits by face key into shards (``--shard i/n``) that separate
 machines fill into copies of the same tree; merging is copying folders. A warm cache makes zero restorer calls.
 
 Low-resolution faces are recomputed (a resize costs far less than a PNG read); their noise, if any, comes from
 a generator seeded per face, so the LR face of an image is the same in every phase and on every machine.
+
+What each condition shows the classifier, all at the crop size S:
+
+- LR (phase 2): the LR image enlarged back with ``degrade.interpolation`` (the stream's ``degrade``). The study's
+  default is bilinear, what torchvision's ``Resize`` -- the input transform of the transfer-learning code the
+  published study built on -- does to a small image, i.e. the face as a classifier gets it with no restoration.
+- LR + restorer (phase 3): every restorer receives the LR image itself (``width`` px square) and brings it up its
+  own way: ``bicubic`` is the stream's bicubic enhancer (the classical super-resolution baseline), the networks
+  enlarge it to their 512 px input and restore it. Their 512 px output is area-averaged back to S.
+
+So ``bicubic`` differs from plain LR by the interpolation kernel only (bicubic's sharper, overshooting kernel vs.
+bilinear); with ``degrade.interpolation: bicubic`` the two would be nearly the same images.
 """
 
 from __future__ import annotations
@@ -30,7 +42,8 @@ from fersr_stream.errors import FersrError
 
 from .config import RestorerSpec
 
-VERSION = 1  # bump when restoration changes meaning, so old entries are not reused
+VERSION = 2  # bump when restoration changes meaning, so old entries are not reused
+# (2: restorers take the LR image at its own size instead of the enlarged LR crop)
 
 
 class CacheError(FersrError):
@@ -121,13 +134,27 @@ class RestorationCache:
         self._sha: dict[str, str] = {}
 
     # -------------------------------------------------------------------------------------------- LR
+    def _rng(self, key: str) -> np.random.Generator:
+        """The noise source of one face: the same for a face in every call, phase and process."""
+        return np.random.default_rng([self.degrade_config.seed, int(key[:15], 16)])
+
     def lr(self, crops: np.ndarray, keys: list[str], width: int) -> np.ndarray:
         """(N, S, S, 3) uint8: ``crops`` degraded to ``width`` px and enlarged back (the stream's degrade)."""
         config = dataclasses.replace(self.degrade_config, width=width)
         out = np.empty(crops.shape, np.uint8)
         for i, (crop, key) in enumerate(zip(crops, keys)):
-            rng = np.random.default_rng([config.seed, int(key[:15], 16)])
-            out[i] = fdegrade.degrade(np.ascontiguousarray(crop)[None], config, rng)[0]
+            out[i] = fdegrade.degrade(np.ascontiguousarray(crop)[None], config, self._rng(key))[0]
+        return out
+
+    def small(self, crops: np.ndarray, keys: list[str], width: int) -> np.ndarray:
+        """(N, w, w, 3) uint8 with w = ``width``: the LR images themselves, before any enlargement.
+
+        The same pixels :meth:`lr` enlarges (same blur, noise and JPEG draw per face); restorers start from these.
+        """
+        out = np.empty((len(crops), width, width, 3), np.uint8)
+        for i, (crop, key) in enumerate(zip(crops, keys)):
+            out[i] = fdegrade.downsample(np.ascontiguousarray(crop)[None], width, self.degrade_config,
+                                         self._rng(key))[0]
         return out
 
     # ----------------------------------------------------------------------------------- conditions
@@ -136,8 +163,9 @@ class RestorationCache:
         spec = condition.restorer
         if spec.tag not in self._sha:
             self._sha[spec.tag] = weights_sha256(spec)
-        blob = {"version": VERSION, "size": size,
-                "degrade": dataclasses.asdict(dataclasses.replace(self.degrade_config, width=condition.width)),
+        degrade = dataclasses.asdict(dataclasses.replace(self.degrade_config, width=condition.width))
+        degrade.pop("interpolation")  # restorers start from the LR image itself, never from its enlargement
+        blob = {"version": VERSION, "size": size, "degrade": degrade,
                 "restorer": spec.name, "fidelity": spec.fidelity if spec.name == "codeformer" else None,
                 "weights": spec.weights, "weights_sha256": self._sha[spec.tag]}
         return hashlib.sha256(json.dumps(blob, sort_keys=True).encode()).hexdigest()[:20], blob
@@ -180,8 +208,8 @@ class RestorationCache:
         for start in range(0, len(todo), self.batch):
             idx = todo[start:start + self.batch]
             batch_keys = [keys[i] for i in idx]
-            low = self.lr(crops[idx], batch_keys, condition.width)
-            for key, face in zip(batch_keys, self._restore(condition.restorer, low)):
+            low = self.small(crops[idx], batch_keys, condition.width)
+            for key, face in zip(batch_keys, self._restore(condition.restorer, low, crops.shape[1])):
                 path = self._path(folder, key)
                 path.parent.mkdir(parents=True, exist_ok=True)
                 ok, data = cv2.imencode(".png", cv2.cvtColor(face, cv2.COLOR_RGB2BGR))
@@ -192,8 +220,8 @@ class RestorationCache:
         bar.close()
         return {"restored": len(todo), "cached": cached, "other_shards": others}
 
-    def _restore(self, spec: RestorerSpec, low: np.ndarray) -> np.ndarray:
-        """Run the stream's enhancer on (N, S, S, 3) LR faces; it answers at 512 px, shrunk back to S here."""
+    def _restore(self, spec: RestorerSpec, low: np.ndarray, size: int) -> np.ndarray:
+        """Run the stream's enhancer on (N, w, w, 3) LR images; it answers at 512 px, shrunk to ``size`` here."""
         if spec.tag not in self._enhancers:
             from fersr_stream import enhance
 
@@ -202,7 +230,6 @@ class RestorationCache:
         out = self._enhancers[spec.tag].enhance(np.ascontiguousarray(low))
         self.calls += 1
         self.restored += len(low)
-        size = low.shape[1]
         if out.shape[1] != size:
             out = np.stack([cv2.resize(f, (size, size), interpolation=cv2.INTER_AREA) for f in out])
         return out

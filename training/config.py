@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from fersr_stream import config as stream_config
+from fersr_stream import degrade
 from fersr_stream.config import DegradeConfig
 from fersr_stream.errors import ConfigError
 
@@ -142,7 +143,9 @@ class PhasesConfig:
     widths: tuple[int, ...] = (8, 16, 24, 32, 48, 64)
     restorers: tuple[str, ...] = ("bicubic", "gfpgan", "codeformer@0.5")
     arms: tuple[str, ...] = ("hr",)
-    degrade: DegradeConfig = field(default_factory=DegradeConfig)  # blur/noise/jpeg; width is set per cell
+    # blur/noise/jpeg, and how plain LR faces are enlarged for the classifier; the width is set per cell.
+    # Bilinear (torchvision Resize's default), so that LR and the bicubic restorer are different conditions.
+    degrade: DegradeConfig = field(default_factory=lambda: DegradeConfig(interpolation="bilinear"))
 
     def __post_init__(self) -> None:
         _members("phases.widths", self.widths, (), int)
@@ -152,6 +155,12 @@ class PhasesConfig:
         _members("phases.restorers", self.restorers, ())
         for spec in self.restorers:
             parse_restorer(spec)
+        if self.degrade.width is not None:
+            raise ConfigError("config key 'phases.degrade.width' must stay empty: 'phases.widths' sets it per cell")
+        try:  # a bad interpolation or JPEG quality fails here, before any work
+            degrade.validate(self.degrade)
+        except ConfigError as exc:
+            raise ConfigError(f"phases.{exc}") from None  # its message starts with the key 'degrade.<field>'
 
 
 @dataclass(frozen=True)
@@ -181,6 +190,12 @@ class StudyConfig:
     phases: PhasesConfig = field(default_factory=PhasesConfig)
     cache: CacheConfig = field(default_factory=CacheConfig)
     report: ReportConfig = field(default_factory=ReportConfig)
+
+    def __post_init__(self) -> None:
+        too_wide = [w for w in self.phases.widths if w >= self.faces.size]
+        if too_wide:
+            raise ConfigError(f"config key 'phases.widths': {too_wide[0]} px is not lower than the face crops "
+                              f"(faces.size = {self.faces.size} px)")
 
     @property
     def folder(self) -> Path:
@@ -235,12 +250,14 @@ def save(config: StudyConfig, path: str | Path) -> None:
 
 
 def fingerprint(config: StudyConfig) -> str:
-    """A hash of the sections that decide what a trained model means (data, faces, protocol, training).
+    """A hash of what decides what a cell's model and numbers mean (data, faces, protocol, training, degradation).
 
-    A rerun into an existing experiment folder must match it; phases, cache and report may change freely
-    because every cell is keyed by its own conditions.
+    A rerun into an existing experiment folder must match it. Widths, restorers, arms, cache and report may change
+    freely because every cell is keyed by its own conditions; the degradation recipe (blur, noise, JPEG, LR
+    interpolation) is not in a cell's name, so it is part of the fingerprint.
     """
     keep = {k: dataclasses.asdict(getattr(config, k)) for k in ("data", "faces", "protocol")}
+    keep["degrade"] = dataclasses.asdict(config.phases.degrade)
     train = dataclasses.asdict(config.train)
     for operational in ("models", "workers", "threads"):
         train.pop(operational)

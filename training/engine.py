@@ -219,6 +219,8 @@ def fit(model: nn.Module, arch: str, train: Split, val: Split, config: TrainConf
     Returns:
         The best epoch's weights (CPU tensors), that epoch and its validation accuracy, and the history.
     """
+    if not len(train.labels) or not len(val.labels):
+        raise ValueError(f"fit needs training and validation faces, got {len(train.labels)} and {len(val.labels)}")
     model.to(device)
     head, _ = head_and_blocks(model, arch)
     head_ids = {id(p) for p in head.parameters()}

@@ -198,7 +198,8 @@ class Study:
                 self.cache.fill(condition, crops, keys)
             images = [self.cache.load(condition, crops, keys) for condition in shown]
             rows = [(KDEF_CODES[int(self.faceset.labels[i])], [im[j] for im in images]) for j, i in enumerate(idx)]
-            columns = ["HR", f"LR {width} px"] + [r.tag for r in self.restorers]
+            columns = ["HR", f"LR {width} px ({self.config.phases.degrade.interpolation})"] + \
+                [r.tag for r in self.restorers]
             report.example_grid(path, rows, columns)
 
     def load_faces(self) -> None:

@@ -177,8 +177,12 @@ def plot_confusions(cells: list[dict], folder: Path) -> list[Path]:
     return out
 
 
-def plot_widths(rows: list[dict], folder: Path) -> list[Path]:
-    """Accuracy vs. face-crop width per model: one line per restorer (plain LR = none), HR dashed."""
+def plot_widths(rows: list[dict], folder: Path, lr_label: str = "LR (no restoration)") -> list[Path]:
+    """Accuracy vs. face-crop width per model: one line per restorer (plain LR = none), HR dashed, chance dotted.
+
+    Args:
+        lr_label: legend entry of the plain LR line (the report names its interpolation).
+    """
     import matplotlib
 
     matplotlib.use("Agg")
@@ -196,7 +200,7 @@ def plot_widths(rows: list[dict], folder: Path) -> list[Path]:
                     lines[r["restorer"]].append((r["width"], r["mean"], r["std"]))
             for name, points in sorted(lines.items(), key=lambda kv: (kv[0] != "none", kv[0])):
                 w, m, s = (np.array(v) for v in zip(*sorted(points)))
-                ax.errorbar(w, m, yerr=s, marker="o", capsize=3, label="LR (no restoration)" if name == "none" else name)
+                ax.errorbar(w, m, yerr=s, marker="o", capsize=3, label=lr_label if name == "none" else name)
             hr = [r for r in mine if r["arm"] == arm and r["width"] is None]
             if hr:
                 ax.axhline(hr[0]["mean"], ls="--", color="gray", label=f"HR ({100 * hr[0]['mean']:.0f} %)")
@@ -208,6 +212,7 @@ def plot_widths(rows: list[dict], folder: Path) -> list[Path]:
             for name, points in sorted(lines.items()):
                 w, m = (np.array(v) for v in zip(*sorted(points)))
                 ax.plot(w, m, style, marker="x", label=f"trained on {'LR' if name == 'none' else name}")
+        ax.axhline(1 / len(KDEF_CODES), ls=":", color="black", lw=1, label="chance (1/7)")
         ax.set_xscale("log", base=2)
         widths = sorted({r["width"] for r in mine if r["width"] is not None})
         ax.set_xticks(widths, [str(w) for w in widths])
@@ -265,18 +270,39 @@ def write(folder: str | Path) -> Path:
     _csv(folder / "mcnemar.csv", tests)
     table = markdown_table(rows)
     (folder / "results.md").write_text(table + "\n")
+    config = (folder / "config.yaml").read_text() if (folder / "config.yaml").is_file() else ""
+    cfg = yaml.safe_load(config) or {}
     figures = folder / "figures"
     confusions = plot_confusions(cells, figures / "confusion")
-    plots = plot_widths(rows, figures)
+    plots = plot_widths(rows, figures, f"LR, no restoration ({lr_interpolation(cfg)})")
     report = folder / "REPORT.md"
-    report.write_text(_report_text(folder, rows, tests, table, plots, confusions))
+    report.write_text(_report_text(folder, cfg, tests, table, plots, confusions))
     return report
 
 
-def _report_text(folder: Path, rows, tests, table, plots, confusions) -> str:
+def lr_interpolation(cfg: dict) -> str:
+    """How the study enlarged plain LR faces (``phases.degrade.interpolation`` of a saved config)."""
+    return cfg.get("phases", {}).get("degrade", {}).get("interpolation", "bilinear")
+
+
+def _lr_note(cfg: dict) -> str:
+    """What 'LR' and the 'bicubic' restorer each showed the classifier (they differ by design)."""
+    interp = lr_interpolation(cfg)
+    note = (f"- LR vs. `bicubic`: a plain LR face (phase 2) is the LR image enlarged back to the crop size with "
+            f"{interp} interpolation, as a classifier's own input resize would do it (bilinear is torchvision "
+            "`Resize`'s default, the transform of the transfer-learning code the published study built on). "
+            "Every restorer starts from the LR image itself: `bicubic` enlarges it with bicubic interpolation, "
+            "the classical super-resolution baseline, and the networks restore it at their 512 px input. So "
+            "`bicubic` vs. LR measures the interpolation kernel alone, and a network's gain over `bicubic` is "
+            "what learned restoration adds.")
+    if interp == "bicubic":
+        note += (" **Here `phases.degrade.interpolation` is bicubic, so LR and `bicubic` show nearly the same "
+                 "images and their rows are not independent results.**")
+    return note
+
+
+def _report_text(folder: Path, cfg: dict, tests, table, plots, confusions) -> str:
     data = json.loads((folder / "data.json").read_text()) if (folder / "data.json").is_file() else {}
-    config = (folder / "config.yaml").read_text() if (folder / "config.yaml").is_file() else ""
-    cfg = yaml.safe_load(config) or {}
     found = json.loads((folder / "faces.json").read_text()) if (folder / "faces.json").is_file() else {}
     counts = data.get("counts", {})
     issues = data.get("issues", [])
@@ -303,10 +329,9 @@ def _report_text(folder: Path, rows, tests, table, plots, confusions) -> str:
         f"input {train.get('input_size')} px, up to {train.get('epochs')} epochs.",
         "- Phases: (1) train and test on HR face crops; (2) test the same model on crops degraded to a given "
         "width with fersr_stream's `degrade` (widths are those of the whole face crop, margin included, in the "
-        "low-resolution image); (3) restore those LR crops and test again. `mini_xception` is the shipped FER2013 "
+        "low-resolution image); (3) restore those LR images and test again. `mini_xception` is the shipped FER2013 "
         "model, tested zero-shot.",
-        "- Note: `degrade` enlarges LR crops back with bicubic interpolation, so the `bicubic` restorer differs "
-        "from plain LR only by its round trip through the restorers' 512 px input size.",
+        _lr_note(cfg),
         "", "## Accuracy", "", table, "",
         "## Restored vs. LR (McNemar, pooled over folds)", "",
         "Exact two-sided test on images classified differently; per-fold rows in `mcnemar.csv`.", "",

@@ -61,6 +61,9 @@ def _by_subject(dataset: Dataset, protocol: ProtocolConfig) -> list[Fold]:
     gender = {p: p[0] if dataset.kind == "kdef" else "" for p in people}
     rng = np.random.default_rng(protocol.seed)
     test_bins = _deal(people, gender, protocol.folds, rng)
+    if len(people) - max(len(b) for b in test_bins) < 2:  # every fold needs a training and a validation person
+        raise DatasetError(f"{len(people)} people cannot make {protocol.folds} subject folds that each keep a "
+                           "training and a validation person; lower protocol.folds")
     keys_of: dict[str, list[str]] = {}
     for s in dataset.samples:
         keys_of.setdefault(s.person, []).append(s.key)

@@ -5,13 +5,19 @@ from __future__ import annotations
 import csv
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
 
+import cv2
+import numpy as np
 import pytest
+import yaml
 from click.testing import CliRunner
 
+from fersr_stream.classify.labels import KDEF_CODES
+from training import synthetic
 from training.cli import cli
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -35,19 +41,42 @@ def _run(tmp_path, *extra):
     return tmp_path / "runs" / "smoke"
 
 
-def test_smoke_study_end_to_end_then_rerun_does_nothing(tmp_path, monkeypatch):
-    folder = _run(tmp_path)
-    for name in ("config.yaml", "run.json", "data.json", "splits.json", "results.csv", "results.md",
-                 "per_class.csv", "mcnemar.csv", "REPORT.md", "figures/accuracy_vs_width_resnet18.png",
-                 "figures/examples_w16.png"):
+def _image(path: Path) -> np.ndarray:
+    image = cv2.imread(str(path))
+    assert image is not None and min(image.shape[:2]) >= 200, path
+    return image
+
+
+def test_smoke_study_end_to_end_then_rerun_does_nothing(tmp_path, monkeypatch, make_clip):
+    folder = _run(tmp_path, "--set", "train.epochs=1")  # the shipped 3 epochs run in the slow resume test
+    # every artifact the study promises
+    for name in ("config.yaml", "run.json", "data.json", "faces.json", "splits.json", "results.csv", "results.md",
+                 "per_class.csv", "mcnemar.csv", "REPORT.md"):
         assert (folder / name).is_file(), name
+    assert yaml.safe_load((folder / "config.yaml").read_text())["phases"]["degrade"]["interpolation"] == "bilinear"
     with open(folder / "results.csv") as f:
         rows = list(csv.DictReader(f))
     # HR, then LR and bicubic at 8 and 16 px, for fold 0
     assert sorted(r["test"] for r in rows) == ["hr", "lr16", "lr16-bicubic", "lr8", "lr8-bicubic"]
     assert {r["phase"] for r in rows} == {"1", "2", "3"}
+    table = (folder / "results.md").read_text()
+    assert table.count("\n") == 2 + 5 and table.count(" % | 1 |") == 5  # header, rule, a line per condition
+    with open(folder / "per_class.csv") as f:
+        per_class = list(csv.DictReader(f))
+    assert len(per_class) == 5 and set(per_class[0]) >= set(KDEF_CODES)
+    with open(folder / "mcnemar.csv") as f:
+        tests = list(csv.DictReader(f))
+    assert sorted((r["width"], r["fold"]) for r in tests) == [("16", "0"), ("16", "all"), ("8", "0"), ("8", "all")]
+    assert all(0 <= float(r["p"]) <= 1 and r["restorer"] == "bicubic" for r in tests)
+    # figures: a confusion matrix per condition, the width plot, and the example grid (7 emotions x 3 columns)
+    assert len([_image(p) for p in (folder / "figures" / "confusion").glob("*.png")]) == 5
+    _image(folder / "figures" / "accuracy_vs_width_resnet18.png")
+    grid = _image(folder / "figures" / "examples_w16.png")
+    assert grid.shape[0] > 2 * grid.shape[1]  # 7 rows of faces, 3 columns
     cell = folder / "cells" / "resnet18" / "train-hr" / "fold0"
     assert not (cell / "train_state.pt").exists()  # removed once the model is exported
+    assert {p.name for p in cell.iterdir()} == {"model.safetensors", "fit.json"} | {f"test-{r['test']}.json"
+                                                                                     for r in rows}
     from fersr_stream.classify import load
 
     classifier = load(cell / "model.safetensors", "cpu")
@@ -57,6 +86,21 @@ def test_smoke_study_end_to_end_then_rerun_does_nothing(tmp_path, monkeypatch):
     assert test["keys"] == splits["folds"][0]["test"] and test["n"] == len(test["preds"])
     report = (folder / "REPORT.md").read_text()
     assert "Synthetic data" in report and "| resnet18 | hr | 3 | hr | 8 px | bicubic |" in report
+    assert "bilinear interpolation" in report and "figures/accuracy_vs_width_resnet18.png" in report
+    assert "examples_w16.png" in report and "McNemar" in report
+
+    # fersr-stream runs the exported model on a video
+    from fersr_stream.cli.stream import stream
+
+    clip, _ = make_clip(n_frames=3)
+    jsonl = tmp_path / "faces.jsonl"
+    result = CliRunner().invoke(stream, ["--source", str(clip), "--jsonl", str(jsonl), "--device", "cpu",
+                                         "--classifier", str(cell / "model.safetensors")])
+    assert result.exit_code == 0, result.output
+    used = yaml.safe_load((tmp_path / "faces.fersr.yaml").read_text())["classify"]["weights"]
+    assert used == str(cell / "model.safetensors")
+    faces = [f for line in jsonl.read_text().splitlines() for f in json.loads(line)["faces"]]
+    assert faces and all(abs(sum(f["probs"].values()) - 1) < 1e-3 for f in faces)
 
     # A rerun finds every cell finished: no training and no restoration at all.
     from training import cache, engine
@@ -67,14 +111,65 @@ def test_smoke_study_end_to_end_then_rerun_does_nothing(tmp_path, monkeypatch):
     monkeypatch.setattr(engine, "fit", forbidden)
     monkeypatch.setattr(cache.RestorationCache, "_restore", forbidden)
     before = (cell / "test-lr8.json").read_text()
-    _run(tmp_path)
+    _run(tmp_path, "--set", "train.epochs=1")
     assert (cell / "test-lr8.json").read_text() == before
 
     # A changed protocol may not reuse the folder.
     result = CliRunner().invoke(cli, ["run", "--config", str(SMOKE), "--out", str(tmp_path / "runs"), "--quiet",
-                                      "--set", f"data.root={tmp_path / 'synth'}", "--set", "protocol.seed=5"],
+                                      "--set", f"data.root={tmp_path / 'synth'}", "--set", "train.epochs=1",
+                                      "--set", "protocol.seed=5"],
                                 prog_name="fersr-train")
     assert result.exit_code == 2 and "holds a run with other" in result.stderr
+
+
+def test_restore_shards_in_two_processes_then_the_run_restores_nothing(tmp_path, monkeypatch):
+    """``fersr-train restore --shard i/2`` in two concurrent processes fills one cache; the study then only reads
+    it."""
+    synthetic.write(tmp_path / "synth", 4, width=112)
+    # The whole grid on two of three folds of 28 frontal faces: zero-shot mini-Xception, the extension arms (the
+    # restored arm trains on restored faces, so every face gets restored), the progressive schedule.
+    tiny = [f"--set={item}" for item in (
+        "data.angles=[S]", "data.sessions=[A]", "protocol.folds=3", "protocol.only_folds=[0, 2]", "phases.widths=[8]",
+        "report.example_widths=[8]", "train.models=[resnet18, mini_xception]", "phases.arms=[hr, lr, restored]",
+        "train.schedule=pipeline", "train.head_epochs=1", "train.epochs=2")]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    procs = [subprocess.Popen([sys.executable, "-m", "training.cli", "restore", "--config", str(SMOKE), "--quiet",
+                               "--out", str(tmp_path / "runs"), "--set", f"data.root={tmp_path / 'synth'}", *tiny,
+                               "--shard", f"{i}/2"], cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for i in range(2)]
+    counts = []
+    for proc in procs:
+        out, err = proc.communicate(timeout=240)
+        assert proc.returncode == 0, err[-2000:]
+        line = next(x for x in out.splitlines() if x.startswith("lr8-bicubic:"))
+        counts.append([int(v) for v in re.findall(r"\d+", line.split(":", 1)[1])])  # restored, cached, others
+    assert counts[0][0] + counts[1][0] == 28 and counts[0][2] == counts[1][0] and counts[1][2] == counts[0][0]
+    assert not (tmp_path / "runs" / "smoke").exists()  # restoring writes only the cache
+
+    from training import cache
+
+    def forbidden(*args, **kwargs):
+        raise AssertionError("the shards filled the cache: the study must not restore again")
+
+    monkeypatch.setattr(cache.RestorationCache, "_restore", forbidden)
+    folder = _run(tmp_path, *tiny)
+    with open(folder / "results.csv") as f:
+        rows = list(csv.DictReader(f))
+    cells = {(r["model"], r["arm"], r["train"], r["test"], r["phase"]) for r in rows}
+    expected = {(m, arm, "hr", test, phase) for m, arm in (("resnet18", "hr"), ("mini_xception", "zero-shot"))
+                for test, phase in (("hr", "1"), ("lr8", "2"), ("lr8-bicubic", "3"))}
+    expected |= {("resnet18", "lr", "lr8", "lr8", "ext-lr"),
+                 ("resnet18", "restored", "lr8-bicubic", "lr8-bicubic", "ext-restored")}
+    assert cells == expected and len(rows) == 2 * len(expected)  # every cell on both folds
+    fits = sorted(folder.glob("cells/resnet18/*/fold*/fit.json"))
+    assert len(fits) == 3 * 2  # three arms, two folds
+    for fit in fits:
+        history = json.loads(fit.read_text())["history"]
+        assert len(history) == 2 and all(0 <= h["val_acc"] <= 1 for h in history), fit
+    with open(folder / "mcnemar.csv") as f:  # restored vs. LR exists for the models tested on both
+        assert {(r["model"], r["train"]) for r in csv.DictReader(f)} == {("resnet18", "hr"), ("mini_xception", "hr")}
+    assert {p.name for p in (folder / "figures").glob("accuracy_vs_width_*.png")} == \
+        {"accuracy_vs_width_resnet18.png", "accuracy_vs_width_mini_xception.png"}
 
 
 @pytest.mark.slow

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import dataclasses
 
+import cv2
 import numpy as np
 import pytest
 
 from fersr_stream.config import DegradeConfig
 from training.cache import CacheError, Condition, RestorationCache, face_keys, parse_shard, weights_sha256
+from training import config
 from training.config import RestorerSpec, parse_restorer
 
 
@@ -16,8 +18,6 @@ from training.config import RestorerSpec, parse_restorer
 def crops():
     rng = np.random.default_rng(0)
     base = rng.integers(0, 255, (1, 8, 8, 3)).astype(np.float32)
-    import cv2
-
     return np.stack([cv2.resize(base[0] + 20 * i, (32, 32), interpolation=cv2.INTER_CUBIC).clip(0, 255)
                      for i in range(6)]).astype(np.uint8)
 
@@ -73,6 +73,34 @@ def test_condition_keys_cover_degradation_restorer_and_weights(tmp_path, crops):
     assert weights_sha256(RestorerSpec("gfpgan")) == registry.get("gfpgan.v1_4").sha256
 
 
+def test_restorers_start_from_the_lr_image_and_bicubic_is_not_plain_lr(tmp_path, crops, monkeypatch):
+    """LR is enlarged with the study's interpolation (bilinear); restorers get the width-px image itself."""
+    keys = face_keys(crops)
+    study_degrade = config.load(None).phases.degrade
+    assert study_degrade.interpolation == "bilinear"
+    cache = RestorationCache(tmp_path, study_degrade, batch=8, progress=False)
+    small = cache.small(crops, keys, 8)
+    assert small.shape == (6, 8, 8, 3)
+    up = np.stack([cv2.resize(s, (32, 32), interpolation=cv2.INTER_LINEAR) for s in small])
+    np.testing.assert_array_equal(cache.lr(crops, keys, 8), up)  # the same LR pixels, enlarged
+    seen = []
+    real = RestorationCache._restore
+
+    def spy(self, spec, low, size):
+        seen.append(low.shape)
+        return real(self, spec, low, size)
+
+    monkeypatch.setattr(RestorationCache, "_restore", spy)
+    cache.fill(BICUBIC, crops, keys)
+    assert seen == [(6, 8, 8, 3)]
+    restored, lr = cache.load(BICUBIC, crops, keys), cache.lr(crops, keys, 8)
+    assert restored.shape == crops.shape and np.abs(restored.astype(int) - lr).mean() > 0.5
+    # the LR interpolation is not part of a restored face's identity: both configs share the cached entries
+    bicubic_lr = RestorationCache(tmp_path, DegradeConfig(interpolation="bicubic"), progress=False)
+    assert bicubic_lr.condition_key(BICUBIC, 32) == cache.condition_key(BICUBIC, 32)
+    assert bicubic_lr.fill(BICUBIC, crops, keys)["cached"] == 6
+
+
 def test_lr_faces_are_deterministic_per_face(tmp_path, crops):
     noisy = dataclasses.replace(DegradeConfig(), noise=5.0, jpeg=60)
     cache = RestorationCache(tmp_path, noisy, progress=False)
@@ -81,5 +109,8 @@ def test_lr_faces_are_deterministic_per_face(tmp_path, crops):
     alone = cache.lr(crops[3:4], keys[3:4], 8)
     np.testing.assert_array_equal(together[3:4], alone)
     assert not np.array_equal(together[0], crops[0])
+    # restorers get the very pixels (same noise and JPEG draw) that LR enlarges
+    up = [cv2.resize(s, (32, 32), interpolation=cv2.INTER_CUBIC) for s in cache.small(crops, keys, 8)]
+    np.testing.assert_array_equal(np.stack(up), together)
     assert Condition().tag == "hr" and Condition(8).tag == "lr8" and BICUBIC.tag == "lr8-bicubic"
     np.testing.assert_array_equal(cache.load(Condition(), crops, keys), crops)

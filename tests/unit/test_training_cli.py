@@ -51,14 +51,28 @@ def test_synth_writes_kdef_layout(tmp_path):
     (["--data", "{tree}", "--set", "train.models=[resnet19]"], "unknown value 'resnet19'"),
     (["--data", "{tree}", "--set", "train.epoch=3"], "did you mean 'train.epochs'"),
     (["--data", "{tree}", "--config", "{missing}"], "config file not found"),
-    (["--data", "{tree}", "--set", "protocol.folds=2", "--set", "train.models=[resnet18]"], "--no-pretrained"),
+    (["--data", "{tree}", "--set", "protocol.split=image", "--set", "train.models=[resnet18]"], "--no-pretrained"),
+    (["--data", "{empty}"], "no usable KDEF images"),
+    (["--data", "{partial}", "--no-pretrained"], "partial dataset"),
+    (["--data", "{tree}", "--no-pretrained", "--set", "protocol.split=image", "--set", "phases.restorers=[gfpgan]"],
+     "gfpgan.v1_4"),
+    (["--data", "{tree}", "--set", "phases.degrade.interpolation=cubic"], "phases.degrade.interpolation"),
+    (["--data", "{tree}", "--set", "faces.size=32"], "not lower than the face crops"),
 ])
 def test_bad_input_is_one_line_exit_2_and_writes_nothing(tmp_path, tree, monkeypatch, args, message):
     monkeypatch.setenv("FERSR_HOME", str(tmp_path / "home"))
     monkeypatch.setenv("FERSR_OFFLINE", "1")
     (tmp_path / "nokdef").mkdir()
     (tmp_path / "nokdef" / "photo.jpg").write_bytes(b"x")
-    fill = {"nokdef": tmp_path / "nokdef", "missing": tmp_path / "missing", "tree": tree}
+    (tmp_path / "empty" / "KDEF" / "AF01").mkdir(parents=True)  # KDEF-shaped, but no image in it
+    partial = tmp_path / "partial" / "KDEF"
+    for folder in tree.iterdir():  # the tree without its disgusted faces
+        (partial / folder.name).mkdir(parents=True)
+        for f in folder.iterdir():
+            if "DI" not in f.name[4:]:
+                (partial / folder.name / f.name).symlink_to(f)
+    fill = {"nokdef": tmp_path / "nokdef", "missing": tmp_path / "missing", "tree": tree,
+            "empty": tmp_path / "empty", "partial": partial}
     args = [a.format(**fill) for a in args]
     out = tmp_path / "runs"
     result = _invoke(["run", "--out", str(out), "--quiet", *args])

@@ -42,6 +42,10 @@ def test_fingerprint_ignores_operational_keys():
     assert config.fingerprint(a) == config.fingerprint(config.load(None, ["train.models=[resnet18]",
                                                                           "train.workers=0", "data.root=/x"]))
     assert config.fingerprint(a) != config.fingerprint(config.load(None, ["train.lr=0.1"]))
+    # cells are named by width and restorer only, so another degradation recipe must not reuse the folder
+    assert config.fingerprint(a) != config.fingerprint(config.load(None, ["phases.degrade.blur=1.0"]))
+    assert config.fingerprint(a) == config.fingerprint(config.load(None, ["phases.widths=[8]",
+                                                                          "phases.restorers=[bicubic]"]))
 
 
 @pytest.fixture(scope="module")
@@ -75,6 +79,13 @@ def test_image_folds_and_json_round_trip(tree, tmp_path):
     assert splits.load(tmp_path / "splits.json") == folds
 
 
-def test_too_few_people_is_a_dataset_error(tree):
+def test_too_few_people_is_a_dataset_error(tree, tmp_path):
     with pytest.raises(DatasetError, match="lower protocol.folds"):
         splits.make(tree, config.ProtocolConfig(folds=10))
+    # three people in two folds: the fold testing two would leave nobody to validate on
+    three = kdef.load(synthetic.write(tmp_path / "3", 3, width=48), angles=("S",))
+    with pytest.raises(DatasetError, match="a training and a validation person"):
+        splits.make(three, config.ProtocolConfig(folds=2))
+    four = kdef.load(synthetic.write(tmp_path / "4", 4, width=48), angles=("S",))
+    for fold in splits.make(four, config.ProtocolConfig(folds=3)):
+        assert fold.train and fold.val and fold.test

@@ -56,7 +56,7 @@ class Killed(Exception):
 
 
 def test_killed_run_resumes_to_the_same_numbers(faces, tmp_path):
-    config = _config()
+    config = _config(epochs=2)
     for run in ("a", "b"):
         (tmp_path / run).mkdir()
     whole = _fit(faces, tmp_path / "a", config)
@@ -69,7 +69,7 @@ def test_killed_run_resumes_to_the_same_numbers(faces, tmp_path):
         _fit(faces, tmp_path / "b", config, on_epoch_end=kill)
     assert (tmp_path / "b" / "state.pt").is_file()
     resumed = _fit(faces, tmp_path / "b", config)
-    assert [h["epoch"] for h in resumed.history] == [0, 1, 2]
+    assert [h["epoch"] for h in resumed.history] == [0, 1]
     assert [h["val_acc"] for h in resumed.history] == [h["val_acc"] for h in whole.history]
     assert [h["train_loss"] for h in resumed.history] == [h["train_loss"] for h in whole.history]
     assert resumed.best_epoch == whole.best_epoch
