@@ -172,7 +172,6 @@ def test_restore_shards_in_two_processes_then_the_run_restores_nothing(tmp_path,
         {"accuracy_vs_width_resnet18.png", "accuracy_vs_width_mini_xception.png"}
 
 
-@pytest.mark.slow
 def test_two_process_ddp_smoke(tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
