@@ -75,6 +75,7 @@ class EnhanceConfig:
     batch: int = 8
     max_wait: float = 0.05  # seconds the batcher waits to fill a batch
     seed: int = 0
+    compile: bool = False  # torch.compile the restoration network (CUDA; the first batches pay the compile)
 
 
 @dataclass(frozen=True)

@@ -5,15 +5,22 @@ blur (Gaussian, sigma in low-resolution pixels, applied at full resolution befor
 ``width`` px wide (area averaging, which is what a sensor integrating light does and never aliases) ->
 Gaussian noise (std in 0..255 units) -> JPEG at quality ``jpeg`` -> enlarge back with ``interpolation``.
 Every step but the shrink is optional; ``width`` None turns the whole thing off.
+
+:func:`degrade` works on host arrays with OpenCV (the CPU path); :func:`degrade_torch` is its twin for crops that
+are torch tensors on the GPU (kornia blur, OpenCV-exact resizes as matrix products, torchvision's JPEG codec),
+rounding to uint8 after the same steps so the two agree within a level or two (the noise draws differ).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import warnings
 
 import cv2
 import numpy as np
+import torch
 
+from . import resize as _resize
 from .config import DegradeConfig
 from .errors import ConfigError
 
@@ -136,3 +143,68 @@ def degrade(crops: np.ndarray, config: DegradeConfig, rng: np.random.Generator |
     for i, image in enumerate(small):
         out[i] = cv2.resize(image, (w, h), interpolation=up)
     return out
+
+
+def _blur_kernel(sigma: float, limit: int) -> int:
+    """OpenCV's Gaussian kernel side for uint8 images (``round(6 sigma + 1) | 1``), kept below twice ``limit``
+    (the image side) because reflect padding needs the pad narrower than the image."""
+    return min(int(round(sigma * 6 + 1)) | 1, 2 * limit - 1 if limit > 1 else 1)
+
+
+def degrade_torch(crops: torch.Tensor, config: DegradeConfig, generator: torch.Generator | None = None) -> torch.Tensor:
+    """:func:`degrade` for crops held as torch tensors (on the GPU in the stream), without a host round trip.
+
+    The steps and the uint8 rounding after each are those of :func:`degrade`; the JPEG step runs
+    torchvision's codec (nvJPEG on CUDA; its few-kB encoded bytes pass through host memory, which
+    ``decode_jpeg`` reads them from).
+
+    Args:
+        crops: (N, 3, H, W) uint8 RGB, or float 0..255 (rounded to uint8 first, as a crop is stored).
+        config: the degradation; ``width`` None returns ``crops`` itself, untouched.
+        generator: noise source on ``crops``' device; None = a fresh one seeded with ``config.seed``. The torch
+            draws are not numpy's, so noisy outputs match :func:`degrade` in distribution only.
+
+    Returns:
+        (N, 3, H, W) with the input's dtype (uint8, or float32 holding whole numbers 0..255), on its device.
+    """
+    validate(config)
+    if not isinstance(crops, torch.Tensor) or crops.ndim != 4 or crops.shape[1] != 3:
+        got = f"{tuple(crops.shape)} {crops.dtype}" if isinstance(crops, torch.Tensor) else type(crops).__name__
+        raise ValueError(f"degrade_torch: expected (N, 3, H, W) RGB crops, got {got}")
+    if config.width is None:
+        return crops
+    n, _, h, w = crops.shape
+    if n == 0:
+        return crops
+    width = config.width
+    out_h = max(1, round(h * width / w))
+    x = _resize.to_uint8(crops.float()).float()
+    if config.blur > 0:
+        from kornia.filters import gaussian_blur2d
+
+        sigma = config.blur * w / width  # low-res pixels -> crop pixels
+        size = (_blur_kernel(sigma, h), _blur_kernel(sigma, w))
+        x = _resize.to_uint8(gaussian_blur2d(x, size, (sigma, sigma), border_type="reflect")).float()
+    shrink = "area" if width <= w else config.interpolation
+    x = _resize.to_uint8(_resize.resize(x, (out_h, width), shrink))
+    if config.noise > 0:
+        if generator is None:
+            generator = torch.Generator(device=x.device).manual_seed(config.seed)
+        noise = torch.randn(x.shape, generator=generator, device=x.device) * config.noise
+        x = _resize.to_uint8(x.float() + noise)
+    if config.jpeg is not None:
+        x = _jpeg_torch(x, config.jpeg)
+    up = _resize.to_uint8(_resize.resize(x, (h, w), config.interpolation))
+    return up if crops.dtype == torch.uint8 else up.float()
+
+
+def _jpeg_torch(images: torch.Tensor, quality: int) -> torch.Tensor:
+    """Round-trip (N, 3, h, w) uint8 RGB through torchvision's JPEG codec, on the images' device."""
+    from torchvision.io import decode_jpeg, encode_jpeg
+
+    with warnings.catch_warnings():
+        # torchvision 0.29 deprecates its image codecs in favour of TorchCodec, which has no JPEG codec on CUDA yet
+        warnings.simplefilter("ignore", DeprecationWarning)
+        encoded = encode_jpeg(list(images.contiguous()), quality=int(quality))
+        decoded = decode_jpeg([data.cpu() for data in encoded], device=images.device)
+    return torch.stack(decoded)

@@ -11,8 +11,12 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 from fractions import Fraction
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    import torch
 
 N_EMOTIONS = 7
 
@@ -30,6 +34,20 @@ def _check(name: str, array: np.ndarray | None, shape: tuple, dtype, n: int | No
         raise ValueError(f"{name}: expected shape {pretty} {np.dtype(dtype)}, got {array.shape} {array.dtype}")
 
 
+def _check_tensor(name: str, tensor, shape: tuple) -> None:
+    """Like :func:`_check` for an optional uint8 torch tensor (the GPU path's twins of the arrays)."""
+    if tensor is None:
+        return
+    import torch  # here, not at the top: records are built and read without touching torch
+
+    if not isinstance(tensor, torch.Tensor):
+        raise ValueError(f"{name}: expected a torch tensor, got {type(tensor).__name__}")
+    ok = tensor.ndim == len(shape) and all(s is None or s == a for s, a in zip(shape, tensor.shape))
+    if not ok or tensor.dtype != torch.uint8:
+        pretty = tuple("*" if s is None else s for s in shape)
+        raise ValueError(f"{name}: expected shape {pretty} torch.uint8, got {tuple(tensor.shape)} {tensor.dtype}")
+
+
 @dataclass(frozen=True)
 class Faces:
     """The faces of one frame; every array's first axis is the face index (N may be 0).
@@ -44,6 +62,8 @@ class Faces:
         track_ids: (N,) int64, -1 until the tracker assigns one.
         probs: (N, 7) float32 emotion probabilities (smoothed per track after tracking), or None.
         restored: (N,) bool, True where the enhancer ran (or was reused) for that face.
+        device_processed: (N, 3, S, S) uint8 RGB torch tensor on the compute device: ``processed`` on the tensor
+            path (frames on the GPU), where ``crops`` and ``processed`` stay None until the overlay needs them.
     """
 
     boxes: np.ndarray
@@ -55,6 +75,7 @@ class Faces:
     track_ids: np.ndarray | None = None
     probs: np.ndarray | None = None
     restored: np.ndarray | None = None
+    device_processed: torch.Tensor | None = None
 
     def __post_init__(self) -> None:
         n = len(self.boxes)
@@ -69,6 +90,7 @@ class Faces:
         if self.track_ids is None:
             object.__setattr__(self, "track_ids", np.full(n, -1, np.int64))
         _check("track_ids", self.track_ids, ("N",), np.int64, n)
+        _check_tensor("device_processed", self.device_processed, (n, 3, None, None))
 
     def __len__(self) -> int:
         return len(self.boxes)
@@ -99,20 +121,27 @@ class Frame:
 
     Attributes:
         index: 0-based position in the source (decode order as presented).
-        image: (H, W, 3) uint8 RGB.
+        image: (H, W, 3) uint8 RGB; None only while ``device_image`` holds the frame (GPU decode), until the
+            overlay copies it back.
         pts: presentation timestamp in ``time_base`` units, or None when the source has none.
         time_base: seconds per pts tick, or None.
         faces: the faces found so far (empty until detection).
+        device_image: (3, H, W) uint8 RGB torch tensor on the compute device (the tensor path), or None.
     """
 
     index: int
-    image: np.ndarray
+    image: np.ndarray | None
     pts: int | None = None
     time_base: Fraction | None = None
     faces: Faces = field(default_factory=Faces.empty)
+    device_image: torch.Tensor | None = None
 
     def __post_init__(self) -> None:
+        if self.image is None and self.device_image is None:
+            raise ValueError("image: expected (H, W, 3) uint8 RGB (or a device_image), got None")
         _check("image", self.image, (None, None, 3), np.uint8)
+        hw = (None, None) if self.image is None else self.image.shape[:2]
+        _check_tensor("device_image", self.device_image, (3, *hw))
 
     @property
     def time(self) -> float | None:
@@ -124,6 +153,8 @@ class Frame:
     @property
     def size(self) -> tuple[int, int]:
         """(width, height) in pixels."""
+        if self.image is None:
+            return self.device_image.shape[2], self.device_image.shape[1]
         return self.image.shape[1], self.image.shape[0]
 
     def replace(self, **changes) -> "Frame":

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from .. import device as _device
+from .. import resize as _resize
 from ..weights.registry import Preprocessing
 from .checkpoint import load_checkpoint
 from .labels import Emotion, reorder
@@ -84,6 +85,11 @@ class Classifier:
             crops = np.stack([cv2.resize(c, (p.size, p.size), interpolation=cv2.INTER_AREA) for c in crops]) \
                 if len(crops) else np.zeros((0, p.size, p.size, 3), np.uint8)
         x = torch.from_numpy(np.ascontiguousarray(crops)).to(self.device).permute(0, 3, 1, 2).float()
+        return self._normalise(x)
+
+    def _normalise(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, 3, S, S) float 0..255 RGB on ``device`` -> network input (colour, range, mean, std)."""
+        p = self.preprocessing
         if p.colour == "gray":
             x = (x * torch.tensor(_GRAY, device=self.device).view(1, 3, 1, 1)).sum(1, keepdim=True)
         elif p.colour == "bgr":
@@ -112,6 +118,44 @@ class Classifier:
         with torch.inference_mode():
             for start in range(0, len(crops), self.batch):
                 logits = self.model(self.preprocess(crops[start:start + self.batch]))
+                chunks.append(torch.softmax(logits.float(), dim=1).cpu().numpy())
+        return reorder(np.concatenate(chunks), self.labels).astype(np.float32, copy=False)
+
+    def preprocess_tensor(self, crops: torch.Tensor) -> torch.Tensor:
+        """:meth:`preprocess` for crops that are tensors (the GPU path): the same centre crop, the same
+        ``INTER_AREA`` shrink (OpenCV's weights, computed on the device) and the same normalisation.
+
+        Args:
+            crops: (N, 3, H, W) uint8 RGB on any device (moved to ``device``).
+
+        Returns:
+            (N, C, S, S) float32 on ``device``, as :meth:`preprocess`.
+        """
+        if not (isinstance(crops, torch.Tensor) and crops.dtype == torch.uint8 and crops.ndim == 4
+                and crops.shape[1] == 3):
+            got = f"{tuple(crops.shape)} {crops.dtype}" if isinstance(crops, torch.Tensor) else type(crops).__name__
+            raise ValueError(f"crops: expected shape (N, 3, H, W) uint8 RGB tensor, got {got}")
+        p = self.preprocessing
+        h, w = crops.shape[2:]
+        ch, cw = max(round(h * p.crop), 1), max(round(w * p.crop), 1)
+        top, left = (h - ch) // 2, (w - cw) // 2
+        x = crops.to(self.device)[:, :, top:top + ch, left:left + cw]
+        if p.size is not None and (ch, cw) != (p.size, p.size):
+            x = _resize.to_uint8(_resize.resize(x, (p.size, p.size), "area"))  # rounded, as the host path's uint8
+        return self._normalise(x.float())
+
+    def classify_tensor(self, crops: torch.Tensor) -> np.ndarray:
+        """:meth:`classify` for (N, 3, H, W) uint8 RGB tensors on any device; only the probabilities come back.
+
+        Returns:
+            (N, 7) float32 numpy probabilities in :class:`Emotion` order.
+        """
+        if len(crops) == 0:
+            return np.zeros((0, len(Emotion)), np.float32)
+        chunks = []
+        with torch.inference_mode():
+            for start in range(0, len(crops), self.batch):
+                logits = self.model(self.preprocess_tensor(crops[start:start + self.batch]))
                 chunks.append(torch.softmax(logits.float(), dim=1).cpu().numpy())
         return reorder(np.concatenate(chunks), self.labels).astype(np.float32, copy=False)
 

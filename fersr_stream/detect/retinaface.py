@@ -23,6 +23,7 @@ import torchvision
 from torch import nn
 
 from .. import device as _device
+from .. import resize as _resize
 from ..config import DetectConfig
 from ..errors import WeightsError
 from ..types import Faces
@@ -279,17 +280,32 @@ class RetinaFaceDetector:
         [0, 1] above ``score_threshold``, best first."""
         for image in images:
             check_image(image)
+        return self._grouped(images, lambda image: image.shape, self._prepare)
+
+    def detect_tensors(self, frames: list[torch.Tensor]) -> list[Faces]:
+        """:meth:`detect` for frames already on a device (the GPU path): (3, H, W) uint8 RGB tensors, shrunk on
+        the detector's device; only boxes, scores and landmarks come back to the host."""
+        for frame in frames:
+            if not (isinstance(frame, torch.Tensor) and frame.ndim == 3 and frame.shape[0] == 3
+                    and frame.dtype == torch.uint8):
+                got = f"{tuple(frame.shape)} {frame.dtype}" if isinstance(frame, torch.Tensor) else type(frame).__name__
+                raise ValueError(f"detect_tensors: expected a (3, H, W) uint8 RGB frame tensor, got {got}")
+        return self._grouped(frames, lambda frame: (frame.shape[1], frame.shape[2], 3),
+                             lambda same: self._prepare_tensors(torch.stack([f.to(self.device) for f in same])))
+
+    def _grouped(self, images: list, shape_of, prepare) -> list[Faces]:
+        """Run frames of equal shape as one batch each; ``prepare`` turns a group into the network's input."""
         results: list[Faces | None] = [None] * len(images)
         groups: dict[tuple[int, ...], list[int]] = {}
         for i, image in enumerate(images):
-            groups.setdefault(image.shape, []).append(i)
-        for indices in groups.values():
-            for i, faces in zip(indices, self._detect_same_size([images[i] for i in indices])):
+            groups.setdefault(tuple(shape_of(image)), []).append(i)
+        for shape, indices in groups.items():
+            batch, scale = prepare([images[i] for i in indices])
+            for i, faces in zip(indices, self._detect_batch(batch, scale, shape)):
                 results[i] = faces
         return results
 
-    def _detect_same_size(self, images: list[np.ndarray]) -> list[Faces]:
-        batch, scale = self._prepare(images)
+    def _detect_batch(self, batch: torch.Tensor, scale: float, shape: tuple[int, ...]) -> list[Faces]:
         height, width = batch.shape[-2:]
         autocast = torch.autocast("cuda", dtype=torch.float16, enabled=self.device.type == "cuda")
         with torch.inference_mode(), autocast:
@@ -298,24 +314,26 @@ class RetinaFaceDetector:
         pixels = torch.tensor([width, height], dtype=torch.float32, device=self.device)
         boxes = decode_boxes(offsets.float(), priors) * pixels.repeat(2)
         landmarks = decode_landmarks(landmark_offsets.float(), priors) * pixels
-        return [self._select(b, s, lm, scale, image.shape)
-                for b, s, lm, image in zip(boxes, scores.float(), landmarks, images)]
+        return [self._select(b, s, lm, scale, shape) for b, s, lm in zip(boxes, scores.float(), landmarks)]
 
     def _prepare(self, images: list[np.ndarray]) -> tuple[torch.Tensor, float]:
         """Same-size RGB frames -> (B, 3, h, w) mean-subtracted BGR float batch at detect width, and its scale."""
-        height, width = images[0].shape[:2]
-        if not self._on_gpu:
-            small = [downscale(image, self.config.detect_width) for image in images]
-            frames = torch.from_numpy(np.stack([s for s, _ in small])).permute(0, 3, 1, 2).float()
-            scale = small[0][1]
-        else:
-            frames = torch.from_numpy(np.stack(images)).to(self.device).permute(0, 3, 1, 2).float()
-            scale = 1.0
-            if width > self.config.detect_width:  # the same rule as ``downscale``: shrink, never enlarge
-                scale = self.config.detect_width / width
-                size = (max(1, round(height * scale)), self.config.detect_width)
-                frames = F.interpolate(frames, size=size, mode="area")  # area averaging, as cv2.INTER_AREA
-        return frames.flip(1).sub_(self._mean).contiguous(), scale  # RGB -> BGR, minus the training mean
+        if self._on_gpu:  # one upload, then the device path
+            return self._prepare_tensors(torch.from_numpy(np.stack(images)).to(self.device).permute(0, 3, 1, 2))
+        small = [downscale(image, self.config.detect_width) for image in images]
+        frames = torch.from_numpy(np.stack([s for s, _ in small])).permute(0, 3, 1, 2).float()
+        return frames.flip(1).sub_(self._mean).contiguous(), small[0][1]  # RGB -> BGR, minus the training mean
+
+    def _prepare_tensors(self, frames: torch.Tensor) -> tuple[torch.Tensor, float]:
+        """:meth:`_prepare` for a (B, 3, H, W) uint8 batch on the device: the same shrink rule, on the device."""
+        height, width = frames.shape[-2:]
+        scale = 1.0
+        if width > self.config.detect_width:  # the same rule as ``downscale``: shrink, never enlarge
+            scale = self.config.detect_width / width
+            size = (max(1, round(height * scale)), self.config.detect_width)
+            # OpenCV's INTER_AREA weights, rounded as its uint8 output is, so both paths see the same pixels
+            frames = _resize.to_uint8(_resize.resize(frames, size, "area"))
+        return frames.float().flip(1).sub_(self._mean).contiguous(), scale
 
     def _prior_boxes(self, height: int, width: int) -> torch.Tensor:
         key = (height, width)

@@ -2,6 +2,7 @@
 
 An enhancer maps aligned face crops to restored crops: ``enhance(crops)`` with crops (N, S, S, 3) uint8 RGB
 (N may be 0) returns (N, size, size, 3) uint8 RGB, or the input unchanged where ``size`` is None.
+``enhance_tensor(crops)`` is the same for (N, 3, S, S) uint8 torch tensors that stay on the device (the GPU path).
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ from typing import Protocol
 import cv2
 import numpy as np
 import torch
+
+from .. import resize as _resize
 
 
 class Enhancer(Protocol):
@@ -23,6 +26,9 @@ class Enhancer(Protocol):
     def enhance(self, crops: np.ndarray) -> np.ndarray:
         ...
 
+    def enhance_tensor(self, crops: torch.Tensor) -> torch.Tensor:
+        ...
+
 
 def check_crops(crops: np.ndarray) -> None:
     """Raise ValueError unless ``crops`` is (N, S, S, 3) uint8: square RGB crops, N >= 0."""
@@ -31,6 +37,15 @@ def check_crops(crops: np.ndarray) -> None:
     if not ok:
         got = f"{crops.shape} {crops.dtype}" if isinstance(crops, np.ndarray) else type(crops).__name__
         raise ValueError(f"enhance: expected (N, S, S, 3) uint8 RGB crops, got {got}")
+
+
+def check_crops_tensor(crops: torch.Tensor) -> None:
+    """Raise ValueError unless ``crops`` is an (N, 3, S, S) uint8 torch tensor, N >= 0."""
+    ok = (isinstance(crops, torch.Tensor) and crops.ndim == 4 and crops.shape[1] == 3
+          and crops.shape[2] == crops.shape[3] and crops.dtype == torch.uint8)
+    if not ok:
+        got = f"{tuple(crops.shape)} {crops.dtype}" if isinstance(crops, torch.Tensor) else type(crops).__name__
+        raise ValueError(f"enhance_tensor: expected (N, 3, S, S) uint8 RGB crops, got {got}")
 
 
 def resize_crops(crops: np.ndarray, size: int) -> np.ndarray:
@@ -48,6 +63,14 @@ def resize_crops(crops: np.ndarray, size: int) -> np.ndarray:
     return out
 
 
+def resize_crops_tensor(crops: torch.Tensor, size: int) -> torch.Tensor:
+    """:func:`resize_crops` for (N, 3, S, S) uint8 tensors, on their device (OpenCV's weights, see ``resize``)."""
+    if crops.shape[2] == size:
+        return crops
+    method = "bicubic" if size > crops.shape[2] else "area"
+    return _resize.to_uint8(_resize.resize(crops, (size, size), method))
+
+
 class IdentityEnhancer:
     """``none``: crops pass through unchanged (the classifier sees the degraded face)."""
 
@@ -59,6 +82,10 @@ class IdentityEnhancer:
 
     def enhance(self, crops: np.ndarray) -> np.ndarray:
         check_crops(crops)
+        return crops
+
+    def enhance_tensor(self, crops: torch.Tensor) -> torch.Tensor:
+        check_crops_tensor(crops)
         return crops
 
 
@@ -74,3 +101,8 @@ class BicubicEnhancer:
     def enhance(self, crops: np.ndarray) -> np.ndarray:
         check_crops(crops)
         return resize_crops(crops, self.size)
+
+    def enhance_tensor(self, crops: torch.Tensor) -> torch.Tensor:
+        """(N, 3, S, S) uint8 -> (N, 3, size, size) uint8 on the crops' device."""
+        check_crops_tensor(crops)
+        return resize_crops_tensor(crops, self.size)

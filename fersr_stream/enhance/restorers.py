@@ -5,7 +5,9 @@ Crops go in as (N, S, S, 3) uint8 RGB, are resized to 512 when S differs, and re
 [-1, 1] NCHW; its [-1, 1] output is clamped and rounded back to uint8 exactly as upstream's ``tensor2img`` does.
 spandrel's descriptor call assumes [0, 1] images, so the bare module is called instead, with the keyword each
 architecture expects. On CUDA the forward runs under fp16 autocast (and channels_last where the network allows);
-on CPU in fp32.
+on CPU in fp32. ``enhance_tensor`` takes (N, 3, S, S) uint8 tensors already on the device (the GPU path) through
+the same forward, so both entry points give the same pixels for the same 512-px crops. ``enhance.compile``
+wraps the network in ``torch.compile`` (worth it on CUDA for long runs; the first batches pay the compile).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import torch
 from torch import nn
 
 from ..config import EnhanceConfig
-from .base import check_crops, resize_crops
+from .base import check_crops, check_crops_tensor, resize_crops, resize_crops_tensor
 
 SIZE = 512  # the side all three networks were trained on (CodeFormer's 16 x 16 token grid assumes it)
 
@@ -40,9 +42,12 @@ class RestorerEnhancer:
         self.batch = max(1, int(config.batch))
         self.device = torch.device(device)
         self._cuda = self.device.type == "cuda"
+        self.fp16 = self._cuda  # fp16 autocast, CUDA only; the GPU benchmark turns it off to measure fp32
         model = model.eval().requires_grad_(False).to(self.device)
         if self._cuda and self.channels_last:
             model = model.to(memory_format=torch.channels_last)
+        if config.compile:
+            model = torch.compile(model)
         self.model = model
 
     def enhance(self, crops: np.ndarray) -> np.ndarray:
@@ -50,22 +55,33 @@ class RestorerEnhancer:
         check_crops(crops)
         crops = resize_crops(crops, self.size)
         out = np.empty_like(crops)
-        autocast = torch.autocast("cuda", dtype=torch.float16) if self._cuda else contextlib.nullcontext()
-        with torch.inference_mode(), autocast:
-            for start in range(0, len(crops), self.batch):
-                chunk = crops[start:start + self.batch]
-                out[start:start + len(chunk)] = self._restore(chunk)
+        for start in range(0, len(crops), self.batch):
+            chunk = torch.from_numpy(np.ascontiguousarray(crops[start:start + self.batch]))
+            restored = self._run(chunk.to(self.device, non_blocking=True).permute(0, 3, 1, 2))
+            out[start:start + len(chunk)] = restored.permute(0, 2, 3, 1).cpu().numpy()
         return out
 
-    def _restore(self, chunk: np.ndarray) -> np.ndarray:
-        x = torch.from_numpy(np.ascontiguousarray(chunk)).to(self.device, non_blocking=True)
-        x = x.permute(0, 3, 1, 2).float().div_(127.5).sub_(1.0)  # uint8 RGB -> [-1, 1] NCHW
-        # the permute leaves NHWC strides; networks that reshape activations with ``view`` need NCHW ones
-        layout = torch.channels_last if self._cuda and self.channels_last else torch.contiguous_format
-        x = x.contiguous(memory_format=layout)
-        y = self.forward(x).float().clamp_(-1.0, 1.0)
-        y = ((y + 1.0) * 127.5).round_().to(torch.uint8)
-        return y.permute(0, 2, 3, 1).cpu().numpy()
+    def enhance_tensor(self, crops: torch.Tensor) -> torch.Tensor:
+        """(N, 3, S, S) uint8 RGB tensor -> (N, 3, 512, 512) uint8 RGB on ``device``, without a host round trip.
+
+        Crops of another side are resized on the device as :meth:`enhance` resizes them on the host.
+        """
+        check_crops_tensor(crops)
+        crops = resize_crops_tensor(crops.to(self.device), self.size)
+        if len(crops) == 0:
+            return crops
+        return torch.cat([self._run(crops[start:start + self.batch]) for start in range(0, len(crops), self.batch)])
+
+    def _run(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, 3, 512, 512) uint8 RGB on ``device`` -> the restored faces, the same shape and dtype."""
+        autocast = (torch.autocast("cuda", dtype=torch.float16) if self._cuda and self.fp16
+                    else contextlib.nullcontext())
+        with torch.inference_mode(), autocast:
+            x = x.float().div_(127.5).sub_(1.0)  # uint8 RGB -> [-1, 1]
+            # a permuted NHWC batch keeps NHWC strides; networks that reshape activations with ``view`` need NCHW
+            layout = torch.channels_last if self._cuda and self.channels_last else torch.contiguous_format
+            y = self.forward(x.contiguous(memory_format=layout)).float().clamp_(-1.0, 1.0)
+            return ((y + 1.0) * 127.5).round_().to(torch.uint8)  # upstream's tensor2img rounding
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(B, 3, 512, 512) float [-1, 1] -> (B, 3, 512, 512) float, roughly [-1, 1]."""

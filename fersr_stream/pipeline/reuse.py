@@ -3,6 +3,9 @@
 - ``below``: only faces narrower than this many source pixels are restored (larger ones are classified as cropped);
 - ``reuse_every``: a track reuses its last restored crop for up to K frames while its box stays put (IoU with the box
   it was restored at >= ``reuse_iou``), instead of restoring again.
+
+The crops are ``faces.processed`` arrays, or on the tensor path ``faces.device_processed`` tensors (see
+:meth:`RestorePolicy.apply`); the policy is the same for both.
 """
 
 from __future__ import annotations
@@ -11,7 +14,9 @@ from dataclasses import dataclass
 
 import cv2
 import numpy as np
+import torch
 
+from .. import resize as _resize
 from ..track import iou_matrix
 from ..types import Frame
 
@@ -20,7 +25,7 @@ from ..types import Frame
 class _Entry:
     box: np.ndarray
     frame: int
-    crop: np.ndarray | None  # None while its restoration is pending in the current batch
+    crop: np.ndarray | torch.Tensor | None  # None while its restoration is pending in the current batch
     slot: int  # index into the pending list while crop is None
 
 
@@ -29,14 +34,23 @@ class RestorePolicy:
         self.below, self.reuse_every, self.reuse_iou = below, reuse_every, reuse_iou
         self._tracks: dict[int, _Entry] = {}
 
-    def apply(self, frames: list[Frame], enhance) -> tuple[list[Frame], int, int]:
+    def apply(self, frames: list[Frame], enhance, on_device: bool = False) -> tuple[list[Frame], int, int]:
         """Restore the faces of ``frames`` (in order) that need it with one batched ``enhance`` call.
 
+        Args:
+            frames: frames whose faces carry their crops.
+            enhance: crops in, restored crops out, batched: (N, S, S, 3) uint8 arrays, or with ``on_device``
+                (N, 3, S, S) uint8 tensors.
+            on_device: read and write ``faces.device_processed`` (tensors on the compute device) instead of
+                ``faces.processed``.
+
         Returns:
-            the frames with ``faces.processed`` and ``faces.restored`` set, the number of restorations made and
-            the number of restorations reused.
+            the frames with the crops and ``faces.restored`` set, the number of restorations made and the number
+            of restorations reused.
         """
-        pending: list[np.ndarray] = []
+        field = "device_processed" if on_device else "processed"
+        stack = torch.stack if on_device else np.stack
+        pending: list = []
         plans = []  # per frame: list of ("keep" | "new" | "reuse", slot-or-crop)
         reused = 0
         for frame in frames:
@@ -52,12 +66,12 @@ class RestorePolicy:
                     plan.append(("reuse", entry))
                     reused += 1
                     continue
-                pending.append(faces.processed[i])
+                pending.append(getattr(faces, field)[i])
                 if tid >= 0 and self.reuse_every > 0:
                     self._tracks[tid] = _Entry(faces.boxes[i].copy(), frame.index, None, len(pending) - 1)
                 plan.append(("new", len(pending) - 1))
             plans.append(plan)
-        restored = enhance(np.stack(pending)) if pending else None
+        restored = enhance(stack(pending)) if pending else None
         for entry in self._tracks.values():
             if entry.crop is None:
                 entry.crop = restored[entry.slot]
@@ -67,17 +81,19 @@ class RestorePolicy:
             if not plan:
                 out.append(frame.replace(faces=faces.replace(restored=np.zeros(0, bool))))
                 continue
+            current = getattr(faces, field)
             crops, flags = [], []
             for i, (kind, ref) in enumerate(plan):
                 if kind == "keep":
-                    crops.append(faces.processed[i])
+                    crops.append(current[i])
                 elif kind == "new":
                     crops.append(restored[ref])
                 else:
                     crops.append(ref.crop if ref.crop is not None else restored[ref.slot])
                 flags.append(kind != "keep")
-            processed = np.stack([_fit(c, faces.processed.shape[1:3]) for c in crops])
-            out.append(frame.replace(faces=faces.replace(processed=processed, restored=np.array(flags))))
+            size = tuple(current.shape[2:4] if on_device else current.shape[1:3])
+            processed = stack([_fit(c, size) for c in crops])
+            out.append(frame.replace(faces=faces.replace(**{field: processed}, restored=np.array(flags))))
         self._forget(frames[-1].index if frames else 0)
         return out, len(pending), reused
 
@@ -85,8 +101,15 @@ class RestorePolicy:
         self._tracks = {t: e for t, e in self._tracks.items() if now - e.frame < max(self.reuse_every, 1)}
 
 
-def _fit(crop: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    """Crops keep one size inside a Faces record; restorers may return another (e.g. 512 from 128)."""
+def _fit(crop: np.ndarray | torch.Tensor, shape: tuple[int, int]) -> np.ndarray | torch.Tensor:
+    """Crops keep one size inside a Faces record; restorers may return another (e.g. 512 from 128).
+
+    ``crop``: (S, S, 3) uint8 array, or (3, S, S) uint8 tensor shrunk on its device with the same weights.
+    """
+    if isinstance(crop, torch.Tensor):
+        if tuple(crop.shape[1:]) == shape:
+            return crop
+        return _resize.to_uint8(_resize.resize(crop, shape, "area"))
     if crop.shape[:2] == shape:
         return crop
     return cv2.resize(crop, (shape[1], shape[0]), interpolation=cv2.INTER_AREA)

@@ -114,7 +114,9 @@ def run(config: cfg.StreamConfig) -> Summary:
             progress = _Progress(config.max_frames or source.info.frame_count if not source.info.live else None)
             stats, stop = Stats(), threading.Event()
             stages = stage_builder.build(config, models, sinks=[*opened, summary, progress], stats=stats, stop=stop)
-            runner = Runner(source, stages, policy=_policy(config.source.policy, source.info.live),
+            # a GPU-decoding source hands frames over as tensors on the tensor path (see stages.source_frames)
+            frames = stage_builder.source_frames(source, models)
+            runner = Runner(frames, stages, policy=_policy(config.source.policy, source.info.live),
                             queue_size=config.source.queue_size, max_frames=config.max_frames, stats=stats,
                             stop_event=stop)
             with _stop_on_signals(runner, summary):

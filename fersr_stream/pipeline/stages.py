@@ -1,6 +1,16 @@
 """The stream's stages, built from a :class:`StreamConfig`: the data flow in one place.
 
 ``read -> detect -> track -> crop (align + degrade) -> enhance -> classify -> smooth -> overlay -> write``
+
+Two paths, picked once by :func:`fersr_stream.device.uses_kornia` (tests may force the tensor path on the CPU):
+
+- host path (CPU): frames and crops are numpy arrays; OpenCV warps, resizes and degrades (~9x faster than
+  kornia on a CPU).
+- tensor path (CUDA): each frame goes to the GPU once (uploaded from pinned memory on a side stream, or already
+  there from DALI) as ``Frame.device_image``; crops are cut with kornia, degraded in torch, restored and
+  classified as ``Faces.device_processed`` tensors. Boxes and probabilities are small and stay numpy. The overlay
+  is the one place that copies back, once per frame (pinned, asynchronous): the frame when it was decoded on the
+  GPU, and the processed crops when the inset or paste-back draws them.
 """
 
 from __future__ import annotations
@@ -8,14 +18,18 @@ from __future__ import annotations
 import threading
 
 import numpy as np
+import torch
 
 from .. import align, degrade, overlay
+from .. import resize as _resize
 from ..config import StreamConfig
+from ..device import uses_kornia
 from ..track import Smoother, Tracker
 from ..types import Frame
 from .reuse import RestorePolicy
 from .runner import Stage
 from .stats import Stats
+from .transfer import Transfers, tensor_frames
 
 
 def _per_frame(fn):
@@ -23,34 +37,86 @@ def _per_frame(fn):
     return lambda frames: [fn(f) for f in frames]
 
 
-def build(config: StreamConfig, models, *, sinks: list, stats: Stats, stop: threading.Event) -> list[Stage]:
+def on_device(models, tensor_path: bool | None = None) -> bool:
+    """Whether the stages keep frames and crops as tensors: ``tensor_path`` when given, else the device's rule."""
+    return uses_kornia(torch.device(models.classifier.device)) if tensor_path is None else tensor_path
+
+
+def source_frames(source, models, tensor_path: bool | None = None):
+    """What the runner reads from ``source``: on the tensor path a DALI source hands its frames over as tensors
+    where it decoded them (no host copy); every other source is read as it is."""
+    if on_device(models, tensor_path) and hasattr(source, "iter_tensors"):
+        return tensor_frames(source)
+    return source
+
+
+def build(config: StreamConfig, models, *, sinks: list, stats: Stats, stop: threading.Event,
+          tensor_path: bool | None = None) -> list[Stage]:
     """Stage list for the runner.
 
     ``models`` holds detector, enhancer (None when ``enhance.name == "none"``) and classifier (see
     ``session.load_models``); ``sinks`` each have write/close; a sink whose
-    ``closed_by_user`` turns true (a window closed with q/Esc) sets ``stop``.
+    ``closed_by_user`` turns true (a window closed with q/Esc) sets ``stop``. ``tensor_path`` forces the tensor
+    path on or off (None = :func:`on_device`'s rule: on for CUDA); the compute device is the classifier's.
     """
     detector, enhancer, classifier = models.detector, models.enhancer, models.classifier
+    tensors = on_device(models, tensor_path)
+    device = torch.device(classifier.device)
     tracker = Tracker(config.track.iou, config.track.max_age)
     smoother = Smoother(config.track.smooth, config.track.max_age)
     rng = np.random.default_rng(config.degrade.seed)
+    size, margin = config.align.size, config.align.margin
+    transfers = Transfers(device) if tensors else None
+    noise = torch.Generator(device=device).manual_seed(config.degrade.seed) if tensors else None
 
     def detect(frames: list[Frame]) -> list[Frame]:
         found = detector.detect([f.image for f in frames])
         return [f.replace(faces=faces) for f, faces in zip(frames, found)]
 
+    def detect_on_device(frames: list[Frame]) -> list[Frame]:
+        uploads = iter(transfers.upload([f.image for f in frames if f.device_image is None]))
+        frames = [f if f.device_image is not None else f.replace(device_image=next(uploads)) for f in frames]
+        if hasattr(detector, "detect_tensors"):
+            found = detector.detect_tensors([f.device_image for f in frames])
+        else:
+            # OpenCV detectors (Haar, YuNet) read the host frame; a GPU-decoded frame is fetched for them once,
+            # and the overlay then draws on that copy instead of fetching it again
+            frames = _with_host_images(frames)
+            found = detector.detect([f.image for f in frames])
+        return [f.replace(faces=faces) for f, faces in zip(frames, found)]
+
+    def _with_host_images(frames: list[Frame]) -> list[Frame]:
+        missing = [f for f in frames if f.image is None]
+        fetched = iter(transfers.download([f.device_image.permute(1, 2, 0) for f in missing]).wait())
+        return [f if f.image is not None else f.replace(image=next(fetched)) for f in frames]
+
     def crop(frame: Frame) -> Frame:
-        faces = align.crop(frame.image, frame.faces, config.align.size, config.align.margin)
+        faces = align.crop(frame.image, frame.faces, size, margin)
         processed = faces.crops
         if config.degrade.width is not None and len(faces):
             processed = degrade.degrade(faces.crops, config.degrade, rng)
         return frame.replace(faces=faces.replace(processed=processed))
 
+    def crop_on_device(frame: Frame) -> Frame:
+        faces = frame.faces
+        affines = align.face_affines(faces, size, margin)
+        if len(faces):
+            cut = align.crop_torch(frame.device_image.to(device), torch.from_numpy(affines).to(device), size)
+            crops = _resize.to_uint8(cut)  # stored as uint8, as the host path stores its crops
+            if config.degrade.width is not None:
+                crops = degrade.degrade_torch(crops, config.degrade, noise)
+        else:
+            crops = torch.zeros((0, 3, size, size), dtype=torch.uint8, device=device)
+        return frame.replace(faces=faces.replace(affines=affines, device_processed=crops))
+
     def classify(frames: list[Frame]) -> list[Frame]:
         counts = [len(f.faces) for f in frames]
         if not sum(counts):
             return frames
-        probs = classifier.classify(np.concatenate([f.faces.processed for f in frames if len(f.faces)]))
+        if tensors:
+            probs = classifier.classify_tensor(torch.cat([f.faces.device_processed for f in frames if len(f.faces)]))
+        else:
+            probs = classifier.classify(np.concatenate([f.faces.processed for f in frames if len(f.faces)]))
         bounds = np.cumsum([0] + counts)
         return [f.replace(faces=f.faces.replace(probs=probs[a:b])) for f, a, b in zip(frames, bounds, bounds[1:])]
 
@@ -60,6 +126,27 @@ def build(config: StreamConfig, models, *, sinks: list, stats: Stats, stop: thre
             done = frame.faces.select(frame.faces.restored)
             image = align.paste_back(image, done.processed, done.affines)
         return frame.replace(image=overlay.annotate(image, frame.faces, inset=config.overlay.inset))
+
+    wants_crops = config.overlay.inset or config.overlay.paste
+
+    def draw_on_device(frames: list[Frame]) -> list[Frame]:
+        # start every frame's copy back before drawing the first, so copies overlap the drawing
+        pending = []
+        for frame in frames:
+            faces = frame.faces
+            fetch = [] if frame.image is not None else [frame.device_image.permute(1, 2, 0)]
+            if wants_crops and len(faces):
+                fetch.append(faces.device_processed.permute(0, 2, 3, 1))
+            pending.append(transfers.download(fetch))
+        out = []
+        for frame, copies in zip(frames, pending):
+            copies = copies.wait()
+            image = frame.image if frame.image is not None else copies.pop(0)
+            processed = copies.pop(0) if copies else None
+            # the device tensors are dropped here, so their GPU memory is free once the frame has been drawn
+            faces = frame.faces.replace(processed=processed, device_processed=None)
+            out.append(draw(frame.replace(image=image, device_image=None, faces=faces)))
+        return out
 
     def write(frames: list[Frame]) -> list[Frame]:
         for frame in frames:
@@ -74,15 +161,16 @@ def build(config: StreamConfig, models, *, sinks: list, stats: Stats, stop: thre
             sink.close()
 
     stages = [
-        Stage("detect", detect, batch=4, max_wait=0.0),
+        Stage("detect", detect_on_device if tensors else detect, batch=4, max_wait=0.0),
         Stage("track", _per_frame(lambda f: f.replace(faces=tracker.update(f.faces)))),
-        Stage("crop", _per_frame(crop)),
+        Stage("crop", _per_frame(crop_on_device if tensors else crop)),
     ]
     if enhancer is not None:
         policy = RestorePolicy(config.enhance.below, config.enhance.reuse_every, config.enhance.reuse_iou)
+        restore = enhancer.enhance_tensor if tensors else enhancer.enhance
 
         def enhance(frames: list[Frame]) -> list[Frame]:
-            out, made, reused = policy.apply(frames, enhancer.enhance)
+            out, made, reused = policy.apply(frames, restore, on_device=tensors)
             stats.count("restorations", made)
             stats.count("reuses", reused)
             return out
@@ -91,7 +179,8 @@ def build(config: StreamConfig, models, *, sinks: list, stats: Stats, stop: thre
     stages += [
         Stage("classify", classify, batch=config.classify.batch, max_wait=0.0),
         Stage("smooth", _per_frame(lambda f: f.replace(faces=smoother.update(f.faces)))),
-        Stage("overlay", _per_frame(draw)),
+        # the tensor path takes what is queued (up to 4 frames) so their copies back are in flight together
+        Stage("overlay", draw_on_device, batch=4) if tensors else Stage("overlay", _per_frame(draw)),
         Stage("write", write, close=close_sinks),
     ]
     return stages

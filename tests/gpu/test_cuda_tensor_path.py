@@ -1,0 +1,179 @@
+"""The tensor path on CUDA: frames uploaded once (pinned, side stream) or decoded there by DALI, crops, degradation,
+restoration and classification on the GPU, one copy back per frame -- against the host path on the CPU.
+
+Skipped without CUDA (see conftest.py); tests/unit/test_gpu_path.py runs the same code on the CPU.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import threading
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from fersr_stream import classify, degrade, resize
+from fersr_stream import config as cfg
+from fersr_stream.bench_gpu import TruthDetector
+from fersr_stream.config import DetectConfig, EnhanceConfig
+from fersr_stream.detect.retinaface import RetinaFaceDetector, build_retinaface
+from fersr_stream.enhance import BicubicEnhancer, create, random_weights
+from fersr_stream.pipeline import session
+from fersr_stream.pipeline import stages as stage_builder
+from fersr_stream.pipeline.runner import Runner
+from fersr_stream.pipeline.stats import Stats
+from fersr_stream.pipeline.transfer import Transfers
+from fersr_stream.sources import open_source
+
+CUDA = torch.device("cuda")
+needs_dali = pytest.mark.skipif(importlib.util.find_spec("nvidia.dali") is None,
+                                reason="NVIDIA DALI is not installed (pip install -e '.[dali]')")
+
+
+def nchw(images: np.ndarray, device=CUDA) -> torch.Tensor:
+    return torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).to(device)
+
+
+def nhwc(tensor: torch.Tensor) -> np.ndarray:
+    return tensor.permute(0, 2, 3, 1).cpu().numpy()
+
+
+@pytest.fixture()
+def crops(astronaut) -> np.ndarray:
+    return np.stack([cv2.resize(astronaut[30:230, 130:330], (96, 96), interpolation=cv2.INTER_AREA),
+                     cv2.resize(astronaut, (96, 96), interpolation=cv2.INTER_AREA)])
+
+
+def test_the_one_rule_puts_cuda_on_the_tensor_path():
+    models = session.Models(None, None, classify.load(None, "cuda"))
+    assert stage_builder.on_device(models) is True
+
+
+def test_resize_on_cuda_equals_the_cpu(astronaut):
+    image = nchw(astronaut[None])
+    for method in ("area", "bicubic", "bilinear", "lanczos"):
+        on_gpu = resize.to_uint8(resize.resize(image, (77, 131), method)).cpu()
+        on_cpu = resize.to_uint8(resize.resize(image.cpu(), (77, 131), method))
+        assert (on_gpu.int() - on_cpu.int()).abs().max() <= 1
+
+
+def test_degrade_torch_on_cuda_agrees_with_degrade(crops):
+    for preset in ("bicubic", "blur", "jpeg", "blur-noise-jpeg"):
+        config = degrade.preset(preset, 16)
+        ours = degrade.degrade_torch(nchw(crops), config)
+        assert ours.is_cuda and ours.dtype == torch.uint8 and ours.shape == (2, 3, 96, 96)
+        if config.noise:
+            continue  # other draws than numpy's
+        diff = np.abs(nhwc(ours).astype(int) - degrade.degrade(crops, config))
+        assert diff.mean() < 1.0  # nvJPEG's encoder and IDCT are not libjpeg's
+
+
+def test_transfers_round_trip_through_pinned_memory():
+    transfers = Transfers(CUDA)
+    images = [np.random.default_rng(i).integers(0, 256, (270, 480, 3), dtype=np.uint8) for i in range(3)]
+    uploaded = transfers.upload(images)
+    assert all(t.is_cuda and t.shape == (3, 270, 480) for t in uploaded)
+    doubled = [(t.int() * 2 % 256).to(torch.uint8) for t in uploaded]  # compute on the default stream
+    pending = transfers.download([t.permute(1, 2, 0) for t in doubled])
+    for back, image in zip(pending.wait(), images):
+        np.testing.assert_array_equal(back, (image.astype(int) * 2 % 256).astype(np.uint8))
+
+
+def test_restorer_tensor_entry_point_on_cuda(tmp_path, crops):
+    weights = random_weights.save_restoreformer(tmp_path / "RestoreFormer.pth")
+    enhancer = create(EnhanceConfig(name="restoreformer", weights=str(weights), batch=2), "cuda")
+    big = np.stack([cv2.resize(c, (512, 512), interpolation=cv2.INTER_CUBIC) for c in crops])
+    on_device = enhancer.enhance_tensor(nchw(big))
+    assert on_device.is_cuda and on_device.shape == (2, 3, 512, 512)
+    np.testing.assert_array_equal(nhwc(on_device), enhancer.enhance(big))
+    enhancer.fp16 = False
+    fp32 = enhancer.enhance_tensor(nchw(big))
+    assert (fp32.int() - on_device.int()).abs().float().mean() < 4  # fp16 autocast vs fp32
+
+
+def test_compiled_restorer_on_cuda(tmp_path, crops):
+    weights = random_weights.save_restoreformer(tmp_path / "RestoreFormer.pth")
+    big = nchw(np.stack([cv2.resize(crops[0], (512, 512), interpolation=cv2.INTER_CUBIC)]))
+    eager = create(EnhanceConfig(name="restoreformer", weights=str(weights)), "cuda").enhance_tensor(big)
+    compiled = create(EnhanceConfig(name="restoreformer", weights=str(weights), compile=True), "cuda")
+    assert (compiled.enhance_tensor(big).int() - eager.int()).abs().float().mean() < 1
+
+
+def test_classifier_tensor_entry_point_on_cuda(crops):
+    on_cpu = classify.load(None, "cpu").classify(crops)
+    with torch.backends.cudnn.flags(enabled=True, allow_tf32=False):
+        on_cuda = classify.load(None, "cuda").classify_tensor(nchw(crops))
+    np.testing.assert_allclose(on_cuda, on_cpu, atol=1e-3)
+
+
+def test_retinaface_on_cuda_frames(astronaut):
+    torch.manual_seed(0)
+    detector = RetinaFaceDetector(DetectConfig(name="retinaface", score_threshold=0.5, detect_width=240), "cuda",
+                                  net=build_retinaface("mobilenet0.25"))
+    frame = cv2.resize(astronaut, (400, 300))
+    (ref,) = detector.detect([frame])
+    (ours,) = detector.detect_tensors([nchw(frame[None])[0]])
+    assert len(ours) == len(ref) > 0
+    np.testing.assert_allclose(ours.boxes, ref.boxes, atol=1e-3)
+
+
+@pytest.fixture()
+def clip(tmp_path, astronaut_face):
+    from fersr_stream import synthetic
+
+    path = tmp_path / "clip.mp4"
+    boxes = synthetic.write_clip(path, [astronaut_face] * 2, n_frames=6, width=320, height=240, fps=10,
+                                 min_size=70, max_size=100)
+    with open_source(str(path)) as source:
+        frames = list(source)
+    return path, frames, boxes
+
+
+def _serial(config, models, frames, tensor_path):
+    built = stage_builder.build(config, models, sinks=[], stats=Stats(), stop=threading.Event(),
+                                tensor_path=tensor_path)
+    for stage in built:
+        out = []
+        for start in range(0, len(frames), stage.batch):
+            out += stage.fn(frames[start:start + stage.batch])
+        frames = out
+    return frames
+
+
+def test_stream_on_cuda_matches_the_host_path_on_the_cpu(clip):
+    path, frames, boxes = clip
+    config = cfg.load(None, [f"source.uri={path}", "enhance.name=bicubic", "degrade.width=40", "degrade.blur=0.5",
+                             "overlay.inset=true", "overlay.paste=true", "align.size=128"])
+    detector = TruthDetector(frames, boxes)
+    host = _serial(config, session.Models(detector, BicubicEnhancer(512), classify.load(None, "cpu")), frames, False)
+    with torch.backends.cudnn.flags(enabled=True, allow_tf32=False):
+        gpu = _serial(config, session.Models(detector, BicubicEnhancer(512, CUDA), classify.load(None, "cuda")),
+                      frames, None)  # the device's own rule: CUDA takes the tensor path
+    for a, b in zip(host, gpu):
+        np.testing.assert_array_equal(b.faces.boxes, a.faces.boxes)
+        np.testing.assert_allclose(b.faces.probs, a.faces.probs, atol=0.02)
+        assert b.device_image is None and b.faces.device_processed is None
+        assert np.abs(b.faces.processed.astype(int) - a.faces.processed).mean() < 0.5
+
+
+@needs_dali
+def test_dali_frames_stay_on_the_gpu_through_the_stream(clip):
+    from fersr_stream.sources.dali import DaliSource
+
+    path, frames, boxes = clip
+    config = cfg.load(None, [f"source.uri={path}", "enhance.name=bicubic", "degrade.width=24"])
+    models = session.Models(RetinaFaceDetector(DetectConfig(name="retinaface", score_threshold=0.99), "cuda",
+                                               net=build_retinaface("mobilenet0.25")),
+                            BicubicEnhancer(512, CUDA), classify.load(None, "cuda"))
+    written = []
+    sink = type("Sink", (), {"write": lambda self, f: written.append(f), "close": lambda self: None})()
+    stats = Stats()
+    built = stage_builder.build(config, models, sinks=[sink], stats=stats, stop=threading.Event())
+    with DaliSource(path, device="cuda", sequence=4) as source:
+        Runner(stage_builder.source_frames(source, models), built, stats=stats).run()
+    assert [f.index for f in written] == list(range(6))
+    for ours, ref in zip(written, frames):  # copied back once, by the overlay
+        assert ours.image.shape == (240, 320, 3) and ours.device_image is None
+        assert np.abs(ours.image.astype(int) - ref.image).mean() < 2.5
