@@ -5,6 +5,9 @@ On CPU, OpenCV warps are about 10x faster than kornia; on CUDA frames stay on th
 
 from __future__ import annotations
 
+import contextlib
+import os
+
 import torch
 
 from .errors import ConfigError
@@ -32,3 +35,24 @@ def resolve(name: str = "auto") -> torch.device:
 def uses_kornia(device: torch.device) -> bool:
     """Whether warps and resizes run as torch ops (CUDA) rather than OpenCV calls (CPU)."""
     return device.type == "cuda"
+
+
+@contextlib.contextmanager
+def stream_threads(device: torch.device, heavy_model: bool):
+    """Thread pools for a threaded stream on ``device``, restored afterwards (they are process-wide).
+
+    The runner already runs its stages in parallel, so OpenCV works single-threaded (its own pool costs about a
+    third more CPU per frame here), and on CPU torch does too unless a restoration network dominates the frame
+    time (then it gets every core).
+    """
+    import cv2
+
+    saved = cv2.getNumThreads(), torch.get_num_threads()
+    cv2.setNumThreads(1)
+    if device.type == "cpu":
+        torch.set_num_threads((os.cpu_count() or 1) if heavy_model else 1)
+    try:
+        yield
+    finally:
+        cv2.setNumThreads(saved[0])
+        torch.set_num_threads(saved[1])

@@ -119,7 +119,8 @@ def run(config: cfg.StreamConfig) -> Summary:
             runner = Runner(frames, stages, policy=_policy(config.source.policy, source.info.live),
                             queue_size=config.source.queue_size, max_frames=config.max_frames, stats=stats,
                             stop_event=stop)
-            with _stop_on_signals(runner, summary):
+            heavy = config.enhance.name not in ("none", "bicubic")
+            with _stop_on_signals(runner, summary), devices.stream_threads(device, heavy_model=heavy):
                 runner.run()
             summary.stats = stats
         finally:
