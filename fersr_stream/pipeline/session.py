@@ -101,13 +101,15 @@ def run(config: cfg.StreamConfig) -> Summary:
     summary, opened = Summary(), []
     with sources.open_source(config.source.uri, config.source, device=str(device)) as source:
         try:
-            for path in (out.video, out.jsonl):  # outputs first: a bad path fails before models load
-                if path:
-                    opened.append(sinks.open_sink(path, source.info, out))
-                    summary.outputs.append(path)
+            paths = [p for p in (out.video, out.jsonl) if p]
+            for path in paths:  # a bad output fails before the models load, and nothing is touched yet
+                sinks.check_output(path)
+            models = load_models(config, device)
+            for path in paths:
+                opened.append(sinks.open_sink(path, source.info, out))
+                summary.outputs.append(path)
             if out.show:
                 opened.append(sinks.WindowSink())
-            models = load_models(config, device)
             first = Path(out.video or out.jsonl) if (out.video or out.jsonl) else None
             if first is not None:
                 cfg.save(config, first.with_name(first.stem + ".fersr.yaml"))

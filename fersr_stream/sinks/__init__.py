@@ -17,8 +17,17 @@ from .jsonl import JsonlSink, frame_record
 from .video import VIDEO_EXTENSIONS, VideoSink
 from .window import WindowSink
 
-__all__ = ["ImageSink", "JsonlSink", "Sink", "VideoSink", "WindowSink", "check_writable", "frame_record",
-           "open_sink"]
+__all__ = ["ImageSink", "JsonlSink", "Sink", "VideoSink", "WindowSink", "check_output", "check_writable",
+           "frame_record", "open_sink"]
+
+
+def check_output(path: str | Path) -> Path:
+    """Raise :class:`SinkError` unless ``path`` has a known extension and can be written; touches nothing."""
+    suffix = Path(path).suffix.lower()
+    if suffix not in (*VIDEO_EXTENSIONS, *IMAGE_EXTENSIONS, ".jsonl"):
+        known = " ".join(sorted((*VIDEO_EXTENSIONS, *IMAGE_EXTENSIONS, ".jsonl")))
+        raise SinkError(f"unknown output extension {suffix or '(none)'!r} for {path}; known: {known}")
+    return check_writable(path)
 
 
 def open_sink(path: str | Path, info: SourceInfo, output_config: OutputConfig = OutputConfig()) -> Sink:
@@ -27,12 +36,9 @@ def open_sink(path: str | Path, info: SourceInfo, output_config: OutputConfig = 
     Raises:
         SinkError: an unknown extension (the message lists the known ones) or an unwritable path.
     """
-    suffix = Path(path).suffix.lower()
+    suffix = check_output(path).suffix.lower()
     if suffix in VIDEO_EXTENSIONS:
         return VideoSink(path, info, crf=output_config.crf, preset=output_config.preset, codec=output_config.codec)
     if suffix in IMAGE_EXTENSIONS:
         return ImageSink(path)
-    if suffix == ".jsonl":
-        return JsonlSink(path)
-    known = " ".join(sorted((*VIDEO_EXTENSIONS, *IMAGE_EXTENSIONS, ".jsonl")))
-    raise SinkError(f"unknown output extension {suffix or '(none)'!r} for {path}; known: {known}")
+    return JsonlSink(path)

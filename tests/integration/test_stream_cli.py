@@ -149,3 +149,14 @@ def test_odd_sized_grayscale_folder_to_video(tmp_path, astronaut_face):
     assert n == 4 and size == (322, 244)  # padded to even for H.264
     faces = [len(json.loads(line)["faces"]) for line in jsonl.read_text().splitlines()]
     assert faces[0] == 0 and all(k >= 1 for k in faces[1:])  # "blank" sorts first
+
+
+def test_missing_weights_leave_existing_outputs_untouched(make_clip, tmp_path, monkeypatch):
+    clip, _ = make_clip(n_frames=3)
+    jsonl = tmp_path / "keep.jsonl"
+    jsonl.write_text('{"frame": 0}\n')
+    monkeypatch.setenv("FERSR_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("FERSR_OFFLINE", "1")
+    result = CliRunner().invoke(stream, ["--source", str(clip), "--jsonl", str(jsonl), "--enhancer", "gfpgan"])
+    assert result.exit_code == 2 and "fersr-models download gfpgan.v1_4" in result.output
+    assert jsonl.read_text() == '{"frame": 0}\n'
