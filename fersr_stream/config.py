@@ -58,7 +58,7 @@ class DegradeConfig:
     blur: float = 0.0  # Gaussian sigma in low-resolution pixels, 0 = off
     noise: float = 0.0  # Gaussian noise std in 0..255 units, 0 = off
     jpeg: int | None = None  # JPEG quality, None = off
-    interpolation: str = "bicubic"
+    interpolation: str = "bilinear"  # how the LR face is enlarged for viewing/classifying (the study's LR)
     seed: int = 0
 
 

@@ -32,9 +32,9 @@ INTERPOLATIONS = {
     "lanczos": cv2.INTER_LANCZOS4,
 }
 
-# Named recipes (DegradeConfig fields other than width). "bicubic" is the study's default: resolution loss only.
+# Named recipes (DegradeConfig fields other than width). "resize" is the study's default: resolution loss only.
 PRESETS: dict[str, dict] = {
-    "bicubic": {},
+    "resize": {},
     "blur": {"blur": 1.0},
     "jpeg": {"jpeg": 50},
     "blur-noise-jpeg": {"blur": 1.0, "noise": 4.0, "jpeg": 50},
@@ -82,7 +82,7 @@ def downsample(crops: np.ndarray, width: int, config: DegradeConfig | None = Non
     Args:
         crops: (N, H, W, 3) uint8 RGB.
         width: output width in pixels (overrides ``config.width``); the height keeps the aspect ratio.
-        config: blur, noise, jpeg and interpolation settings (default: none of them, bicubic).
+        config: blur, noise, jpeg and interpolation settings (default: none of them).
         rng: noise source; None = a fresh generator seeded with ``config.seed`` (the same noise on every call).
 
     Returns:
@@ -136,10 +136,18 @@ def degrade(crops: np.ndarray, config: DegradeConfig, rng: np.random.Generator |
     validate(config)
     if config.width is None:
         return crops
-    small = downsample(crops, config.width, config, rng)
-    h, w = crops.shape[1:3]
+    return enlarge(downsample(crops, config.width, config, rng), crops.shape[1:3], config)
+
+
+def enlarge(small: np.ndarray, size: tuple[int, int], config: DegradeConfig) -> np.ndarray:
+    """(N, h, w, 3) uint8 low-resolution images -> (N, H, W, 3) uint8 with ``config.interpolation``.
+
+    What a viewer (or the classifier) sees of a low-resolution face without restoration; restorers start from
+    the small images themselves.
+    """
+    h, w = size
     up = INTERPOLATIONS[config.interpolation]
-    out = np.empty_like(crops)
+    out = np.empty((len(small), h, w, 3), np.uint8)
     for i, image in enumerate(small):
         out[i] = cv2.resize(image, (w, h), interpolation=up)
     return out
@@ -173,9 +181,17 @@ def degrade_torch(crops: torch.Tensor, config: DegradeConfig, generator: torch.G
         raise ValueError(f"degrade_torch: expected (N, 3, H, W) RGB crops, got {got}")
     if config.width is None:
         return crops
-    n, _, h, w = crops.shape
-    if n == 0:
+    if crops.shape[0] == 0:
         return crops
+    h, w = crops.shape[2:]
+    up = enlarge_torch(downsample_torch(crops, config, generator), (h, w), config)
+    return up if crops.dtype == torch.uint8 else up.float()
+
+
+def downsample_torch(crops: torch.Tensor, config: DegradeConfig,
+                     generator: torch.Generator | None = None) -> torch.Tensor:
+    """:func:`downsample` for (N, 3, H, W) tensors: (N, 3, h, config.width) uint8 on the crops' device."""
+    _, _, h, w = crops.shape
     width = config.width
     out_h = max(1, round(h * width / w))
     x = _resize.to_uint8(crops.float()).float()
@@ -194,8 +210,12 @@ def degrade_torch(crops: torch.Tensor, config: DegradeConfig, generator: torch.G
         x = _resize.to_uint8(x.float() + noise)
     if config.jpeg is not None:
         x = _jpeg_torch(x, config.jpeg)
-    up = _resize.to_uint8(_resize.resize(x, (h, w), config.interpolation))
-    return up if crops.dtype == torch.uint8 else up.float()
+    return x
+
+
+def enlarge_torch(small: torch.Tensor, size: tuple[int, int], config: DegradeConfig) -> torch.Tensor:
+    """:func:`enlarge` for (N, 3, h, w) uint8 tensors, on their device."""
+    return _resize.to_uint8(_resize.resize(small, size, config.interpolation))
 
 
 def _jpeg_torch(images: torch.Tensor, quality: int) -> torch.Tensor:

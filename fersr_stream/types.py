@@ -59,11 +59,14 @@ class Faces:
         affines: (N, 2, 3) float32 maps source-frame pixels to crop pixels, or None before alignment.
         crops: (N, S, S, 3) uint8 RGB aligned crops as cut from the frame, or None before alignment.
         processed: (N, S, S, 3) uint8 RGB crops after degrade/enhance (what the classifier reads), or None.
+        lowres: (N, h, w, 3) uint8 RGB simulated low-resolution crops before enlargement (restorers start from
+            these, as in the study), or None when no low resolution is simulated.
         track_ids: (N,) int64, -1 until the tracker assigns one.
         probs: (N, 7) float32 emotion probabilities (smoothed per track after tracking), or None.
         restored: (N,) bool, True where the enhancer ran (or was reused) for that face.
         device_processed: (N, 3, S, S) uint8 RGB torch tensor on the compute device: ``processed`` on the tensor
             path (frames on the GPU), where ``crops`` and ``processed`` stay None until the overlay needs them.
+        device_lowres: (N, 3, h, w) uint8 RGB torch tensor: ``lowres`` on the tensor path.
     """
 
     boxes: np.ndarray
@@ -72,10 +75,12 @@ class Faces:
     affines: np.ndarray | None = None
     crops: np.ndarray | None = None
     processed: np.ndarray | None = None
+    lowres: np.ndarray | None = None
     track_ids: np.ndarray | None = None
     probs: np.ndarray | None = None
     restored: np.ndarray | None = None
     device_processed: torch.Tensor | None = None
+    device_lowres: torch.Tensor | None = None
 
     def __post_init__(self) -> None:
         n = len(self.boxes)
@@ -85,12 +90,14 @@ class Faces:
         _check("affines", self.affines, ("N", 2, 3), np.float32, n)
         _check("crops", self.crops, ("N", None, None, 3), np.uint8, n)
         _check("processed", self.processed, ("N", None, None, 3), np.uint8, n)
+        _check("lowres", self.lowres, ("N", None, None, 3), np.uint8, n)
         _check("probs", self.probs, ("N", N_EMOTIONS), np.float32, n)
         _check("restored", self.restored, ("N",), np.bool_, n)
         if self.track_ids is None:
             object.__setattr__(self, "track_ids", np.full(n, -1, np.int64))
         _check("track_ids", self.track_ids, ("N",), np.int64, n)
         _check_tensor("device_processed", self.device_processed, (n, 3, None, None))
+        _check_tensor("device_lowres", self.device_lowres, (n, 3, None, None))
 
     def __len__(self) -> int:
         return len(self.boxes)

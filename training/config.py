@@ -145,7 +145,7 @@ class PhasesConfig:
     arms: tuple[str, ...] = ("hr",)
     # blur/noise/jpeg, and how plain LR faces are enlarged for the classifier; the width is set per cell.
     # Bilinear (torchvision Resize's default), so that LR and the bicubic restorer are different conditions.
-    degrade: DegradeConfig = field(default_factory=lambda: DegradeConfig(interpolation="bilinear"))
+    degrade: DegradeConfig = field(default_factory=DegradeConfig)
 
     def __post_init__(self) -> None:
         _members("phases.widths", self.widths, (), int)

@@ -49,6 +49,7 @@ class RestorePolicy:
             of restorations reused.
         """
         field = "device_processed" if on_device else "processed"
+        low_field = "device_lowres" if on_device else "lowres"  # restorers start from the small image if any
         stack = torch.stack if on_device else np.stack
         pending: list = []
         plans = []  # per frame: list of ("keep" | "new" | "reuse", slot-or-crop)
@@ -66,7 +67,8 @@ class RestorePolicy:
                     plan.append(("reuse", entry))
                     reused += 1
                     continue
-                pending.append(getattr(faces, field)[i])
+                source = getattr(faces, low_field)
+                pending.append((source if source is not None else getattr(faces, field))[i])
                 if tid >= 0 and self.reuse_every > 0:
                     self._tracks[tid] = _Entry(faces.boxes[i].copy(), frame.index, None, len(pending) - 1)
                 plan.append(("new", len(pending) - 1))

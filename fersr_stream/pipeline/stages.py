@@ -92,10 +92,12 @@ def build(config: StreamConfig, models, *, sinks: list, stats: Stats, stop: thre
 
     def crop(frame: Frame) -> Frame:
         faces = align.crop(frame.image, frame.faces, size, margin)
-        processed = faces.crops
-        if config.degrade.width is not None and len(faces):
-            processed = degrade.degrade(faces.crops, config.degrade, rng)
-        return frame.replace(faces=faces.replace(processed=processed))
+        if config.degrade.width is None or not len(faces):
+            return frame.replace(faces=faces.replace(processed=faces.crops))
+        # the classifier sees the low-resolution face enlarged; a restorer starts from the small image itself
+        lowres = degrade.downsample(faces.crops, config.degrade.width, config.degrade, rng)
+        processed = degrade.enlarge(lowres, faces.crops.shape[1:3], config.degrade)
+        return frame.replace(faces=faces.replace(processed=processed, lowres=lowres))
 
     def crop_on_device(frame: Frame) -> Frame:
         faces = frame.faces
@@ -104,7 +106,9 @@ def build(config: StreamConfig, models, *, sinks: list, stats: Stats, stop: thre
             cut = align.crop_torch(frame.device_image.to(device), torch.from_numpy(affines).to(device), size)
             crops = _resize.to_uint8(cut)  # stored as uint8, as the host path stores its crops
             if config.degrade.width is not None:
-                crops = degrade.degrade_torch(crops, config.degrade, noise)
+                lowres = degrade.downsample_torch(crops, config.degrade, noise)
+                crops = degrade.enlarge_torch(lowres, (size, size), config.degrade)
+                faces = faces.replace(device_lowres=lowres)
         else:
             crops = torch.zeros((0, 3, size, size), dtype=torch.uint8, device=device)
         return frame.replace(faces=faces.replace(affines=affines, device_processed=crops))

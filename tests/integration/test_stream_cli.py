@@ -160,3 +160,19 @@ def test_missing_weights_leave_existing_outputs_untouched(make_clip, tmp_path, m
     result = CliRunner().invoke(stream, ["--source", str(clip), "--jsonl", str(jsonl), "--enhancer", "gfpgan"])
     assert result.exit_code == 2 and "fersr-models download gfpgan.v1_4" in result.output
     assert jsonl.read_text() == '{"frame": 0}\n'
+
+
+def test_simulated_low_resolution_bicubic_restorer_differs_from_plain_lr(make_clip, tmp_path):
+    """Plain LR is enlarged bilinearly; the bicubic restorer starts from the LR image, as in the study."""
+    from fersr_stream import config as cfg
+    from fersr_stream.pipeline import session
+
+    clip, _ = make_clip(n_frames=2, width=240, height=180, min_size=100, max_size=110)
+    probs = {}
+    for enhancer in ("none", "bicubic"):
+        jsonl = tmp_path / f"{enhancer}.jsonl"
+        session.run(cfg.load(None, [f"source.uri={clip}", f"output.jsonl={jsonl}", "degrade.width=16",
+                                    f"enhance.name={enhancer}", "device=cpu", "track.smooth=0"]))
+        probs[enhancer] = [f["probs"] for r in jsonl.read_text().splitlines() for f in json.loads(r)["faces"]]
+    assert len(probs["none"]) == len(probs["bicubic"]) > 0
+    assert probs["none"] != probs["bicubic"]

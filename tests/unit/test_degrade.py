@@ -97,7 +97,7 @@ def test_invalid_settings(crops, bad):
 
 
 def test_presets(crops):
-    assert degrade.preset("bicubic", 16) == DegradeConfig(width=16)
+    assert degrade.preset("resize", 16) == DegradeConfig(width=16)
     realistic = degrade.preset("blur-noise-jpeg", 16)
     assert realistic.width == 16 and realistic.blur > 0 and realistic.noise > 0 and realistic.jpeg is not None
     for name in degrade.PRESETS:
@@ -105,10 +105,10 @@ def test_presets(crops):
 
 
 def test_unknown_preset_lists_known():
-    with pytest.raises(ConfigError, match="bicubic.*blur-noise-jpeg"):
+    with pytest.raises(ConfigError, match="resize.*blur-noise-jpeg"):
         degrade.preset("potato", 16)
     with pytest.raises(ConfigError):
-        degrade.preset("bicubic", 0)
+        degrade.preset("resize", 0)
 
 
 def test_bad_crops_are_a_bug():

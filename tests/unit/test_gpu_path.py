@@ -76,7 +76,7 @@ def test_resize_rejects_unknown_method():
 # --- degradation -----------------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("preset", ["bicubic", "blur", "jpeg"])
+@pytest.mark.parametrize("preset", ["resize", "blur", "jpeg"])
 @pytest.mark.parametrize("width", [16, 37])
 def test_degrade_torch_agrees_with_degrade(crops, preset, width):
     config = degrade.preset(preset, width)
@@ -116,7 +116,7 @@ def test_degrade_torch_noise_has_the_asked_spread_and_follows_its_generator():
 
 def test_degrade_torch_rejects_bad_input(crops):
     with pytest.raises(ValueError, match=r"expected \(N, 3, H, W\) RGB crops, got \(3, 96, 96, 3\)"):
-        degrade.degrade_torch(torch.from_numpy(crops), degrade.preset("bicubic", 16))
+        degrade.degrade_torch(torch.from_numpy(crops), degrade.preset("resize", 16))
 
 
 # --- enhancers -------------------------------------------------------------------------------------------------------

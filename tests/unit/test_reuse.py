@@ -56,3 +56,17 @@ def test_frames_without_faces():
     enh = CountingEnhancer()
     out, made, reused = RestorePolicy().apply([Frame(0, np.zeros((4, 4, 3), np.uint8))], enh)
     assert (made, reused, enh.calls) == (0, 0, 0) and len(out[0].faces) == 0
+
+
+def test_restorers_start_from_the_low_resolution_image_when_there_is_one():
+    seen = []
+
+    def enhance(crops):
+        seen.append(crops.shape)
+        return np.full((len(crops), 8, 8, 3), 200, np.uint8)
+
+    f = frame(0, [[0, 0, 20, 20]], [0])
+    f = f.replace(faces=f.faces.replace(lowres=np.zeros((1, 2, 2, 3), np.uint8)))
+    out, made, _ = RestorePolicy().apply([f], enhance)
+    assert seen == [(1, 2, 2, 3)] and made == 1
+    assert (out[0].faces.processed == 200).all() and out[0].faces.processed.shape == (1, 8, 8, 3)
