@@ -46,6 +46,7 @@ import torch
 from . import align, synthetic
 from . import config as cfg
 from .pipeline import stages as stage_builder
+from .pipeline.runner import run_serially
 from .pipeline.session import Models
 from .pipeline.stats import Stats
 from .types import Faces, Frame
@@ -188,11 +189,7 @@ def run_ours(config: cfg.StreamConfig, models: Models, frames: list[Frame]) -> R
     chain = [stage for stage in built if stage.name in OUR_STAGES]
     assert [s.name for s in chain] == list(OUR_STAGES), [s.name for s in built]
     t0 = time.perf_counter()
-    for stage in chain:
-        done = []
-        for start in range(0, len(frames), stage.batch):
-            done += stage.fn(frames[start:start + stage.batch])
-        frames = done
+    frames = run_serially(chain, frames)
     seconds = time.perf_counter() - t0
     restored = sum(int(f.faces.restored.sum()) for f in frames)
     k = config.enhance.reuse_every

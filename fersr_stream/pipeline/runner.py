@@ -187,3 +187,16 @@ class Runner:
         finally:
             if stage.close is not None:
                 stage.close()
+
+
+def run_serially(stages: list[Stage], frames: list[Frame]) -> list[Frame]:
+    """Run ``stages`` one after another on this thread, each over all ``frames`` in its own batches.
+
+    For benchmarks and tests that need the stages' work without the threads; ``close`` is not called.
+    """
+    for stage in stages:
+        done: list[Frame] = []
+        for start in range(0, len(frames), stage.batch):
+            done += stage.fn(frames[start:start + stage.batch])
+        frames = done
+    return frames

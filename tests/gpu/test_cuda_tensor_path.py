@@ -22,6 +22,7 @@ from fersr_stream.detect.retinaface import RetinaFaceDetector, build_retinaface
 from fersr_stream.enhance import BicubicEnhancer, create, random_weights
 from fersr_stream.pipeline import session
 from fersr_stream.pipeline import stages as stage_builder
+from fersr_stream.pipeline.runner import run_serially
 from fersr_stream.pipeline.runner import Runner
 from fersr_stream.pipeline.stats import Stats
 from fersr_stream.pipeline.transfer import Transfers
@@ -134,12 +135,7 @@ def clip(tmp_path, astronaut_face):
 def _serial(config, models, frames, tensor_path):
     built = stage_builder.build(config, models, sinks=[], stats=Stats(), stop=threading.Event(),
                                 tensor_path=tensor_path)
-    for stage in built:
-        out = []
-        for start in range(0, len(frames), stage.batch):
-            out += stage.fn(frames[start:start + stage.batch])
-        frames = out
-    return frames
+    return run_serially(built, frames)
 
 
 def test_stream_on_cuda_matches_the_host_path_on_the_cpu(clip):

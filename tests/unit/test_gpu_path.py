@@ -21,6 +21,7 @@ from fersr_stream.enhance import BicubicEnhancer, IdentityEnhancer, create, rand
 from fersr_stream.enhance.restorers import GFPGANEnhancer
 from fersr_stream.pipeline import session
 from fersr_stream.pipeline import stages as stage_builder
+from fersr_stream.pipeline.runner import run_serially
 from fersr_stream.pipeline.runner import Runner
 from fersr_stream.pipeline.stats import Stats
 from fersr_stream.pipeline.transfer import Transfers, tensor_frames
@@ -236,12 +237,7 @@ def test_transfers_on_the_cpu_share_memory_and_return_host_arrays():
 def _run_serially(config, models, frames, tensor_path):
     built = stage_builder.build(config, models, sinks=[], stats=Stats(), stop=threading.Event(),
                                 tensor_path=tensor_path)
-    for stage in built:
-        out = []
-        for start in range(0, len(frames), stage.batch):
-            out += stage.fn(frames[start:start + stage.batch])
-        frames = out
-    return frames
+    return run_serially(built, frames)
 
 
 @pytest.fixture(scope="module")
