@@ -63,6 +63,18 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+def _median_seconds(fn, repeat: int, device: torch.device) -> float:
+    """Median wall time of ``fn()`` over ``repeat`` calls, each bracketed by a device sync."""
+    times = []
+    for _ in range(repeat):
+        _sync(device)
+        t0 = time.perf_counter()
+        fn()
+        _sync(device)
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
 class _Clock:
     """Seconds per named step, summed; the device is synchronised before a step's time is taken."""
 
@@ -206,14 +218,8 @@ def batch_sweep(enhancer, crops: torch.Tensor, sizes: list[int], repeat: int, de
         enhancer.batch = batch
         if device.type == "cuda":
             enhancer.enhance_tensor(data[:batch])  # cuDNN picks its algorithms per shape: not timed
-        times = []
-        for _ in range(repeat):
-            _sync(device)
-            t0 = time.perf_counter()
-            enhancer.enhance_tensor(data)
-            _sync(device)
-            times.append(time.perf_counter() - t0)
-        click.echo(f"  batch {batch:3d}: {n / statistics.median(times):8.2f} faces/s")
+        seconds = _median_seconds(lambda: enhancer.enhance_tensor(data), repeat, device)
+        click.echo(f"  batch {batch:3d}: {n / seconds:8.2f} faces/s")
     enhancer.batch = keep
 
 
@@ -226,14 +232,7 @@ def fp16_vs_fp32(enhancer, crops: torch.Tensor, repeat: int, device: torch.devic
     for fp16 in (False, True):
         enhancer.fp16 = fp16
         out = enhancer.enhance_tensor(crops)  # also the warm-up
-        times = []
-        for _ in range(repeat):
-            _sync(device)
-            t0 = time.perf_counter()
-            enhancer.enhance_tensor(crops)
-            _sync(device)
-            times.append(time.perf_counter() - t0)
-        results[fp16] = (out, statistics.median(times))
+        results[fp16] = (out, _median_seconds(lambda: enhancer.enhance_tensor(crops), repeat, device))
     enhancer.fp16 = keep
     diff = (results[True][0].int() - results[False][0].int()).abs().float()
     n = len(crops)
@@ -248,15 +247,12 @@ def time_detectors(frames: list[Frame], device: torch.device, repeat: int) -> No
 
     def per_frame(fn, inputs) -> float:
         fn(inputs[:1])
-        times = []
-        for _ in range(repeat):
-            _sync(device)
-            t0 = time.perf_counter()
+
+        def all_frames():
             for start in range(0, len(inputs), 4):  # the stream's detect batch
                 fn(inputs[start:start + 4])
-            _sync(device)
-            times.append((time.perf_counter() - t0) / len(inputs))
-        return 1000 * statistics.median(times)
+
+        return 1000 * _median_seconds(all_frames, repeat, device) / len(inputs)
 
     images = [f.image for f in frames]
     haar = detect.create(DetectConfig(name="haar"), device)

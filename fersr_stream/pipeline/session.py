@@ -113,7 +113,10 @@ def run(config: cfg.StreamConfig) -> Summary:
             first = Path(out.video or out.jsonl) if (out.video or out.jsonl) else None
             if first is not None:
                 cfg.save(config, first.with_name(first.stem + ".fersr.yaml"))
-            progress = _Progress(config.max_frames or source.info.frame_count if not source.info.live else None)
+            total = None if source.info.live else source.info.frame_count
+            if total is not None and config.max_frames is not None:
+                total = min(total, config.max_frames)
+            progress = _Progress(total)
             stats, stop = Stats(), threading.Event()
             stages = stage_builder.build(config, models, sinks=[*opened, summary, progress], stats=stats, stop=stop)
             # a GPU-decoding source hands frames over as tensors on the tensor path (see stages.source_frames)
