@@ -1,8 +1,9 @@
 """Restoration benchmark: the official per-frame GFPGANer loop vs. the stream's restoration, in one run.
 
-    python -m fersr_stream.bench_restore                                # 3 faces x 8 frames at 640x360
-    PYTHONPATH=.ci-cache/reference python -m fersr_stream.bench_restore # the official gfpgan (README: parity)
+    python -m fersr_stream.bench_restore                       # 3 faces x 8 frames at 640x360
     python -m fersr_stream.bench_restore --frames 16 --faces 2 --repeat 3
+
+The official baseline needs the ``reference`` extra (``pip install -e '.[reference]'``).
 
 Both loops get the same frames (scikit-image's astronaut pasted at moving, breathing boxes), the same weights (a
 random-init file in the GFPGANv1.4 layout, loaded by each side its own way) and the same five landmarks per face.
@@ -16,7 +17,7 @@ Timed, per mode, over the whole clip:
   warp), one GFPGAN forward per face (fresh noise each call, as upstream), and its paste-back, which runs ParseNet
   (facexlib's, random-init, same cost as the released one) on every restored face for the blending mask. Its
   RetinaFace and ParseNet files are written, random-init, where facexlib looks for them, so nothing is downloaded.
-  When gfpgan is not importable, a GFPGANer-style loop stands in: one face at a time through the same network
+  When gfpgan is not installed, a GFPGANer-style loop stands in: one face at a time through the same network
   object, each pasted back with our feathered mask (no ParseNet, so the official cost is understated).
 - ours: the stream's own stage functions (``pipeline.stages.build``): track, crop (FFHQ alignment), enhance
   (``RestorePolicy`` + the batched, seeded GFPGAN enhancer) and overlay (feathered paste-back + box drawing), run
@@ -43,7 +44,7 @@ import cv2
 import numpy as np
 import torch
 
-from . import align, synthetic
+from . import align, reference, synthetic
 from . import config as cfg
 from .pipeline import stages as stage_builder
 from .pipeline.runner import run_serially
@@ -104,12 +105,8 @@ def make_scene(n_frames: int, n_faces: int, width: int, height: int) -> list[Fra
 
 
 def official_available() -> bool:
-    """Whether the official ``gfpgan`` (with basicsr and facexlib) imports here."""
-    try:
-        from gfpgan import GFPGANer  # noqa: F401
-    except Exception:  # absent, or present but broken by this environment (basicsr vs. torchvision)
-        return False
-    return True
+    """Whether the official ``gfpgan`` stack (with basicsr and facexlib) is installed: the ``reference`` extra."""
+    return reference.installed()
 
 
 def load_official(weights: Path, workdir: Path, device: torch.device):
@@ -120,8 +117,8 @@ def load_official(weights: Path, workdir: Path, device: torch.device):
     directory, downloading them when absent; random-init files in their released layouts are written there first
     (in ``workdir``), so nothing is fetched.
     """
+    GFPGANer = reference.load("gfpgan").GFPGANer
     from facexlib.parsing.parsenet import ParseNet
-    from gfpgan import GFPGANer
 
     from .detect.retinaface import build_retinaface
 
@@ -272,7 +269,7 @@ def main(n_frames, n_faces, width, height, reuse_every, batch, repeat):
         click.echo(f"official: gfpgan {version('gfpgan')} GFPGANer(upscale=1).enhance per frame, given landmarks, "
                    f"ParseNet paste-back (detection not timed)")
     else:
-        click.echo("official: gfpgan NOT importable -- baseline is a GFPGANer-style loop on the same network "
+        click.echo("official: gfpgan NOT installed -- baseline is a GFPGANer-style loop on the same network "
                    "(one face at a time, feathered paste-back, no ParseNet: understates the official cost)")
     click.echo(f"ours: stream stages {', '.join(OUR_STAGES)}; enhance.batch {batch}; paste-back on")
     click.echo(table(results, baseline))

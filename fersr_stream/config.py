@@ -40,6 +40,7 @@ class DetectConfig:
     scale_factor: float = 1.2  # Haar's pyramid step: 1.1 finds a little more, at ~1.6x the time
     min_face: int = 20  # smallest face width in source pixels
     score_threshold: float = 0.6
+    full_every: int = 10  # video: search the whole frame every this many frames, in between follow known faces
 
 
 @dataclass(frozen=True)
@@ -109,6 +110,7 @@ class OutputConfig:
     crf: int = 23
     preset: str = "veryfast"
     codec: str = "auto"  # auto (h264_nvenc when available, else libx264) | libx264 | h264_nvenc
+    threads: int = 0  # CPU encoder threads; 0 = one per core beyond the two the other stages keep busy (min 1)
 
 
 @dataclass(frozen=True)

@@ -33,6 +33,8 @@ def create(config: DetectConfig, device=None) -> Detector:
         raise ConfigError(f"detect.detect_width must be at least 1 pixel, got {config.detect_width}")
     if config.min_face < 0:
         raise ConfigError(f"detect.min_face must be >= 0 pixels, got {config.min_face}")
+    if config.full_every < 1:
+        raise ConfigError(f"detect.full_every must be at least 1 frame, got {config.full_every}")
     if not 0.0 <= config.score_threshold <= 1.0:
         raise ConfigError(f"detect.score_threshold must be in [0, 1], got {config.score_threshold}")
     module_name, class_name = DETECTORS[name]

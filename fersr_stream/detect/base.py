@@ -29,19 +29,38 @@ def check_image(image: np.ndarray) -> None:
         raise ValueError(f"detect: expected an (H, W, 3) uint8 RGB frame, got {got}")
 
 
-def downscale(image: np.ndarray, width: int) -> tuple[np.ndarray, float]:
+def shrink(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Shrink ``image`` (H, W) or (H, W, C) to ``size`` (width, height) without aliasing, fast.
+
+    Averages blocks of the largest whole factor that fits (OpenCV's ``INTER_AREA`` is a quick block mean for
+    whole factors, but ~25x slower for others: 5 ms for a 720p frame to 480 px here), then interpolates
+    bilinearly the rest of the way (less than 2x, where bilinear does not alias).
+    """
+    h, w = image.shape[:2]
+    factor = min(w // size[0], h // size[1])
+    if factor >= 2:
+        image = cv2.resize(image, (w // factor, h // factor), interpolation=cv2.INTER_AREA)
+    if image.shape[1] == size[0] and image.shape[0] == size[1]:
+        return image
+    return cv2.resize(image, size, interpolation=cv2.INTER_LINEAR)
+
+
+def downscale(image: np.ndarray, width: int, fast: bool = False) -> tuple[np.ndarray, float]:
     """Shrink ``image`` to ``width`` pixels wide (keeping aspect); never enlarge.
 
+    ``fast`` uses :func:`shrink` instead of an exact ``INTER_AREA`` (which the torch detectors' GPU twins
+    reproduce, so they keep it).
+
     Returns:
-        the (h, w, C) image to detect on (``image`` itself when no shrinking is needed) and the scale
-        ``small / source`` (<= 1) that maps source pixels to it.
+        the image to detect on (``image`` itself when no shrinking is needed) and the scale ``small / source``
+        (<= 1) that maps source pixels to it.
     """
     h, w = image.shape[:2]
     if width is None or width <= 0 or w <= width:
         return image, 1.0
     scale = width / w
     size = (width, max(1, round(h * scale)))
-    return cv2.resize(image, size, interpolation=cv2.INTER_AREA), scale
+    return (shrink(image, size) if fast else cv2.resize(image, size, interpolation=cv2.INTER_AREA)), scale
 
 
 def to_faces(boxes: np.ndarray, scores: np.ndarray, landmarks: np.ndarray | None, scale: float,

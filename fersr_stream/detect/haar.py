@@ -21,12 +21,19 @@ import numpy as np
 
 from ..config import DetectConfig
 from ..types import Faces
-from .base import check_image, downscale, to_faces
+from .base import check_image, downscale, shrink, to_faces
 
 CASCADE = "haarcascade_frontalface_default.xml"
 _WINDOW = 24  # the cascade's training window: nothing smaller can be found
 _WEIGHT_OFFSET = 2.0  # level weight that maps to score 0.5 (see module docstring)
 MIN_NEIGHBORS = 3  # OpenCV's default: overlapping hits needed to keep a box
+# Searching near a known face (detect_near): the region reaches this many face widths beyond each side of the
+# known box, is shrunk so that the face is about _NEAR_WIDTH px wide (twice the cascade window), and only faces
+# of 0.7-1.4x the known size are tried, on a finer pyramid (more scales per face, so enough neighbours).
+NEAR_MARGIN = 0.5
+_NEAR_WIDTH = 48
+_NEAR_SIZES = (0.7, 1.4)
+_NEAR_STEP = 1.1
 
 
 def weight_to_score(weights: np.ndarray) -> np.ndarray:
@@ -52,20 +59,52 @@ class HaarDetector:
         """One Faces per RGB uint8 frame; boxes in source pixels, scores from the level weights."""
         return [self._detect_one(image) for image in images]
 
+    def detect_near(self, image: np.ndarray, box: np.ndarray) -> Faces:
+        """Faces of about the size of ``box`` (x1, y1, x2, y2 source pixels) in a region around it.
+
+        For following a face found in the previous frame of a video: a region costs ~2-4 ms here, a whole 720p
+        frame ~18 ms. Boxes come back in source pixels, thresholded as in :meth:`detect`.
+        """
+        check_image(image)
+        h, w = image.shape[:2]
+        x1, y1, x2, y2 = (float(v) for v in box)
+        side = max(x2 - x1, y2 - y1, 1.0)
+        reach = side * NEAR_MARGIN
+        left, top = max(0, int(x1 - reach)), max(0, int(y1 - reach))
+        right, bottom = min(w, int(np.ceil(x2 + reach))), min(h, int(np.ceil(y2 + reach)))
+        scale = min(1.0, _NEAR_WIDTH / side)
+        if right - left < 2 or bottom - top < 2:
+            return Faces.empty()
+        region = cv2.cvtColor(image[top:bottom, left:right], cv2.COLOR_RGB2GRAY)
+        if scale < 1.0:
+            region = shrink(region, (max(1, round((right - left) * scale)), max(1, round((bottom - top) * scale))))
+        low = max(_WINDOW, int(side * scale * _NEAR_SIZES[0]), int(np.ceil(self.config.min_face * scale)))
+        high = int(side * scale * _NEAR_SIZES[1])
+        if low > min(region.shape) or high < low:
+            return Faces.empty()
+        return self._cascade(region, low, high, _NEAR_STEP, scale, (left, top), image.shape)
+
     def _detect_one(self, image: np.ndarray) -> Faces:
         check_image(image)
-        small, scale = downscale(image, self.config.detect_width)
-        gray = cv2.cvtColor(small, cv2.COLOR_RGB2GRAY)
+        # gray first: shrinking one channel costs a third of three
+        gray, scale = downscale(cv2.cvtColor(image, cv2.COLOR_RGB2GRAY), self.config.detect_width, fast=True)
         side = max(_WINDOW, int(np.ceil(self.config.min_face * scale)))
         if side > min(gray.shape):
             return Faces.empty()
+        return self._cascade(gray, side, 0, self.config.scale_factor, scale, (0, 0), image.shape)
+
+    def _cascade(self, gray: np.ndarray, low: int, high: int, step: float, scale: float,
+                 offset: tuple[int, int], frame_shape: tuple[int, ...]) -> Faces:
+        """Run the cascade on ``gray`` (source pixels times ``scale``, starting at ``offset``) for faces
+        ``low``..``high`` px wide (0 = no upper bound); thresholded Faces in source pixels."""
         rects, _, weights = self.cascade.detectMultiScale3(
-            gray, scaleFactor=self.config.scale_factor, minNeighbors=MIN_NEIGHBORS, minSize=(side, side),
+            gray, scaleFactor=step, minNeighbors=MIN_NEIGHBORS, minSize=(low, low), maxSize=(high, high),
             outputRejectLevels=True)
         if len(rects) == 0:
             return Faces.empty()
         rects = np.asarray(rects, np.float32).reshape(-1, 4)
         boxes = np.concatenate([rects[:, :2], rects[:, :2] + rects[:, 2:]], axis=1)
+        boxes += np.array(offset * 2, np.float32) * scale  # into the shrunk frame's pixels, for to_faces
         scores = weight_to_score(np.ravel(weights))
         keep = scores >= self.config.score_threshold
-        return to_faces(boxes[keep], scores[keep], None, scale, image.shape, self.config.min_face)
+        return to_faces(boxes[keep], scores[keep], None, scale, frame_shape, self.config.min_face)

@@ -118,7 +118,8 @@ def run(config: cfg.StreamConfig) -> Summary:
                 total = min(total, config.max_frames)
             progress = _Progress(total)
             stats, stop = Stats(), threading.Event()
-            stages = stage_builder.build(config, models, sinks=[*opened, summary, progress], stats=stats, stop=stop)
+            stages = stage_builder.build(config, models, sinks=[*opened, summary, progress], stats=stats, stop=stop,
+                                        stills=source.info.stills)
             # a GPU-decoding source hands frames over as tensors on the tensor path (see stages.source_frames)
             frames = stage_builder.source_frames(source, models)
             runner = Runner(frames, stages, policy=_policy(config.source.policy, source.info.live),

@@ -23,6 +23,7 @@ import torch
 from .. import align, degrade, overlay
 from .. import resize as _resize
 from ..config import StreamConfig
+from ..detect.follow import following
 from ..device import uses_kornia
 from ..track import Smoother, Tracker
 from ..types import Frame
@@ -51,15 +52,18 @@ def source_frames(source, models, tensor_path: bool | None = None):
 
 
 def build(config: StreamConfig, models, *, sinks: list, stats: Stats, stop: threading.Event,
-          tensor_path: bool | None = None) -> list[Stage]:
+          tensor_path: bool | None = None, stills: bool = False) -> list[Stage]:
     """Stage list for the runner.
 
     ``models`` holds detector, enhancer (None when ``enhance.name == "none"``) and classifier (see
     ``session.load_models``); ``sinks`` each have write/close; a sink whose
     ``closed_by_user`` turns true (a window closed with q/Esc) sets ``stop``. ``tensor_path`` forces the tensor
     path on or off (None = :func:`on_device`'s rule: on for CUDA); the compute device is the classifier's.
+    ``stills``: the frames are unrelated pictures (images, folders), so the detector searches each one whole
+    instead of following faces from frame to frame.
     """
-    detector, enhancer, classifier = models.detector, models.enhancer, models.classifier
+    enhancer, classifier = models.enhancer, models.classifier
+    detector = following(models.detector, config.detect.full_every, stills)
     tensors = on_device(models, tensor_path)
     device = torch.device(classifier.device)
     tracker = Tracker(config.track.iou, config.track.max_age)
@@ -125,11 +129,11 @@ def build(config: StreamConfig, models, *, sinks: list, stats: Stats, stop: thre
         return [f.replace(faces=f.faces.replace(probs=probs[a:b])) for f, a, b in zip(frames, bounds, bounds[1:])]
 
     def draw(frame: Frame) -> Frame:
-        image = frame.image
+        image = frame.image  # the pipeline's own frame: drawn on in place
         if config.overlay.paste and frame.faces.restored is not None and frame.faces.restored.any():
             done = frame.faces.select(frame.faces.restored)
             image = align.paste_back(image, done.processed, done.affines)
-        return frame.replace(image=overlay.annotate(image, frame.faces, inset=config.overlay.inset))
+        return frame.replace(image=overlay.annotate(image, frame.faces, inset=config.overlay.inset, copy=False))
 
     wants_crops = config.overlay.inset or config.overlay.paste
 

@@ -38,7 +38,8 @@ def open_sink(path: str | Path, info: SourceInfo, output_config: OutputConfig = 
     """
     suffix = check_output(path).suffix.lower()
     if suffix in VIDEO_EXTENSIONS:
-        return VideoSink(path, info, crf=output_config.crf, preset=output_config.preset, codec=output_config.codec)
+        return VideoSink(path, info, crf=output_config.crf, preset=output_config.preset, codec=output_config.codec,
+                         threads=output_config.threads)
     if suffix in IMAGE_EXTENSIONS:
         return ImageSink(path)
     return JsonlSink(path)

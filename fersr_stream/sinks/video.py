@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 from fractions import Fraction
 from pathlib import Path
 
@@ -67,6 +68,18 @@ def resolve_codec(codec: str, width: int, height: int) -> str:
     return "libx264"
 
 
+def encoder_threads(threads: int) -> int:
+    """Threads for a CPU encoder: ``threads`` when > 0, else one per core beyond two, at least one.
+
+    The stream runs its stages in parallel, and two cores are about what decoding, detection, classification and
+    drawing keep busy; a single x264 thread also spends the least CPU per frame (at 720p veryfast here: 12.1 ms
+    single-threaded vs 13.7 ms with x264's own threading).
+    """
+    if threads < 0:
+        raise SinkError(f"output.threads must be >= 0 (0 = auto), got {threads}")
+    return threads or max(1, (os.cpu_count() or 1) - 2)
+
+
 def _encoder_options(codec: str, crf: int, preset: str) -> dict[str, str]:
     """FFmpeg options for a constant-quality encode; ``preset`` (an x264 name) applies to x264, x265 and NVENC."""
     if codec not in _CRF_MAX:
@@ -112,6 +125,7 @@ class VideoSink(Sink):
         crf: constant-rate-factor quality (lower = better; x264/x265 0-51, VP9 0-63).
         preset: x264/x265 speed preset (mapped to the NVENC preset p1-p7 of about the same speed).
         codec: auto, libx264, libx265, libvpx-vp9 or h264_nvenc (.webm always uses libvpx-vp9).
+        threads: CPU encoder threads, 0 = auto (see :func:`encoder_threads`); NVENC ignores it.
 
     Attributes:
         codec: the encoder in use (after ``auto`` and the NVENC fallback are resolved).
@@ -121,7 +135,7 @@ class VideoSink(Sink):
     """
 
     def __init__(self, path: str | Path, info: SourceInfo, crf: int = 23, preset: str = "veryfast",
-                 codec: str = "libx264"):
+                 codec: str = "libx264", threads: int = 0):
         path = Path(path)
         suffix = path.suffix.lower()
         if suffix not in VIDEO_EXTENSIONS:
@@ -130,6 +144,7 @@ class VideoSink(Sink):
         self._size = (info.width + info.width % 2, info.height + info.height % 2)
         codec = "libvpx-vp9" if suffix == ".webm" else resolve_codec(codec, *self._size)
         options = _encoder_options(codec, crf, preset)
+        threads = encoder_threads(threads)
         self.codec = codec
         self._path, self._info, self._closed = path, info, False
         rate = Fraction(info.fps).limit_denominator(1001)
@@ -142,6 +157,8 @@ class VideoSink(Sink):
         stream.pix_fmt = "yuv420p"
         stream.time_base = stream.codec_context.time_base = self._time_base
         stream.options = options
+        if codec != NVENC:
+            stream.codec_context.thread_count = threads
         self._origin: int | None = None  # first pts of a live source
         self._last_pts: int | None = None
         self._audio_in = self._audio_out = self._packets = self._pending = None

@@ -22,6 +22,7 @@ class SourceInfo:
         live: True for cameras and network streams (frames may be dropped to keep up), False for files.
         path: the input file, so the video sink can copy its audio; None for live sources and images.
         has_audio: whether the input holds an audio stream.
+        stills: True for images and folders: each frame is its own picture, unrelated to the one before.
     """
 
     width: int
@@ -32,6 +33,7 @@ class SourceInfo:
     live: bool
     path: str | None
     has_audio: bool = False
+    stills: bool = False
 
 
 class Source(abc.ABC):

@@ -92,7 +92,8 @@ class ImageSource(Source):
         first = self._first_readable(path)
         rate = Fraction(fps).limit_denominator(1001)
         self.info = SourceInfo(width=first.shape[1], height=first.shape[0], fps=float(rate), time_base=1 / rate,
-                               frame_count=len(self._paths), live=False, path=None, has_audio=False)
+                               frame_count=len(self._paths), live=False, path=None, has_audio=False,
+                               stills=True)
 
     def _first_readable(self, path: Path) -> np.ndarray:
         for candidate in self._paths:

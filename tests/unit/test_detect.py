@@ -14,8 +14,10 @@ import fersr_stream.weights
 from fersr_stream import detect, synthetic
 from fersr_stream.config import DetectConfig
 from fersr_stream.detect.base import to_faces
+from fersr_stream.detect.follow import FollowingDetector, following
 from fersr_stream.detect.haar import weight_to_score
 from fersr_stream.errors import ConfigError, WeightsError
+from fersr_stream.types import Faces
 
 # Where the face sits inside the ``astronaut_face`` fixture (a 150 px crop): Haar finds it 95 px wide at (27, 26).
 FACE_IN_CROP = np.array([27, 26, 122, 121]) / 150.0
@@ -155,6 +157,116 @@ def test_to_faces_clips_and_filters():
     # the tiny box is below min_face, the last lies outside the frame
     np.testing.assert_array_equal(faces.boxes, [[0, 0, 30, 50], [90, 90, 120, 100]])
     np.testing.assert_allclose(faces.scores, [0.9, 0.8])
+
+
+# ---- following faces between whole-frame searches (Haar) -----------------------------------------------------------
+
+class Spy:
+    """Counts whole-frame and region searches of a real detector."""
+
+    def __init__(self, detector):
+        self.detector, self.whole, self.near = detector, 0, 0
+
+    def detect(self, images):
+        self.whole += len(images)
+        return self.detector.detect(images)
+
+    def detect_near(self, image, box):
+        self.near += 1
+        return self.detector.detect_near(image, box)
+
+
+def test_detect_near_follows_a_moved_face(haar, astronaut_face):
+    before = paste(synthetic.background(640, 480, 0.0), astronaut_face, 200, 150, 200)
+    after = paste(synthetic.background(640, 480, 0.0), astronaut_face, 230, 140, 210)  # moved and grown
+    known = haar.detect([before])[0]
+    assert len(known) == 1
+    found = haar.detect_near(after, known.boxes[0])
+    assert len(found) == 1 and found.scores[0] >= 0.6
+    assert iou(found.boxes[0], face_truth(np.array([230, 140, 440, 350], float))) > 0.7
+    # the region is all it looks at: a face elsewhere in the frame is not found
+    elsewhere = paste(synthetic.background(640, 480, 0.0), astronaut_face, 420, 260, 200)
+    assert len(haar.detect_near(elsewhere, known.boxes[0])) == 0
+
+
+def test_detect_near_edge_and_degenerate_boxes(haar, astronaut_face):
+    frame = paste(synthetic.background(320, 240, 0.0), astronaut_face, 0, 0, 150)
+    known = haar.detect([frame])[0]
+    assert len(haar.detect_near(frame, known.boxes[0])) == 1  # the region is clipped at the frame's corner
+    assert len(haar.detect_near(frame, np.array([400, 300, 420, 320], np.float32))) == 0  # outside the frame
+    assert len(haar.detect_near(frame, np.array([10, 10, 12, 12], np.float32))) == 0  # below the window
+
+
+def test_following_a_clip_matches_whole_frame_search_for_a_fraction_of_the_searches(haar, make_clip):
+    path, pasted = make_clip(n_faces=2, width=480, height=240, n_frames=30, min_size=90, max_size=110)
+    frames = decode(path)
+    truth = face_truth(pasted.astype(np.float64))
+    spy = Spy(haar)
+    followed = FollowingDetector(spy, every=5).detect(frames)
+    whole = haar.detect(frames)
+    assert spy.whole == 6  # frames 0, 5, 10, 15, 20, 25
+
+    def recall(found):
+        return np.mean([max((iou(b, t) for b in f.boxes), default=0.0) > 0.5 for f, ts in zip(found, truth)
+                        for t in ts])
+
+    assert recall(whole) >= 0.9
+    assert recall(followed) >= recall(whole) - 0.05
+    for faces, boxes in zip(followed, truth):  # no false positives, no face twice
+        assert all(max(iou(b, t) for t in boxes) > 0.5 for b in faces.boxes)
+        assert len(faces) <= 2
+
+
+def test_a_face_that_enters_is_found_at_the_next_whole_frame_search(haar, astronaut_face):
+    empty = synthetic.background(320, 240, 0.0)
+    frames = [empty.copy() for _ in range(3)] + [paste(empty.copy(), astronaut_face, 80, 40, 150) for _ in range(5)]
+    found = FollowingDetector(haar, every=4).detect(frames)
+    assert [len(f) for f in found] == [0, 0, 0, 0, 1, 1, 1, 1]
+
+
+class Flaky:
+    """A detector whose region search misses on chosen calls."""
+
+    def __init__(self, box, misses):
+        self.box, self.misses, self.calls = np.asarray(box, np.float32), set(misses), 0
+
+    def detect(self, images):
+        return [Faces(self.box[None], np.array([0.9], np.float32)) for _ in images]
+
+    def detect_near(self, image, box):
+        self.calls += 1
+        if self.calls in self.misses:
+            return Faces.empty()
+        return Faces(box[None] + 1, np.array([0.8], np.float32))  # the face drifts one pixel a frame
+
+
+def test_a_missed_face_is_searched_for_again_where_it_was():
+    flaky = Flaky([10, 10, 60, 60], misses={2})
+    found = FollowingDetector(flaky, every=10).detect([np.zeros((100, 100, 3), np.uint8)] * 4)
+    assert [len(f) for f in found] == [1, 1, 0, 1]
+    np.testing.assert_array_equal(found[3].boxes, [[12, 12, 62, 62]])  # from the last place it was seen
+
+
+def test_two_regions_that_find_one_face_report_it_once():
+    class Twice(Flaky):
+        def detect(self, images):  # two overlapping boxes on one face, as a whole-frame search never gives
+            return [Faces(np.array([[10, 10, 60, 60], [12, 11, 61, 62]], np.float32), np.array([0.9, 0.7], np.float32))]
+
+    found = FollowingDetector(Twice([0, 0, 1, 1], misses=()), every=10).detect([np.zeros((100, 100, 3), np.uint8)] * 2)
+    assert len(found[1]) == 1 and found[1].scores[0] == pytest.approx(0.8)
+
+
+def test_following_only_where_it_applies(haar):
+    assert isinstance(following(haar, 10, stills=False), FollowingDetector)
+    assert following(haar, 10, stills=True) is haar  # unrelated pictures: every one searched whole
+    assert following(haar, 1, stills=False) is haar
+    no_regions = type("Whole", (), {"detect": lambda self, images: []})()
+    assert following(no_regions, 10, stills=False) is no_regions
+
+
+def test_full_every_must_be_positive():
+    with pytest.raises(ConfigError, match="full_every"):
+        detect.create(DetectConfig(full_every=0))
 
 
 # ---- YuNet ---------------------------------------------------------------------------------------------------------

@@ -1,16 +1,18 @@
-"""Parity with the upstream implementations, run only where they are importable (the ``reference`` install).
+"""Parity with the upstream implementations, run only where they are installed (the ``reference`` extra)::
 
-The reference packages pull in old pins (basicsr wants an old torchvision), so they live outside the project's
-environment::
+    pip install -e '.[reference]'
+    pytest tests/unit/test_parity.py
 
-    pip install --target /tmp/refsite --no-deps --no-build-isolation \\
-        gfpgan==1.3.8 basicsr-fixed==1.4.2 facexlib==0.3.0 requests urllib3 idna certifi charset-normalizer
-    PYTHONPATH=/tmp/refsite pytest tests/unit/test_parity.py
+basicsr 1.4.2, which gfpgan requires, no longer imports with this torchvision by itself: fersr_stream.reference
+imports it with a stand-in for the module torchvision removed. The same tests run against a reference installed
+outside the venv and put on ``PYTHONPATH`` (e.g. ``basicsr-fixed``, which changes that one import in its source).
 """
 
 from __future__ import annotations
 
+import importlib
 import shutil
+import sys
 
 import cv2
 import numpy as np
@@ -18,29 +20,41 @@ import pytest
 import torch
 
 from fersr_stream.enhance import random_weights as rc
-from fersr_stream import enhance
+from fersr_stream import enhance, reference
 from fersr_stream.config import DetectConfig, EnhanceConfig
 from fersr_stream.detect.retinaface import POST_NMS_TOP_K, RetinaFaceDetector, build_retinaface
 
 CPU = torch.device("cpu")
 
 
-def _importable(module: str) -> bool:
+needs_reference = pytest.mark.skipif(not reference.installed(),
+                                     reason="the official gfpgan stack is absent: pip install -e '.[reference]'")
+
+
+def test_load_stands_in_for_the_module_torchvision_removed(tmp_path, monkeypatch):
+    # imports as basicsr 1.4.2 does: the removed module, and a numpy setting for the whole process
+    (tmp_path / "fersr_fake_basicsr.py").write_text(
+        "import numpy as np\n"
+        "from torchvision.transforms.functional_tensor import rgb_to_grayscale\n"
+        "np.seterr(divide='ignore', invalid='ignore')\n")
+    monkeypatch.syspath_prepend(tmp_path)
+    numpy_errors = np.geterr()
     try:
-        __import__(module)
-    except Exception:  # absent, or present but broken by the environment (e.g. basicsr vs. torchvision)
-        return False
-    return True
+        module = reference.load("fersr_fake_basicsr")
+    finally:
+        sys.modules.pop("fersr_fake_basicsr", None)
+    from torchvision.transforms.functional import rgb_to_grayscale
+
+    assert module.rgb_to_grayscale is rgb_to_grayscale
+    assert np.geterr() == numpy_errors
+    assert reference.REMOVED not in sys.modules  # the stand-in lived for the import only
+    with pytest.raises(ModuleNotFoundError):
+        importlib.import_module(reference.REMOVED)
 
 
-needs_gfpgan = pytest.mark.skipif(not _importable("gfpgan.archs.gfpganv1_clean_arch"),
-                                  reason="official gfpgan not importable (see this module's docstring)")
-needs_facexlib = pytest.mark.skipif(not _importable("facexlib.detection.retinaface"),
-                                    reason="facexlib not importable (see this module's docstring)")
-
-
-@needs_gfpgan
+@needs_reference
 def test_gfpgan_matches_the_official_network(tmp_path, astronaut):
+    reference.load("gfpgan")  # with basicsr, which needs the stand-in to import
     from basicsr.utils import img2tensor, tensor2img
     from gfpgan.archs.gfpganv1_clean_arch import GFPGANv1Clean
     from torchvision.transforms.functional import normalize
@@ -73,7 +87,7 @@ def test_gfpgan_matches_the_official_network(tmp_path, astronaut):
     assert diff.max() <= 1 and diff.mean() < 0.01
 
 
-@needs_facexlib
+@needs_reference
 def test_retinaface_matches_facexlib(astronaut):
     from facexlib.detection.retinaface import RetinaFace as FacexlibRetinaFace
 

@@ -139,6 +139,20 @@ def test_bad_encoder_settings_are_sink_errors(tmp_path):
     assert not (tmp_path / "a.mp4").exists()
 
 
+def test_encoder_threads_default_to_the_cores_beyond_two(tmp_path, monkeypatch):
+    from fersr_stream.sinks import video
+
+    for cores, threads in [(1, 1), (2, 1), (4, 2), (16, 14)]:
+        monkeypatch.setattr(video.os, "cpu_count", lambda cores=cores: cores)
+        assert video.encoder_threads(0) == threads
+    assert video.encoder_threads(3) == 3
+    with pytest.raises(SinkError, match="threads"):
+        VideoSink(tmp_path / "a.mp4", _info(), threads=-1)
+    sink = VideoSink(tmp_path / "b.mp4", _info(), threads=2)
+    assert sink._video.codec_context.thread_count == 2
+    sink.close()
+
+
 def test_close_is_idempotent_and_writing_after_close_fails(tmp_path, caplog):
     sink = VideoSink(tmp_path / "empty.mp4", _info())
     with caplog.at_level(logging.WARNING, logger="fersr"):
