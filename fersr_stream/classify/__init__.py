@@ -14,6 +14,7 @@ On the astronaut face, p(happy) stays above 0.9 while the box spans ~50-135% of 
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import cv2
@@ -160,6 +161,23 @@ class Classifier:
         return reorder(np.concatenate(chunks), self.labels).astype(np.float32, copy=False)
 
 
+def _traced(model: torch.nn.Module, size: int, device: torch.device) -> torch.jit.ScriptModule:
+    """``model`` traced and frozen into one TorchScript graph for (N, 1, size, size) input.
+
+    Eager PyTorch gives up and retakes the GIL around each of the mini-Xception's ~40 small ops; while the
+    stream's other threads run Python, every retake waits, so the stage crawled (200 faces beside one busy Python
+    thread: 64 s eager vs 2.7 s traced, 0.7 s vs 0.34 s alone). The traced graph runs its ops in C++ without the
+    GIL; its outputs equal the eager module's.
+    """
+    example = torch.zeros(1, 1, size, size, device=device)
+    with warnings.catch_warnings(), torch.no_grad():
+        # the 'same' padding is computed from the input's height and width, fixed here, so tracing them is right;
+        # torch 2.14 marks TorchScript deprecated in favour of torch.compile, which needs a compiler and minutes
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)
+        warnings.filterwarnings("ignore", message=r"`torch\.jit\.", category=FutureWarning)
+        return torch.jit.freeze(torch.jit.trace(model.eval(), example))
+
+
 def load(weights: str | Path | None = None, device: str | torch.device = "cpu", batch: int = 32) -> Classifier:
     """Load a classifier: ``weights`` None = the shipped FER2013 mini-Xception, else a checkpoint path.
 
@@ -173,5 +191,5 @@ def load(weights: str | Path | None = None, device: str | torch.device = "cpu", 
     if isinstance(model, MiniXception):
         # inference only (load() never feeds training); channels-last lets oneDNN run the depthwise convolutions
         # instead of PyTorch's slow grouped-convolution fallback: 4.3 -> 3.1 ms per face on one CPU thread here
-        model.fuse_batchnorm().to(memory_format=torch.channels_last)
+        model = _traced(model.fuse_batchnorm().to(memory_format=torch.channels_last), preprocessing.size, dev)
     return Classifier(model, meta["arch"], labels, preprocessing, dev, meta, batch)

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import os
 from fractions import Fraction
 from pathlib import Path
 
@@ -15,6 +14,7 @@ import av
 import cv2
 import numpy as np
 
+from ..device import spare_cores
 from ..errors import SinkError
 from ..sources.base import SourceInfo
 from ..types import Frame
@@ -69,15 +69,10 @@ def resolve_codec(codec: str, width: int, height: int) -> str:
 
 
 def encoder_threads(threads: int) -> int:
-    """Threads for a CPU encoder: ``threads`` when > 0, else one per core beyond two, at least one.
-
-    The stream runs its stages in parallel, and two cores are about what decoding, detection, classification and
-    drawing keep busy; a single x264 thread also spends the least CPU per frame (at 720p veryfast here: 12.1 ms
-    single-threaded vs 13.7 ms with x264's own threading).
-    """
+    """Threads for a CPU encoder: ``threads`` when > 0, else :func:`fersr_stream.device.spare_cores`."""
     if threads < 0:
         raise SinkError(f"output.threads must be >= 0 (0 = auto), got {threads}")
-    return threads or max(1, (os.cpu_count() or 1) - 2)
+    return threads or spare_cores()
 
 
 def _encoder_options(codec: str, crf: int, preset: str) -> dict[str, str]:

@@ -20,6 +20,7 @@ from urllib.parse import urlsplit, urlunsplit
 import av
 import numpy as np
 
+from ..device import spare_cores
 from ..errors import SourceError
 from ..types import Frame
 from .base import Source, SourceInfo
@@ -65,8 +66,9 @@ class PyAVSource(Source):
             container.close()
             raise SourceError(f"no video stream in {label}")
         stream = self._stream = container.streams.video[0]
-        if not live:
-            stream.thread_type = "AUTO"  # frame + slice threads; for cameras this would add latency
+        if not live:  # frame + slice threads (for cameras they would add latency), where cores are spare
+            stream.thread_type = "AUTO"
+            stream.codec_context.thread_count = spare_cores()
         # FFmpeg's own guess first: raw H.264 streams announce a made-up average rate of 25
         rate = stream.guessed_rate or stream.average_rate or Fraction(25)
         time_base = stream.time_base or 1 / rate

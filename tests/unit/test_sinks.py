@@ -140,10 +140,11 @@ def test_bad_encoder_settings_are_sink_errors(tmp_path):
 
 
 def test_encoder_threads_default_to_the_cores_beyond_two(tmp_path, monkeypatch):
+    from fersr_stream import device
     from fersr_stream.sinks import video
 
     for cores, threads in [(1, 1), (2, 1), (4, 2), (16, 14)]:
-        monkeypatch.setattr(video.os, "cpu_count", lambda cores=cores: cores)
+        monkeypatch.setattr(device.os, "cpu_count", lambda cores=cores: cores)
         assert video.encoder_threads(0) == threads
     assert video.encoder_threads(3) == 3
     with pytest.raises(SinkError, match="threads"):
