@@ -271,7 +271,8 @@ def main(n_frames, n_faces, width, height, reuse_every, batch, repeat):
     else:
         click.echo("official: gfpgan NOT installed -- baseline is a GFPGANer-style loop on the same network "
                    "(one face at a time, feathered paste-back, no ParseNet: understates the official cost)")
-    click.echo(f"ours: stream stages {', '.join(OUR_STAGES)}; enhance.batch {batch}; paste-back on")
+    click.echo(f"ours: stream stages {', '.join(OUR_STAGES)}; enhance.batch {batch} (frames per call; "
+               f"{enhancer.batch} face(s) per forward here); paste-back on")
     click.echo(table(results, baseline))
     medians = {mode: statistics.median(r.seconds for r in runs) for mode, runs in results.items()}
     base = medians[baseline]

@@ -73,7 +73,7 @@ class EnhanceConfig:
     below: int | None = None  # restore only faces narrower than this many source pixels
     reuse_every: int = 0  # a track reuses its last restoration for up to this many frames
     reuse_iou: float = 0.7  # ...while its box overlaps the restored one at least this much
-    batch: int = 8
+    batch: int = 8  # faces per forward on CUDA, frames per call everywhere (a CPU runs one face per forward)
     max_wait: float = 0.05  # seconds the batcher waits to fill a batch
     seed: int = 0
     compile: bool = False  # torch.compile the restoration network (CUDA; the first batches pay the compile)

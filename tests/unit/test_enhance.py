@@ -169,6 +169,8 @@ def test_gfpgan_noise_is_seeded_and_independent_of_the_batch(faces):
     # A narrow GFPGANv1Clean (spandrel loads files only at the released size, ~50x slower) through the same class.
     model = rc.gfpgan_network(narrow=0.0625)
     enhancer = GFPGANEnhancer(model, EnhanceConfig(name="gfpgan", batch=2, seed=0), CPU)
+    assert enhancer.batch == 1  # a CPU runs one face per forward (faster there) ...
+    enhancer.batch = 2  # ... so the batched forward, as on CUDA, is forced here
     batch = enhancer.enhance(faces)  # chunks of 2 and 1
     alone = enhancer.enhance(faces[1:2])
     assert batch.shape == (3, 512, 512, 3) and batch.dtype == np.uint8
@@ -222,6 +224,7 @@ def test_codeformer_fidelity_changes_the_restoration(codeformer_file, faces):
 @pytest.mark.slow
 def test_gfpgan_full_size_restores_the_same_alone_and_in_a_batch(gfpgan_file, faces):
     enhancer = enhance.create(EnhanceConfig(name="gfpgan", weights=str(gfpgan_file), batch=3), CPU)
+    enhancer.batch = 3  # the CUDA batching, forced on the CPU
     batch = enhancer.enhance(faces)
     alone = enhancer.enhance(faces[2:])
     assert batch.shape == (3, 512, 512, 3) and batch.dtype == np.uint8

@@ -1,0 +1,20 @@
+"""The stream benchmark runs end to end on a tiny clip and reports every number the issue asks for."""
+
+from __future__ import annotations
+
+import re
+
+from click.testing import CliRunner
+
+from fersr_stream import bench
+
+
+def test_bench_reports_stages_pipeline_and_ratios():
+    result = CliRunner().invoke(bench.main, ["--frames", "8", "--width", "320", "--height", "240", "--repeat", "1"])
+    assert result.exit_code == 0, result.output
+    for stage in ("decode", "detect", "track", "crop", "classify", "smooth", "overlay", "write"):
+        assert re.search(rf"^{stage}\s+[\d.]+\s+[\d.]+\s+[\d.]+$", result.output, re.M), stage
+    assert re.search(r"pipeline: median [\d.]+ fps, min [\d.]+ fps over 1 runs", result.output)
+    cap = re.search(r"ratio pipeline / slowest stage \(\w+, [\d.]+ fps\): [\d.]+ \(at most ([\d.]+) here", result.output)
+    assert cap and 0 < float(cap.group(1)) <= 1
+    assert re.search(r"ratio pipeline / CPU-bound limit: [\d.]+", result.output)
