@@ -4,9 +4,10 @@ regions around the faces found last.
 Consecutive frames of a video hold their faces in nearly the same place, so a detector that can search near a
 known face (:meth:`HaarDetector.detect_near`) follows it for a fraction of a whole-frame search (Haar on a 720p
 frame: ~18 ms whole, ~2-4 ms per face followed). A face that enters the picture is found at the next whole-frame
-search, at most ``every - 1`` frames late. A face that is not found near its last place (a missed detection, a
-turn of the head) is looked for at that place again until the next whole-frame search, so one miss does not
-lose it. Stills (images, folders) are unrelated to each other and always get the whole-frame search.
+search, at most ``every - 1`` frames late. A known face that is not found (by a whole-frame search or near its
+last place: a missed detection, a turn of the head) is looked for at its last place for up to ``every`` more
+frames, so a detector that misses a face now and then does not lose it. Stills (images, folders) are unrelated to
+each other and always get the whole-frame search.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ class FollowingDetector:
         self.detector, self.every = detector, every
         self._count = 0
         self._regions = np.zeros((0, 4), np.float32)  # where the faces were last seen, source pixels
+        self._misses = np.zeros(0, np.int64)  # frames since each region's face was last found
 
     def detect(self, images: list[np.ndarray]) -> list[Faces]:
         return [self._detect_one(image) for image in images]
@@ -36,21 +38,29 @@ class FollowingDetector:
     def _detect_one(self, image: np.ndarray) -> Faces:
         whole = self._count % self.every == 0
         self._count += 1
-        if whole:
-            faces = self.detector.detect([image])[0]
-            self._regions = faces.boxes
-            return faces
-        found = [self.detector.detect_near(image, box) for box in self._regions]
-        # each region holds one face: its best-scoring box, else the region stays where it was
+        faces = self.detector.detect([image])[0] if whole else Faces.empty()
+        # known faces the whole-frame search did not find again are looked for where they were
+        lost = np.ones(len(self._regions), bool)
+        if len(faces) and len(self._regions):
+            lost = iou_matrix(self._regions, faces.boxes).max(axis=1) < _SAME_FACE
+        regions, misses = self._regions[lost], self._misses[lost]
+        found = [self.detector.detect_near(image, box) for box in regions]
+        # each region holds one face: its best-scoring box
         best = [int(np.argmax(f.scores)) if len(f) else -1 for f in found]
-        boxes = np.array([f.boxes[i] for f, i in zip(found, best) if i >= 0], np.float32).reshape(-1, 4)
-        scores = np.array([f.scores[i] for f, i in zip(found, best) if i >= 0], np.float32)
-        keep = _distinct(boxes, scores)
-        faces = Faces(boxes[keep], scores[keep])
-        missed = np.array([box for box, i in zip(self._regions, best) if i < 0], np.float32).reshape(-1, 4)
+        hit = np.array([i >= 0 for i in best], bool)
+        if hit.any():
+            boxes = np.concatenate([faces.boxes, [f.boxes[i] for f, i in zip(found, best) if i >= 0]])
+            scores = np.concatenate([faces.scores, [f.scores[i] for f, i in zip(found, best) if i >= 0]])
+            keep = _distinct(boxes.astype(np.float32), scores.astype(np.float32))
+            faces = Faces(boxes[keep].astype(np.float32), scores[keep].astype(np.float32))
+        # a region whose face was not found stays where it was, for up to ``every`` frames
+        waiting = ~hit & (misses + 1 < self.every)
+        missed, missed_count = regions[waiting], misses[waiting] + 1
         if len(missed) and len(faces):
-            missed = missed[iou_matrix(missed, faces.boxes).max(axis=1) < _SAME_FACE]
-        self._regions = np.concatenate([faces.boxes, missed])
+            apart = iou_matrix(missed, faces.boxes).max(axis=1) < _SAME_FACE
+            missed, missed_count = missed[apart], missed_count[apart]
+        self._regions = np.concatenate([faces.boxes, missed]).astype(np.float32)
+        self._misses = np.concatenate([np.zeros(len(faces), np.int64), missed_count])
         return faces
 
 

@@ -247,6 +247,22 @@ def test_a_missed_face_is_searched_for_again_where_it_was():
     np.testing.assert_array_equal(found[3].boxes, [[12, 12, 62, 62]])  # from the last place it was seen
 
 
+def test_a_face_the_whole_frame_search_misses_is_still_followed_then_given_up():
+    class WholeMisses(Flaky):
+        def detect(self, images):  # the whole-frame search finds the face only the first time
+            self.wholes = getattr(self, "wholes", 0) + 1
+            return super().detect(images) if self.wholes == 1 else [Faces.empty() for _ in images]
+
+    followed = WholeMisses([10, 10, 60, 60], misses=())
+    found = FollowingDetector(followed, every=3).detect([np.zeros((100, 100, 3), np.uint8)] * 5)
+    assert [len(f) for f in found] == [1, 1, 1, 1, 1]  # frame 3 is a whole-frame search that missed it
+
+    lost = WholeMisses([10, 10, 60, 60], misses=range(1, 100))  # the region search never finds it either
+    found = FollowingDetector(lost, every=3).detect([np.zeros((100, 100, 3), np.uint8)] * 8)
+    assert [len(f) for f in found] == [1, 0, 0, 0, 0, 0, 0, 0]
+    assert lost.calls == 3  # searched for at its last place for 3 frames, then given up
+
+
 def test_two_regions_that_find_one_face_report_it_once():
     class Twice(Flaky):
         def detect(self, images):  # two overlapping boxes on one face, as a whole-frame search never gives
