@@ -113,12 +113,16 @@ class Classifier:
             (N, 7) float32 probabilities in :class:`Emotion` order.
         """
         _check_crops(crops)
+        return self._probabilities(crops, self.preprocess)
+
+    def _probabilities(self, crops, preprocess) -> np.ndarray:
+        """(N, 7) float32 probabilities in :class:`Emotion` order of ``crops``, ``batch`` at a time."""
         if len(crops) == 0:
             return np.zeros((0, len(Emotion)), np.float32)
         chunks = []
         with torch.inference_mode():
             for start in range(0, len(crops), self.batch):
-                logits = self.model(self.preprocess(crops[start:start + self.batch]))
+                logits = self.model(preprocess(crops[start:start + self.batch]))
                 chunks.append(torch.softmax(logits.float(), dim=1).cpu().numpy())
         return reorder(np.concatenate(chunks), self.labels).astype(np.float32, copy=False)
 
@@ -151,14 +155,7 @@ class Classifier:
         Returns:
             (N, 7) float32 numpy probabilities in :class:`Emotion` order.
         """
-        if len(crops) == 0:
-            return np.zeros((0, len(Emotion)), np.float32)
-        chunks = []
-        with torch.inference_mode():
-            for start in range(0, len(crops), self.batch):
-                logits = self.model(self.preprocess_tensor(crops[start:start + self.batch]))
-                chunks.append(torch.softmax(logits.float(), dim=1).cpu().numpy())
-        return reorder(np.concatenate(chunks), self.labels).astype(np.float32, copy=False)
+        return self._probabilities(crops, self.preprocess_tensor)
 
 
 def _traced(model: torch.nn.Module, size: int, device: torch.device) -> torch.jit.ScriptModule:

@@ -45,21 +45,20 @@ class FollowingDetector:
             lost = iou_matrix(self._regions, faces.boxes).max(axis=1) < _SAME_FACE
         regions, misses = self._regions[lost], self._misses[lost]
         found = [self.detector.detect_near(image, box) for box in regions]
-        # each region holds one face: its best-scoring box
-        best = [int(np.argmax(f.scores)) if len(f) else -1 for f in found]
-        hit = np.array([i >= 0 for i in best], bool)
+        hit = np.array([len(f) > 0 for f in found], bool)
         if hit.any():
-            boxes = np.concatenate([faces.boxes, [f.boxes[i] for f, i in zip(found, best) if i >= 0]])
-            scores = np.concatenate([faces.scores, [f.scores[i] for f, i in zip(found, best) if i >= 0]])
-            keep = _distinct(boxes.astype(np.float32), scores.astype(np.float32))
-            faces = Faces(boxes[keep].astype(np.float32), scores[keep].astype(np.float32))
+            best = [f.select(np.argmax(f.scores, keepdims=True)) for f in found if len(f)]  # one face a region
+            boxes = np.concatenate([faces.boxes, *(b.boxes for b in best)])
+            scores = np.concatenate([faces.scores, *(b.scores for b in best)])
+            keep = _distinct(boxes, scores)
+            faces = Faces(boxes[keep], scores[keep])
         # a region whose face was not found stays where it was, for up to ``every`` frames
         waiting = ~hit & (misses + 1 < self.every)
         missed, missed_count = regions[waiting], misses[waiting] + 1
         if len(missed) and len(faces):
             apart = iou_matrix(missed, faces.boxes).max(axis=1) < _SAME_FACE
             missed, missed_count = missed[apart], missed_count[apart]
-        self._regions = np.concatenate([faces.boxes, missed]).astype(np.float32)
+        self._regions = np.concatenate([faces.boxes, missed])
         self._misses = np.concatenate([np.zeros(len(faces), np.int64), missed_count])
         return faces
 
