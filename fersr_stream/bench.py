@@ -6,8 +6,9 @@
 A clip with moving faces (scikit-image's astronaut, from the ``test`` extra) is generated in a temporary folder.
 "Alone" means the stage's own function run serially over every frame (decode: iterating the source; write:
 encoding to a video file), with the same batching as in the pipeline. The pipeline is the real ``fersr-stream``
-run (threads, queues, sinks) on the same clip and config. Timings on a shared machine are noisy: each measurement
-is repeated and the median (and min of the pipeline) is reported.
+run (threads, queues, sinks) on the same clip and config. Timings on a shared machine are noisy: each repeat
+measures the stages alone and then the pipeline, the medians over repeats are reported (and the pipeline's min),
+and each ratio is the median of the repeats' own ratios.
 
 The pipeline cannot beat its slowest stage, nor the CPU-bound limit (cores / the stages' summed CPU time per
 frame): where the stages' costs are balanced, the second is the lower one, and the ratio pipeline / slowest stage
@@ -91,13 +92,14 @@ def main(frames, width, height, n_faces, enhancer, simulate_lr, device, repeat, 
         config = cfg.load(None, [f"source.uri={clip}", f"output.video={tmp / 'out.mp4'}", f"enhance.name={enhancer}",
                                  f"degrade.width={simulate_lr if simulate_lr else 'null'}", *sets])
         models = session.load_models(config, devices.resolve(device))
-        # stages alone run with the thread settings the stream gives them, so the two measurements compare
-        with devices.stream_threads(devices.resolve(device), heavy_model=enhancer not in ("none", "bicubic")):
-            alone = [stage_alone(config, models, tmp / "alone.mp4") for _ in range(repeat)]
-        pipeline = []
+        # each repeat measures the stages alone and then the pipeline, so a ratio compares measurements taken
+        # a few seconds apart (a shared host's speed drifts over minutes); stages alone run with the thread
+        # settings the stream gives them, so the two compare
+        alone, pipeline = [], []
         for _ in range(repeat):
-            summary = session.run(config)
-            pipeline.append(summary.stats.fps)
+            with devices.stream_threads(devices.resolve(device), heavy_model=enhancer not in ("none", "bicubic")):
+                alone.append(stage_alone(config, models, tmp / "alone.mp4"))
+            pipeline.append(session.run(config).stats.fps)
     per_stage = {name: statistics.median(run[name][0] for run in alone) for name in alone[0]}
     cpu = {name: statistics.median(run[name][1] for run in alone) for name in alone[0]}
     click.echo(f"clip: {frames} frames {width}x{height}, {n_faces} face(s), enhancer {enhancer}, "
@@ -110,12 +112,16 @@ def main(frames, width, height, n_faces, enhancer, simulate_lr, device, repeat, 
     serial_fps = 1 / sum(per_stage.values())
     median = statistics.median(pipeline)
     limit = os.cpu_count() / sum(cpu.values())
+    # per repeat: the pipeline against the slowest stage and the CPU-bound limit measured just before it
+    ratios = [fps * max(wall for wall, _ in run.values()) for fps, run in zip(pipeline, alone)]
+    cpu_ratios = [fps * sum(c for _, c in run.values()) / os.cpu_count() for fps, run in zip(pipeline, alone)]
     click.echo(f"serial sum of stages: {serial_fps:.1f} fps; "
                f"CPU-bound limit on {os.cpu_count()} cores: {limit:.1f} fps")
     click.echo(f"pipeline: median {median:.1f} fps, min {min(pipeline):.1f} fps over {repeat} runs")
-    click.echo(f"ratio pipeline / slowest stage ({slowest}, {slowest_fps:.1f} fps): {median / slowest_fps:.2f} "
-               f"(at most {min(1.0, limit / slowest_fps):.2f} here: the CPU-bound limit / the slowest stage)")
-    click.echo(f"ratio pipeline / CPU-bound limit: {median / limit:.2f}")
+    click.echo(f"ratio pipeline / slowest stage ({slowest}, {slowest_fps:.1f} fps): {statistics.median(ratios):.2f} "
+               f"(at most {min(1.0, limit / slowest_fps):.2f} here: the CPU-bound limit / the slowest stage); "
+               f"per repeat: {' '.join(f'{r:.2f}' for r in ratios)}")
+    click.echo(f"ratio pipeline / CPU-bound limit: median {statistics.median(cpu_ratios):.2f}")
 
 
 if __name__ == "__main__":

@@ -41,21 +41,52 @@ def _check_crops(crops) -> None:
         raise ValueError(f"crops: expected shape (N, H, W, 3) uint8 RGB, got {got}")
 
 
+def normalise(x: torch.Tensor, p: Preprocessing) -> torch.Tensor:
+    """(N, 3, S, S) float 0..255 RGB -> network input: colour, value range, mean and std as ``p`` says."""
+    if p.colour == "gray":
+        x = (x * torch.tensor(_GRAY, device=x.device).view(1, 3, 1, 1)).sum(1, keepdim=True)
+    elif p.colour == "bgr":
+        x = x.flip(1)
+    lo, hi = p.value_range
+    x = x * ((hi - lo) / 255.0) + lo
+    if p.mean is not None:
+        x = x - torch.tensor(p.mean, device=x.device).view(1, -1, 1, 1)
+    if p.std is not None:
+        x = x / torch.tensor(p.std, device=x.device).view(1, -1, 1, 1)
+    return x
+
+
+class Probabilities(torch.nn.Module):
+    """(N, 3, S, S) uint8 RGB crops, already centre-cropped and shrunk -> (N, K) float32 probabilities in the
+    network's label order: normalisation, network and softmax in one module, which :func:`load` traces into one
+    graph for the shipped network."""
+
+    def __init__(self, model: torch.nn.Module, preprocessing: Preprocessing):
+        super().__init__()
+        self.model, self.preprocessing = model, preprocessing
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.softmax(self.model(normalise(x.float(), self.preprocessing)).float(), dim=1)
+
+
 class Classifier:
     """A loaded emotion network and the preprocessing its weights expect.
 
     Attributes:
+        model: the network (train it, or switch its mode, here).
         arch: architecture name (mini_xception, resnet18, ...).
         labels: the emotion of each network output, in the network's order.
         preprocessing: size, range, colour, normalisation and centre crop of the input.
         device: where the network runs.
         meta: the checkpoint's other metadata (format, arch, source, sha256...).
         batch: faces per forward pass.
+        probabilities: what :meth:`classify` runs on the shrunk crops; by default :class:`Probabilities` around
+            ``model``, or a traced graph of it (see :func:`load`).
     """
 
     def __init__(self, model: torch.nn.Module, arch: str, labels: tuple[Emotion, ...],
                  preprocessing: Preprocessing, device: torch.device, meta: dict[str, str] | None = None,
-                 batch: int = 32):
+                 batch: int = 32, probabilities: torch.nn.Module | None = None):
         self.model = model  # used in the mode it is in: load() gives eval mode, training code switches itself
         self.arch = arch
         self.labels = labels
@@ -63,6 +94,7 @@ class Classifier:
         self.device = device
         self.meta = meta or {}
         self.batch = max(int(batch), 1)
+        self.probabilities = probabilities or Probabilities(model, preprocessing)
 
     def preprocess(self, crops: np.ndarray) -> torch.Tensor:
         """Turn face crops into network input.
@@ -74,6 +106,10 @@ class Classifier:
             (N, C, S, S) float32 on ``device`` (C = 1 for gray, else 3; S = preprocessing.size, or the
             centre-cropped size when the network takes any size).
         """
+        return normalise(self._shrink(crops).float(), self.preprocessing)
+
+    def _shrink(self, crops: np.ndarray) -> torch.Tensor:
+        """(N, H, W, 3) uint8 RGB -> centre-cropped, shrunk (N, 3, S, S) uint8 on ``device``."""
         _check_crops(crops)
         p = self.preprocessing
         h, w = crops.shape[1:3]
@@ -85,23 +121,7 @@ class Classifier:
             # and INTER_AREA averages like the downscaling that made the training images.
             crops = np.stack([cv2.resize(c, (p.size, p.size), interpolation=cv2.INTER_AREA) for c in crops]) \
                 if len(crops) else np.zeros((0, p.size, p.size, 3), np.uint8)
-        x = torch.from_numpy(np.ascontiguousarray(crops)).to(self.device).permute(0, 3, 1, 2).float()
-        return self._normalise(x)
-
-    def _normalise(self, x: torch.Tensor) -> torch.Tensor:
-        """(N, 3, S, S) float 0..255 RGB on ``device`` -> network input (colour, range, mean, std)."""
-        p = self.preprocessing
-        if p.colour == "gray":
-            x = (x * torch.tensor(_GRAY, device=self.device).view(1, 3, 1, 1)).sum(1, keepdim=True)
-        elif p.colour == "bgr":
-            x = x.flip(1)
-        lo, hi = p.value_range
-        x = x * ((hi - lo) / 255.0) + lo
-        if p.mean is not None:
-            x = x - torch.tensor(p.mean, device=self.device).view(1, -1, 1, 1)
-        if p.std is not None:
-            x = x / torch.tensor(p.std, device=self.device).view(1, -1, 1, 1)
-        return x
+        return torch.from_numpy(np.ascontiguousarray(crops)).to(self.device).permute(0, 3, 1, 2)
 
     def classify(self, crops: np.ndarray) -> np.ndarray:
         """Emotion probabilities of face crops.
@@ -113,17 +133,15 @@ class Classifier:
             (N, 7) float32 probabilities in :class:`Emotion` order.
         """
         _check_crops(crops)
-        return self._probabilities(crops, self.preprocess)
+        return self._probabilities(crops, self._shrink)
 
-    def _probabilities(self, crops, preprocess) -> np.ndarray:
+    def _probabilities(self, crops, shrink) -> np.ndarray:
         """(N, 7) float32 probabilities in :class:`Emotion` order of ``crops``, ``batch`` at a time."""
         if len(crops) == 0:
             return np.zeros((0, len(Emotion)), np.float32)
-        chunks = []
         with torch.inference_mode():
-            for start in range(0, len(crops), self.batch):
-                logits = self.model(preprocess(crops[start:start + self.batch]))
-                chunks.append(torch.softmax(logits.float(), dim=1).cpu().numpy())
+            chunks = [self.probabilities(shrink(crops[start:start + self.batch])).cpu().numpy()
+                      for start in range(0, len(crops), self.batch)]
         return reorder(np.concatenate(chunks), self.labels).astype(np.float32, copy=False)
 
     def preprocess_tensor(self, crops: torch.Tensor) -> torch.Tensor:
@@ -136,6 +154,10 @@ class Classifier:
         Returns:
             (N, C, S, S) float32 on ``device``, as :meth:`preprocess`.
         """
+        return normalise(self._shrink_tensor(crops).float(), self.preprocessing)
+
+    def _shrink_tensor(self, crops: torch.Tensor) -> torch.Tensor:
+        """:meth:`_shrink` for (N, 3, H, W) uint8 RGB tensors on any device."""
         if not (isinstance(crops, torch.Tensor) and crops.dtype == torch.uint8 and crops.ndim == 4
                 and crops.shape[1] == 3):
             got = f"{tuple(crops.shape)} {crops.dtype}" if isinstance(crops, torch.Tensor) else type(crops).__name__
@@ -147,7 +169,7 @@ class Classifier:
         x = crops.to(self.device)[:, :, top:top + ch, left:left + cw]
         if p.size is not None and (ch, cw) != (p.size, p.size):
             x = _resize.to_uint8(_resize.resize(x, (p.size, p.size), "area"))  # rounded, as the host path's uint8
-        return self._normalise(x.float())
+        return x
 
     def classify_tensor(self, crops: torch.Tensor) -> np.ndarray:
         """:meth:`classify` for (N, 3, H, W) uint8 RGB tensors on any device; only the probabilities come back.
@@ -155,24 +177,25 @@ class Classifier:
         Returns:
             (N, 7) float32 numpy probabilities in :class:`Emotion` order.
         """
-        return self._probabilities(crops, self.preprocess_tensor)
+        return self._probabilities(crops, self._shrink_tensor)
 
 
-def _traced(model: torch.nn.Module, size: int, device: torch.device) -> torch.jit.ScriptModule:
-    """``model`` traced and frozen into one TorchScript graph for (N, 1, size, size) input.
+def _traced(module: torch.nn.Module, size: int, device: torch.device) -> torch.jit.ScriptModule:
+    """``module`` (a :class:`Probabilities`) traced and frozen into one TorchScript graph for (N, 3, size, size)
+    uint8 input.
 
-    Eager PyTorch gives up and retakes the GIL around each of the mini-Xception's ~40 small ops; while the
-    stream's other threads run Python, every retake waits, so the stage crawled (200 faces beside one busy Python
-    thread: 64 s eager vs 2.7 s traced, 0.7 s vs 0.34 s alone). The traced graph runs its ops in C++ without the
-    GIL; its outputs equal the eager module's.
+    Eager PyTorch gives up and retakes the GIL around each of the mini-Xception's ~40 small ops (and the ~8 of
+    the normalisation); while the stream's other threads run Python, every retake waits, so the stage crawled
+    (200 faces beside one busy Python thread: 64 s eager vs 2.7 s traced, 0.7 s vs 0.34 s alone). The traced
+    graph runs its ops in C++ without the GIL; its outputs equal the eager module's.
     """
-    example = torch.zeros(1, 1, size, size, device=device)
+    example = torch.zeros(1, 3, size, size, dtype=torch.uint8, device=device)
     with warnings.catch_warnings(), torch.no_grad():
         # the 'same' padding is computed from the input's height and width, fixed here, so tracing them is right;
         # torch 2.14 marks TorchScript deprecated in favour of torch.compile, which needs a compiler and minutes
         warnings.simplefilter("ignore", torch.jit.TracerWarning)
         warnings.filterwarnings("ignore", message=r"`torch\.jit\.", category=FutureWarning)
-        return torch.jit.freeze(torch.jit.trace(model.eval(), example))
+        return torch.jit.freeze(torch.jit.trace(module.eval(), example))
 
 
 def load(weights: str | Path | None = None, device: str | torch.device = "cpu", batch: int = 32) -> Classifier:
@@ -185,8 +208,10 @@ def load(weights: str | Path | None = None, device: str | torch.device = "cpu", 
     """
     dev = _device.resolve(str(device))
     model, labels, preprocessing, meta = load_checkpoint(DEFAULT_WEIGHTS if weights is None else weights, dev)
+    probabilities = None
     if isinstance(model, MiniXception):
         # inference only (load() never feeds training); channels-last lets oneDNN run the depthwise convolutions
         # instead of PyTorch's slow grouped-convolution fallback: 4.3 -> 3.1 ms per face on one CPU thread here
-        model = _traced(model.fuse_batchnorm().to(memory_format=torch.channels_last), preprocessing.size, dev)
-    return Classifier(model, meta["arch"], labels, preprocessing, dev, meta, batch)
+        model = model.fuse_batchnorm().to(memory_format=torch.channels_last)
+        probabilities = _traced(Probabilities(model, preprocessing), preprocessing.size, dev)
+    return Classifier(model, meta["arch"], labels, preprocessing, dev, meta, batch, probabilities)

@@ -29,10 +29,12 @@ _WEIGHT_OFFSET = 2.0  # level weight that maps to score 0.5 (see module docstrin
 MIN_NEIGHBORS = 3  # OpenCV's default: overlapping hits needed to keep a box
 # Searching near a known face (detect_near): the region reaches this many face widths beyond each side of the
 # known box, is shrunk so that the face is about _NEAR_WIDTH px wide (twice the cascade window), and only faces
-# of 0.7-1.4x the known size are tried, on a finer pyramid (more scales per face, so enough neighbours).
+# of 0.8-1.25x the known size are tried, on a finer pyramid (more scales per face, so enough neighbours).
+# 0.8 rather than 0.7: the smallest sizes cost most (most windows) and a face seldom shrinks 20 % in a frame
+# (on four synthetic clips: ~1 ms less per face followed; recall 1.000/0.996/0.950/1.000 vs 1.000/0.989/0.970/1.000).
 NEAR_MARGIN = 0.5
 _NEAR_WIDTH = 48
-_NEAR_SIZES = (0.7, 1.4)
+_NEAR_SIZES = (0.8, 1.25)
 _NEAR_STEP = 1.1
 
 

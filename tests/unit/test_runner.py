@@ -1,3 +1,4 @@
+import sys
 import threading
 import time
 
@@ -113,3 +114,30 @@ def test_max_frames():
     sink = Collect()
     stats = Runner(frames(100), [Stage("write", sink.fn)], max_frames=7).run()
     assert sink.indices == list(range(7)) and stats.frames_in == 7
+
+
+def _nice() -> int:
+    import os
+    return os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="per-thread nice levels are Linux's")
+@pytest.mark.parametrize("policy, reader_below", [(Policy.WAIT, 3), (Policy.DROP_OLDEST, 0)])
+def test_downstream_stages_run_at_higher_priority(policy, reader_below):
+    base = _nice()
+    seen = {}
+
+    def source():
+        seen["read"] = _nice()
+        yield from frames(3)
+
+    def record(name):
+        def fn(batch):
+            seen[name] = _nice()
+            return batch
+        return fn
+
+    Runner(source(), [Stage(n, record(n)) for n in ("detect", "classify", "write")], policy=policy).run()
+    expected = {"read": reader_below, "detect": 2, "classify": 1, "write": 0}
+    assert seen == {name: min(19, base + below) for name, below in expected.items()}
+    assert _nice() == base  # the caller's own thread is left as it was

@@ -229,3 +229,28 @@ def test_close_is_idempotent(make_clip):
     next(iter(source))
     source.close()
     source.close()
+
+
+def _yuv420p(rgb, colorspace=None, color_range=None):
+    frame = av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(format="yuv420p")
+    if colorspace is not None:
+        frame.colorspace = colorspace
+    if color_range is not None:
+        frame.color_range = color_range
+    return frame
+
+
+def test_bt601_yuv420p_converts_like_swscale_and_other_formats_go_through_it(astronaut_face):
+    from fersr_stream.sources.pyav import to_rgb
+
+    face = np.ascontiguousarray(astronaut_face[:120, :150])
+    for colorspace in (None, 5, 6):  # unspecified, BT470BG, SMPTE170M: BT.601, converted by OpenCV
+        frame = _yuv420p(face, colorspace)
+        got, want = to_rgb(frame).astype(int), frame.to_ndarray(format="rgb24").astype(int)
+        np.testing.assert_array_equal(got, cv2.cvtColor(frame.to_ndarray(), cv2.COLOR_YUV2RGB_I420))
+        assert got.shape == want.shape and np.abs(got - want).mean() < 1.5 and np.abs(got - want).max() <= 12
+    # BT.709, full range, other pixel formats, odd sizes: swscale, exactly
+    for frame in (_yuv420p(face, colorspace=1), _yuv420p(face, color_range=2),
+                  av.VideoFrame.from_ndarray(face, format="rgb24").reformat(format="yuv444p"),
+                  av.VideoFrame.from_ndarray(face[:119, :149].copy(), format="rgb24").reformat(format="yuv420p")):
+        np.testing.assert_array_equal(to_rgb(frame), frame.to_ndarray(format="rgb24"))
