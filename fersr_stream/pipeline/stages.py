@@ -185,7 +185,7 @@ def build(config: StreamConfig, models, *, sinks: list, stats: Stats, stop: thre
 
         stages.append(Stage("enhance", enhance, batch=config.enhance.batch, max_wait=config.enhance.max_wait))
     stages += [
-        Stage("classify", classify, batch=config.classify.batch, max_wait=0.0),
+        Stage("classify", classify, batch=config.classify.batch, max_wait=config.classify.max_wait),
         Stage("smooth", _per_frame(lambda f: f.replace(faces=smoother.update(f.faces)))),
         # the tensor path takes what is queued (up to 4 frames) so their copies back are in flight together
         Stage("overlay", draw_on_device, batch=4) if tensors else Stage("overlay", _per_frame(draw)),
