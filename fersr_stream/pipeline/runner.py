@@ -200,6 +200,8 @@ class Runner:
                 out = stage.fn(batch)
                 self.stats.record(stage.name, len(batch), time.perf_counter() - t0)
                 if outbox is None:
+                    if out and self.stats.first_out is None:
+                        self.stats.first_out = time.perf_counter()
                     self.stats.frames_out += len(out)
                     continue
                 for frame in out:

@@ -29,6 +29,7 @@ class Stats:
     dropped: int = 0
     counters: dict[str, int] = field(default_factory=dict)  # e.g. restorations, reuses
     started: float = field(default_factory=time.perf_counter)
+    first_out: float | None = None  # when the last stage finished its first frames (the pipeline's fill latency)
     finished: float | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -50,6 +51,11 @@ class Stats:
     def fps(self) -> float:
         return self.frames_out / self.wall if self.wall > 0 else 0.0
 
+    @property
+    def fill(self) -> float | None:
+        """Seconds from the start until the first frame came out of the last stage (None: none came out)."""
+        return None if self.first_out is None else self.first_out - self.started
+
     def table(self) -> str:
         """A one-screen table: per-stage ms/frame and fps alone, then the pipeline's fps and counters."""
         rows = [f"{'stage':<10} {'frames':>7} {'ms/frame':>9} {'fps alone':>10}"]
@@ -57,7 +63,8 @@ class Stats:
             ms = 1000 * s.busy / s.items if s.items else 0.0
             rows.append(f"{name:<10} {s.items:>7} {ms:>9.2f} {s.fps:>10.1f}")
         rows.append(f"pipeline: {self.frames_out} frames in {self.wall:.2f} s = {self.fps:.1f} fps"
-                    f" (read {self.frames_in}, dropped {self.dropped})")
+                    f" (read {self.frames_in}, dropped {self.dropped})"
+                    + (f"; first frame out after {1000 * self.fill:.0f} ms" if self.fill is not None else ""))
         if self.counters:
             rows.append("counters: " + ", ".join(f"{k} {v}" for k, v in sorted(self.counters.items())))
         return "\n".join(rows)

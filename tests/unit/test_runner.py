@@ -44,6 +44,14 @@ def test_file_policy_loses_no_frame_behind_a_slow_stage():
     assert stats.frames_in == stats.frames_out == 40 and stats.dropped == 0 and sink.closed == 1
 
 
+def test_fill_latency_is_the_time_to_the_first_frame_out():
+    sink = Collect()
+    stats = Runner(frames(5), [Stage("slow", slow(0.05)), Stage("write", sink.fn)]).run()
+    assert 0.05 <= stats.fill < stats.wall  # the first frame waited for the slow stage once, the run for all five
+    assert "first frame out after" in stats.table()
+    assert Runner(iter([]), [Stage("write", sink.fn)]).run().fill is None
+
+
 def test_live_policy_drops_oldest_and_counts():
     sink = Collect()
     runner = Runner(frames(60), [Stage("slow", slow(0.01)), Stage("write", sink.fn, close=sink.close)],
