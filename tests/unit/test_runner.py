@@ -5,7 +5,7 @@ import time
 import numpy as np
 import pytest
 
-from fersr_stream.pipeline.runner import Policy, Runner, Stage
+from fersr_stream.pipeline.runner import NICE_STEP, Policy, Runner, Stage
 from fersr_stream.types import Frame
 
 
@@ -147,5 +147,5 @@ def test_downstream_stages_run_at_higher_priority(policy, reader_below):
 
     Runner(source(), [Stage(n, record(n)) for n in ("detect", "classify", "write")], policy=policy).run()
     expected = {"read": reader_below, "detect": 2, "classify": 1, "write": 0}
-    assert seen == {name: min(19, base + below) for name, below in expected.items()}
+    assert seen == {name: min(19, base + NICE_STEP * below) for name, below in expected.items()}
     assert _nice() == base  # the caller's own thread is left as it was
