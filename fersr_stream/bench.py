@@ -32,6 +32,7 @@ from . import device as devices
 from . import synthetic
 from .pipeline import session
 from .pipeline import stages as stage_builder
+from .pipeline.runner import run_serially
 from .pipeline.stats import Stats
 
 
@@ -63,9 +64,7 @@ def stage_alone(config: cfg.StreamConfig, models, out: Path) -> dict[str, tuple[
     built = stage_builder.build(config, models, sinks=[sink], stats=Stats(), stop=threading.Event())
     for stage in built:
         t0, c0 = time.perf_counter(), time.process_time()
-        done = []
-        for i in range(0, len(frames), stage.batch):
-            done += stage.fn(frames[i:i + stage.batch])
+        done = run_serially([stage], frames)
         if stage.close is not None:
             stage.close()
         times[stage.name] = ((time.perf_counter() - t0) / len(frames), (time.process_time() - c0) / len(frames))

@@ -41,6 +41,13 @@ def _check_crops(crops) -> None:
         raise ValueError(f"crops: expected shape (N, H, W, 3) uint8 RGB, got {got}")
 
 
+def _check_tensor_crops(crops) -> None:
+    if not (isinstance(crops, torch.Tensor) and crops.dtype == torch.uint8 and crops.ndim == 4
+            and crops.shape[1] == 3):
+        got = f"{tuple(crops.shape)} {crops.dtype}" if isinstance(crops, torch.Tensor) else type(crops).__name__
+        raise ValueError(f"crops: expected shape (N, 3, H, W) uint8 RGB tensor, got {got}")
+
+
 def normalise(x: torch.Tensor, p: Preprocessing) -> torch.Tensor:
     """(N, 3, S, S) float 0..255 RGB -> network input: colour, value range, mean and std as ``p`` says."""
     if p.colour == "gray":
@@ -106,16 +113,21 @@ class Classifier:
             (N, C, S, S) float32 on ``device`` (C = 1 for gray, else 3; S = preprocessing.size, or the
             centre-cropped size when the network takes any size).
         """
+        _check_crops(crops)
         return normalise(self._shrink(crops).float(), self.preprocessing)
 
-    def _shrink(self, crops: np.ndarray) -> torch.Tensor:
-        """(N, H, W, 3) uint8 RGB -> centre-cropped, shrunk (N, 3, S, S) uint8 on ``device``."""
-        _check_crops(crops)
-        p = self.preprocessing
-        h, w = crops.shape[1:3]
-        ch, cw = max(round(h * p.crop), 1), max(round(w * p.crop), 1)
+    def _centre(self, h: int, w: int) -> tuple[slice, slice]:
+        """Rows and columns of the centre crop (``preprocessing.crop`` of each side) of an ``h`` x ``w`` crop."""
+        ch, cw = max(round(h * self.preprocessing.crop), 1), max(round(w * self.preprocessing.crop), 1)
         top, left = (h - ch) // 2, (w - cw) // 2
-        crops = crops[:, top:top + ch, left:left + cw]
+        return slice(top, top + ch), slice(left, left + cw)
+
+    def _shrink(self, crops: np.ndarray) -> torch.Tensor:
+        """Checked (N, H, W, 3) uint8 RGB -> centre-cropped, shrunk (N, 3, S, S) uint8 on ``device``."""
+        p = self.preprocessing
+        rows, cols = self._centre(*crops.shape[1:3])
+        crops = crops[:, rows, cols]
+        ch, cw = crops.shape[1:3]
         if p.size is not None and (ch, cw) != (p.size, p.size):
             # Crops arrive as host arrays; shrinking them with OpenCV before the transfer moves fewer bytes
             # and INTER_AREA averages like the downscaling that made the training images.
@@ -154,20 +166,15 @@ class Classifier:
         Returns:
             (N, C, S, S) float32 on ``device``, as :meth:`preprocess`.
         """
+        _check_tensor_crops(crops)
         return normalise(self._shrink_tensor(crops).float(), self.preprocessing)
 
     def _shrink_tensor(self, crops: torch.Tensor) -> torch.Tensor:
-        """:meth:`_shrink` for (N, 3, H, W) uint8 RGB tensors on any device."""
-        if not (isinstance(crops, torch.Tensor) and crops.dtype == torch.uint8 and crops.ndim == 4
-                and crops.shape[1] == 3):
-            got = f"{tuple(crops.shape)} {crops.dtype}" if isinstance(crops, torch.Tensor) else type(crops).__name__
-            raise ValueError(f"crops: expected shape (N, 3, H, W) uint8 RGB tensor, got {got}")
+        """:meth:`_shrink` for checked (N, 3, H, W) uint8 RGB tensors on any device."""
         p = self.preprocessing
-        h, w = crops.shape[2:]
-        ch, cw = max(round(h * p.crop), 1), max(round(w * p.crop), 1)
-        top, left = (h - ch) // 2, (w - cw) // 2
-        x = crops.to(self.device)[:, :, top:top + ch, left:left + cw]
-        if p.size is not None and (ch, cw) != (p.size, p.size):
+        rows, cols = self._centre(*crops.shape[2:])
+        x = crops.to(self.device)[:, :, rows, cols]
+        if p.size is not None and x.shape[2:] != (p.size, p.size):
             x = _resize.to_uint8(_resize.resize(x, (p.size, p.size), "area"))  # rounded, as the host path's uint8
         return x
 
@@ -177,6 +184,7 @@ class Classifier:
         Returns:
             (N, 7) float32 numpy probabilities in :class:`Emotion` order.
         """
+        _check_tensor_crops(crops)
         return self._probabilities(crops, self._shrink_tensor)
 
 

@@ -36,6 +36,8 @@ def create(config: EnhanceConfig, device: torch.device | str | None = None) -> E
         raise ConfigError(f"unknown enhancer {config.name!r}; choose one of: {', '.join(NAMES)}")
     if config.batch < 1:
         raise ConfigError(f"enhance.batch must be at least 1, got {config.batch}")
+    if config.max_wait < 0:
+        raise ConfigError(f"enhance.max_wait must be >= 0 seconds, got {config.max_wait}")
     if not 0.0 <= config.fidelity <= 1.0:
         raise ConfigError(f"enhance.fidelity must be in [0, 1], got {config.fidelity}")
     device = device if isinstance(device, torch.device) else _device.resolve(device or "auto")

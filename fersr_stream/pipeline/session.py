@@ -83,6 +83,10 @@ def load_models(config: cfg.StreamConfig, device) -> Models:
     """Detector, enhancer and classifier; weights are resolved here (explicitly), never in a constructor."""
     from .. import classify, detect, enhance
 
+    if config.classify.batch < 1:
+        raise ConfigError(f"classify.batch must be at least 1, got {config.classify.batch}")
+    if config.classify.max_wait < 0:
+        raise ConfigError(f"classify.max_wait must be >= 0 seconds, got {config.classify.max_wait}")
     return Models(detect.create(config.detect, device),
                   enhance.create(config.enhance, device) if config.enhance.name != "none" else None,
                   classify.load(config.classify.weights, device, batch=config.classify.batch))

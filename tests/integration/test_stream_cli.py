@@ -70,6 +70,7 @@ def test_image_source_to_image_output(tmp_path, astronaut):
     (["--source", "SRC"], "nothing to write"),
     (["--source", "SRC", "--jsonl", "x.jsonl", "--set", "track.smoth=0.1"], "did you mean 'track.smooth'"),
     (["--source", "SRC", "--output", "out.xyz"], "xyz"),
+    (["--source", "SRC", "--jsonl", "x.jsonl", "--set", "classify.max_wait=-1"], "classify.max_wait must be >= 0"),
 ])
 def test_bad_input_is_one_line_and_exit_2(make_clip, tmp_path, args, message):
     clip, _ = make_clip(n_frames=3)

@@ -64,6 +64,8 @@ def test_factory_rejects_unknown_names_and_bad_settings():
         enhance.create(EnhanceConfig(name="gfpgun"), CPU)
     with pytest.raises(ConfigError, match="enhance.batch must be at least 1"):
         enhance.create(EnhanceConfig(name="bicubic", batch=0), CPU)
+    with pytest.raises(ConfigError, match="enhance.max_wait must be >= 0 seconds"):
+        enhance.create(EnhanceConfig(name="bicubic", max_wait=-0.1), CPU)
     with pytest.raises(ConfigError, match=r"enhance.fidelity must be in \[0, 1\]"):
         enhance.create(EnhanceConfig(name="codeformer", fidelity=1.5), CPU)
 
