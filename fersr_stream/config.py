@@ -14,7 +14,7 @@ from pathlib import Path
 
 import yaml
 
-from .errors import ConfigError
+from .errors import ConfigError, SinkError
 
 
 @dataclass(frozen=True)
@@ -213,5 +213,12 @@ def to_dict(config) -> dict:
 
 
 def save(config, path: str | Path) -> None:
-    """Write the resolved config as YAML (beside the outputs, so a run can be repeated)."""
-    Path(path).write_text(yaml.safe_dump(to_dict(config), sort_keys=False))
+    """Write the resolved config as YAML (beside the outputs, so a run can be repeated).
+
+    Raises:
+        SinkError: where the file cannot be written (a one-line message, exit 2 from the CLI).
+    """
+    try:
+        Path(path).write_text(yaml.safe_dump(to_dict(config), sort_keys=False))
+    except OSError as exc:
+        raise SinkError(f"cannot write the resolved config: {path} ({exc.strerror or exc})") from None

@@ -40,4 +40,14 @@ def check_writable(path: str | Path) -> Path:
         raise SinkError(f"cannot write output: {path} (is a directory)")
     if not os.access(parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
         raise SinkError(f"cannot write output: {path} (permission denied)")
+    # os.access trusts permission bits, which root passes even where the file system refuses (/proc, a read-only
+    # mount): opening for append is the real test; it changes nothing in a file that exists and removes one it made
+    existed = path.exists()
+    try:
+        with open(path, "ab"):
+            pass
+    except OSError as exc:
+        raise SinkError(f"cannot write output: {path} ({exc.strerror or exc})") from None
+    if not existed:
+        path.unlink()
     return path

@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import av
 import numpy as np
@@ -71,6 +72,9 @@ def test_image_source_to_image_output(tmp_path, astronaut):
     (["--source", "SRC", "--jsonl", "x.jsonl", "--set", "track.smoth=0.1"], "did you mean 'track.smooth'"),
     (["--source", "SRC", "--output", "out.xyz"], "xyz"),
     (["--source", "SRC", "--jsonl", "x.jsonl", "--set", "classify.max_wait=-1"], "classify.max_wait must be >= 0"),
+    # a folder whose permission bits let root in but whose file system refuses new files
+    pytest.param(["--source", "SRC", "--output", "/proc/out.mp4"], "cannot write output: /proc/out.mp4",
+                 marks=pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="needs Linux /proc")),
 ])
 def test_bad_input_is_one_line_and_exit_2(make_clip, tmp_path, args, message):
     clip, _ = make_clip(n_frames=3)

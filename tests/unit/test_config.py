@@ -1,7 +1,7 @@
 import pytest
 
 from fersr_stream import config as cfg
-from fersr_stream.errors import ConfigError
+from fersr_stream.errors import ConfigError, SinkError
 
 
 def test_defaults_yaml_and_overrides(tmp_path):
@@ -40,6 +40,8 @@ def test_save_round_trip(tmp_path):
     c = cfg.load(None, ["enhance.reuse_every=8", "source.uri=cam0"])
     cfg.save(c, tmp_path / "r.yaml")
     assert cfg.load(tmp_path / "r.yaml") == c
+    with pytest.raises(SinkError, match="cannot write the resolved config"):
+        cfg.save(c, tmp_path / "missing" / "r.yaml")
 
 
 def test_shipped_configs_load():

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 from fractions import Fraction
+from pathlib import Path
 
 import av
 import cv2
@@ -14,7 +15,7 @@ import pytest
 from fersr_stream.classify.labels import LABELS
 from fersr_stream.config import OutputConfig
 from fersr_stream.errors import SinkError
-from fersr_stream.sinks import ImageSink, JsonlSink, VideoSink, WindowSink, open_sink
+from fersr_stream.sinks import ImageSink, JsonlSink, VideoSink, WindowSink, check_writable, open_sink
 from fersr_stream.sinks import window as window_module
 from fersr_stream.sources import SourceInfo, open_source
 from fersr_stream.types import Faces, Frame
@@ -129,6 +130,22 @@ def test_unwritable_outputs_fail_before_any_work(tmp_path, path, match):
     with pytest.raises(SinkError, match=match):
         open_sink(str(tmp_path / path), _info(), OutputConfig())
     assert not (tmp_path / "missing_dir").exists()
+
+
+def test_writability_is_tried_without_touching_the_output(tmp_path):
+    kept = tmp_path / "kept.jsonl"
+    kept.write_text("earlier run\n")
+    assert check_writable(kept) == kept and kept.read_text() == "earlier run\n"
+    assert check_writable(tmp_path / "new.mp4") == tmp_path / "new.mp4"
+    assert not (tmp_path / "new.mp4").exists()
+
+
+@pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="needs Linux /proc")
+@pytest.mark.parametrize("name", ["out.mp4", "out.jsonl", "out.png"])
+def test_a_file_system_that_refuses_files_is_a_sink_error(name):
+    # permission bits are no proof (root passes them): /proc refuses new files to everyone
+    with pytest.raises(SinkError, match=f"cannot write output: /proc/{name}"):
+        open_sink(f"/proc/{name}", _info(), OutputConfig())
 
 
 def test_bad_encoder_settings_are_sink_errors(tmp_path):
