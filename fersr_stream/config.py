@@ -74,7 +74,7 @@ class EnhanceConfig:
     reuse_every: int = 0  # a track reuses its last restoration for up to this many frames
     reuse_iou: float = 0.7  # ...while its box overlaps the restored one at least this much
     batch: int = 8  # faces per forward on CUDA, frames per call everywhere (a CPU runs one face per forward)
-    max_wait: float = 0.05  # seconds the batcher waits to fill a batch
+    max_wait: float = 0.05  # seconds the batcher may wait to fill a batch, only while later stages are busy
     seed: int = 0
     compile: bool = False  # torch.compile the restoration network (CUDA; the first batches pay the compile)
 
@@ -87,7 +87,8 @@ class ClassifyConfig:
     batch: int = 32  # faces per forward, and the most frames the stage takes at once
     # seconds the stage waits to gather frames: a forward of several faces costs less per face (mini-Xception on
     # one CPU thread: ~2.4 ms for one face, ~1.3 ms each for four, as PyTorch sends more of its convolutions to
-    # oneDNN and the call's fixed cost is shared), and fewer, larger hand-offs cost less on few cores
+    # oneDNN and the call's fixed cost is shared), and fewer, larger hand-offs cost less on few cores. It waits
+    # only while a later stage has frames queued, so it adds no latency where the stages after it sit idle.
     max_wait: float = 0.05
 
 

@@ -29,6 +29,7 @@ from .stats import Stats
 
 _EOS = object()  # end-of-stream sentinel, passed down every queue
 _POLL = 0.05  # seconds between stop-event checks while blocked
+_GATHER_SLICE = 0.005  # seconds between looks at the later stages while a batch fills
 NICE_STEP = 2  # nice levels between a stage's thread and the next stage's (see the module docstring)
 
 
@@ -57,7 +58,8 @@ class Stage:
         name: shown in ``--stats``.
         fn: takes a list of frames (1..batch, in order) and returns them processed, in order.
         batch: most frames handed to ``fn`` at once (stages that batch on a device).
-        max_wait: seconds to wait for a batch to fill once its first frame arrived (bounds latency).
+        max_wait: seconds to wait for a batch to fill once its first frame arrived (bounds latency); the stage
+            waits only while a later stage has frames queued.
         close: called once when the stage's thread ends, however it ends (sinks finalize here).
     """
 
@@ -167,8 +169,14 @@ class Runner:
         finally:
             self._put(q, _EOS)
 
-    def _next_batch(self, q: queue.Queue, stage: Stage) -> tuple[list[Frame], bool]:
-        """Block for one frame, then take more up to ``stage.batch`` within ``stage.max_wait``."""
+    def _next_batch(self, q: queue.Queue, stage: Stage, later: list[queue.Queue]) -> tuple[list[Frame], bool]:
+        """Block for one frame, then take more up to ``stage.batch``: what is queued, and while a later stage
+        still has frames queued (``later`` holds their inboxes), what arrives within ``stage.max_wait``.
+
+        Waiting for a fuller batch costs nothing while the stages after this one are busy anyway; once they all
+        sit idle, the frames in hand go on at once (the first frames of a run, a live source that the pipeline
+        keeps up with), so gathering adds no latency there.
+        """
         batch: list[Frame] = []
         while not self.stop_event.is_set():
             try:
@@ -181,9 +189,15 @@ class Runner:
             break
         deadline = time.perf_counter() + stage.max_wait
         while batch and len(batch) < stage.batch:
+            left = deadline - time.perf_counter()
             try:
-                item = q.get(timeout=max(0.0, deadline - time.perf_counter())) if stage.max_wait else q.get_nowait()
+                if left > 0 and any(later_q.qsize() for later_q in later):
+                    item = q.get(timeout=min(left, _GATHER_SLICE))  # then look again whether they are still busy
+                else:
+                    item = q.get_nowait()
             except queue.Empty:
+                if left > 0 and any(later_q.qsize() for later_q in later):
+                    continue
                 break
             if item is _EOS:
                 return batch, True
@@ -192,10 +206,11 @@ class Runner:
 
     def _work(self, stage: Stage, inbox: queue.Queue, outbox: queue.Queue | None, below: int) -> None:
         lower_priority(below)
+        later = self._queues[self._queues.index(inbox) + 1:]
         try:
             done = False
             while not done:
-                batch, done = self._next_batch(inbox, stage)
+                batch, done = self._next_batch(inbox, stage, later)
                 if not batch:
                     continue
                 t0 = time.perf_counter()

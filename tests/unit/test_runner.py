@@ -118,6 +118,26 @@ def test_batches_fill_up_to_max_and_keep_order():
     assert max(sizes) > 1 and max(sizes) <= 8
 
 
+@pytest.mark.parametrize("sink_seconds", [0.0, 0.03])
+def test_a_batch_waits_only_while_later_stages_are_busy(sink_seconds):
+    # frames trickle in every 10 ms and the batcher may wait a whole second: behind an idle sink each frame goes
+    # on at once; behind a sink with frames queued (30 ms each) the batches fill while it works
+    sizes = []
+
+    def batched(batch):
+        sizes.append(len(batch))
+        return batch
+
+    sink = Collect()
+    write = slow(sink_seconds) if sink_seconds else sink.fn
+    Runner(frames(30, delay=0.01), [Stage("b", batched, batch=8, max_wait=1.0), Stage("write", write)]).run()
+    assert sum(sizes) == 30
+    if sink_seconds:
+        assert max(sizes) > 2
+    else:
+        assert sizes.count(1) >= 0.8 * len(sizes), sizes
+
+
 def test_max_frames():
     sink = Collect()
     stats = Runner(frames(100), [Stage("write", sink.fn)], max_frames=7).run()
