@@ -13,6 +13,11 @@ and each ratio is the median of the repeats' own ratios.
 The pipeline cannot beat its slowest stage, nor the CPU-bound limit (cores / the stages' summed CPU time per
 frame): where the stages' costs are balanced, the second is the lower one, and the ratio pipeline / slowest stage
 is capped below 1 by it; the benchmark prints that cap and the ratio pipeline / CPU-bound limit.
+
+Where the slowest stage's time goes inside the pipeline is printed too, from its thread's wall and CPU time: on a
+core, runnable but waiting for one (inside its function, off the CPU), and waiting for frames (before the first
+one, then starved); and its CPU per frame against alone (caches and memory shared with the busy stages).
+The ratio is about the first share divided by that factor.
 """
 
 from __future__ import annotations
@@ -95,20 +100,23 @@ def main(frames, width, height, n_faces, enhancer, simulate_lr, device, repeat, 
         # each repeat measures the stages alone and then the pipeline, so a ratio compares measurements taken
         # a few seconds apart (a shared host's speed drifts over minutes); stages alone run with the thread
         # settings the stream gives them, so the two compare
-        alone, pipeline, fills = [], [], []
+        alone, pipeline, fills, inside = [], [], [], []
         for _ in range(repeat):
             with devices.stream_threads(devices.resolve(device), heavy_model=enhancer not in ("none", "bicubic")):
                 alone.append(stage_alone(config, models, tmp / "alone.mp4"))
             stats = session.run(config).stats
             pipeline.append(stats.fps)
             fills.append(stats.fill)
+            inside.append((stats.wall, stats.stages))
     per_stage = {name: statistics.median(run[name][0] for run in alone) for name in alone[0]}
     cpu = {name: statistics.median(run[name][1] for run in alone) for name in alone[0]}
     click.echo(f"clip: {frames} frames {width}x{height}, {n_faces} face(s), enhancer {enhancer}, "
                f"simulate-lr {simulate_lr}, device {device}, {repeat} repeats (median), {os.cpu_count()} cores")
-    click.echo(f"{'stage':<10} {'ms/frame':>9} {'fps alone':>10} {'cpu ms/frame':>13}")
+    in_pipeline = {name: statistics.median(s[name].cpu / s[name].items for _, s in inside) for name in per_stage}
+    click.echo(f"{'stage':<10} {'ms/frame':>9} {'fps alone':>10} {'cpu ms/frame':>13} {'in pipeline':>12}")
     for name, seconds in per_stage.items():
-        click.echo(f"{name:<10} {1000 * seconds:>9.2f} {1 / seconds:>10.1f} {1000 * cpu[name]:>13.2f}")
+        click.echo(f"{name:<10} {1000 * seconds:>9.2f} {1 / seconds:>10.1f} {1000 * cpu[name]:>13.2f} "
+                   f"{1000 * in_pipeline[name]:>12.2f}")
     slowest = max(per_stage, key=per_stage.get)
     slowest_fps = 1 / per_stage[slowest]
     serial_fps = 1 / sum(per_stage.values())
@@ -125,6 +133,16 @@ def main(frames, width, height, n_faces, enhancer, simulate_lr, device, repeat, 
                f"(at most {min(1.0, limit / slowest_fps):.2f} here: the CPU-bound limit / the slowest stage); "
                f"per repeat: {' '.join(f'{r:.2f}' for r in ratios)}")
     click.echo(f"ratio pipeline / CPU-bound limit: median {statistics.median(cpu_ratios):.2f}")
+    shares = [_time_shares(wall, stages[slowest]) for wall, stages in inside]
+    on_cpu, waiting_core, waiting_frames = (statistics.median(s[i] for s in shares) for i in range(3))
+    click.echo(f"{slowest} in the pipeline (median): on a core {100 * on_cpu:.1f} % of the wall, waiting for a core "
+               f"{100 * waiting_core:.1f} %, waiting for frames {100 * waiting_frames:.1f} %; "
+               f"CPU per frame {in_pipeline[slowest] / cpu[slowest]:.2f}x alone")
+
+
+def _time_shares(wall: float, stage) -> tuple[float, float, float]:
+    """Shares of the pipeline's wall time: ``stage`` on a core, runnable but waiting for one, waiting for frames."""
+    return stage.cpu / wall, (stage.busy - stage.cpu) / wall, 1 - stage.busy / wall
 
 
 if __name__ == "__main__":

@@ -157,10 +157,14 @@ class Runner:
     def _read(self) -> None:
         q = self._queues[0]
         lower_priority(NICE_STEP * len(self.stages) if self.policy is Policy.WAIT else 0)
+        frames = iter(self.source)
         try:
-            for frame in self.source:
-                if self.stop_event.is_set():
+            while True:
+                t0, c0 = time.perf_counter(), time.thread_time()
+                frame = next(frames, None)
+                if frame is None or self.stop_event.is_set():
                     break
+                self.stats.record("decode", 1, time.perf_counter() - t0, time.thread_time() - c0)
                 self.stats.frames_in += 1
                 if not self._put(q, frame):
                     break
@@ -213,9 +217,9 @@ class Runner:
                 batch, done = self._next_batch(inbox, stage, later)
                 if not batch:
                     continue
-                t0 = time.perf_counter()
+                t0, c0 = time.perf_counter(), time.thread_time()
                 out = stage.fn(batch)
-                self.stats.record(stage.name, len(batch), time.perf_counter() - t0)
+                self.stats.record(stage.name, len(batch), time.perf_counter() - t0, time.thread_time() - c0)
                 if outbox is None:
                     if out and self.stats.first_out is None:
                         self.stats.first_out = time.perf_counter()

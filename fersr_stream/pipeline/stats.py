@@ -12,10 +12,12 @@ class StageStats:
     calls: int = 0
     items: int = 0
     busy: float = 0.0  # seconds spent inside the stage function
+    cpu: float = 0.0  # CPU seconds of the stage's own thread inside it (busy - cpu: runnable, waiting for a core)
 
     @property
     def fps(self) -> float:
-        """Frames per second the stage would sustain alone (items / busy time)."""
+        """Frames per second of the stage's own busy time (items / busy): what it could sustain were it never
+        kept waiting for a core."""
         return self.items / self.busy if self.busy > 0 else float("inf")
 
 
@@ -33,11 +35,12 @@ class Stats:
     finished: float | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
-    def record(self, stage: str, items: int, seconds: float) -> None:
+    def record(self, stage: str, items: int, seconds: float, cpu: float = 0.0) -> None:
         entry = self.stages.setdefault(stage, StageStats())
         entry.calls += 1
         entry.items += items
         entry.busy += seconds
+        entry.cpu += cpu
 
     def count(self, name: str, n: int = 1) -> None:
         with self._lock:
@@ -57,11 +60,13 @@ class Stats:
         return None if self.first_out is None else self.first_out - self.started
 
     def table(self) -> str:
-        """A one-screen table: per-stage ms/frame and fps alone, then the pipeline's fps and counters."""
-        rows = [f"{'stage':<10} {'frames':>7} {'ms/frame':>9} {'fps alone':>10}"]
+        """A one-screen table: per-stage ms/frame inside the running pipeline (wall and the thread's CPU; the
+        difference is time spent waiting for a core) and the fps that wall time allows, then the pipeline's fps and
+        counters."""
+        rows = [f"{'stage':<10} {'frames':>7} {'ms/frame':>9} {'cpu ms':>7} {'stage fps':>10}"]
         for name, s in self.stages.items():
-            ms = 1000 * s.busy / s.items if s.items else 0.0
-            rows.append(f"{name:<10} {s.items:>7} {ms:>9.2f} {s.fps:>10.1f}")
+            ms, cpu = (1000 * s.busy / s.items, 1000 * s.cpu / s.items) if s.items else (0.0, 0.0)
+            rows.append(f"{name:<10} {s.items:>7} {ms:>9.2f} {cpu:>7.2f} {s.fps:>10.1f}")
         rows.append(f"pipeline: {self.frames_out} frames in {self.wall:.2f} s = {self.fps:.1f} fps"
                     f" (read {self.frames_in}, dropped {self.dropped})"
                     + (f"; first frame out after {1000 * self.fill:.0f} ms" if self.fill is not None else ""))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -47,7 +48,8 @@ def test_annotates_clip_frames_in_equal_frames_out(make_clip, tmp_path):
     assert set(face) >= {"box", "score", "track", "emotion", "confidence", "probs"}
     assert abs(sum(face["probs"].values()) - 1) < 1e-3
     assert (tmp_path / "out.fersr.yaml").exists()
-    assert "fps alone" in result.output  # --stats table
+    assert "stage fps" in result.output  # --stats table: frames, wall and CPU ms/frame, fps per stage
+    assert re.search(r"^decode\s+24\s+[\d.]+\s+[\d.]+\s+[\d.]+$", result.output, re.M)
 
 
 def test_image_source_to_image_output(tmp_path, astronaut):

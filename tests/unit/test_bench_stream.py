@@ -13,7 +13,7 @@ def test_bench_reports_stages_pipeline_and_ratios():
     result = CliRunner().invoke(bench.main, ["--frames", "8", "--width", "320", "--height", "240", "--repeat", "1"])
     assert result.exit_code == 0, result.output
     for stage in ("decode", "detect", "track", "crop", "classify", "smooth", "overlay", "write"):
-        assert re.search(rf"^{stage}\s+[\d.]+\s+[\d.]+\s+[\d.]+$", result.output, re.M), stage
+        assert re.search(rf"^{stage}(\s+[\d.]+){{4}}$", result.output, re.M), stage  # alone: ms, fps, cpu; in pipeline
     assert re.search(r"pipeline: median [\d.]+ fps, min [\d.]+ fps over 1 runs \(first frame out after \d+ ms",
                      result.output)
     cap = re.search(r"ratio pipeline / slowest stage \(\w+, [\d.]+ fps\): ([\d.]+) \(at most ([\d.]+) here.*"
@@ -21,3 +21,9 @@ def test_bench_reports_stages_pipeline_and_ratios():
     assert cap and 0 < float(cap.group(2)) <= 1
     assert cap.group(1) == cap.group(3)  # one repeat: its ratio is the median
     assert re.search(r"ratio pipeline / CPU-bound limit: median [\d.]+", result.output)
+    shares = re.search(r"^(\w+) in the pipeline \(median\): on a core ([\d.]+) % of the wall, waiting for a core "
+                       r"(-?[\d.]+) %, waiting for frames ([\d.]+) %; CPU per frame [\d.]+x alone$",
+                       result.output, re.M)
+    assert shares, result.output
+    on_core, waiting_core, waiting_frames = (float(shares.group(i)) for i in range(2, 5))
+    assert abs(on_core + waiting_core + waiting_frames - 100) < 0.5 and on_core > 0 and waiting_frames > 0
