@@ -126,7 +126,9 @@ def build(config: StreamConfig, models, *, sinks: list, stats: Stats, stop: thre
         else:
             probs = classifier.classify(np.concatenate([f.faces.processed for f in frames if len(f.faces)]))
         bounds = np.cumsum([0] + counts)
-        return [f.replace(faces=f.faces.replace(probs=probs[a:b])) for f, a, b in zip(frames, bounds, bounds[1:])]
+        # a frame without faces stays as it is, whatever it was batched with
+        return [f.replace(faces=f.faces.replace(probs=probs[a:b])) if b > a else f
+                for f, a, b in zip(frames, bounds, bounds[1:])]
 
     def draw(frame: Frame) -> Frame:
         image = frame.image  # the pipeline's own frame: drawn on in place
