@@ -194,13 +194,12 @@ class Runner:
         deadline = time.perf_counter() + stage.max_wait
         while batch and len(batch) < stage.batch:
             left = deadline - time.perf_counter()
+            gather = left > 0 and any(later_q.qsize() for later_q in later)
             try:
-                if left > 0 and any(later_q.qsize() for later_q in later):
-                    item = q.get(timeout=min(left, _GATHER_SLICE))  # then look again whether they are still busy
-                else:
-                    item = q.get_nowait()
+                # while gathering, wait in short slices and look again whether the later stages are still busy
+                item = q.get(timeout=min(left, _GATHER_SLICE)) if gather else q.get_nowait()
             except queue.Empty:
-                if left > 0 and any(later_q.qsize() for later_q in later):
+                if gather:
                     continue
                 break
             if item is _EOS:
