@@ -17,7 +17,8 @@ is capped below 1 by it; the benchmark prints that cap and the ratio pipeline / 
 Where the slowest stage's time goes inside the pipeline is printed too, from its thread's wall and CPU time: on a
 core, runnable but waiting for one (inside its function, off the CPU), and waiting for frames (before the first
 one, then starved); and its CPU per frame against alone (caches and memory shared with the busy stages).
-The ratio is about the first share divided by that factor.
+The ratio is about the first share divided by that factor. The CPU-bound limit is printed a second time from the
+stages' CPU inside the pipeline: the gap between it and the pipeline is what the threads and queues themselves cost.
 """
 
 from __future__ import annotations
@@ -133,6 +134,13 @@ def main(frames, width, height, n_faces, enhancer, simulate_lr, device, repeat, 
                f"(at most {min(1.0, limit / slowest_fps):.2f} here: the CPU-bound limit / the slowest stage); "
                f"per repeat: {' '.join(f'{r:.2f}' for r in ratios)}")
     click.echo(f"ratio pipeline / CPU-bound limit: median {statistics.median(cpu_ratios):.2f}")
+    # the same limit from the CPU the stages took inside the pipeline (more than alone: caches, memory and cores
+    # are shared, batches are smaller): what is left between it and the pipeline is the runner's own cost
+    inside_limit = os.cpu_count() / sum(in_pipeline.values())
+    inside_ratios = [fps * sum(s.cpu / s.items for s in stages.values()) / os.cpu_count()
+                     for fps, (_, stages) in zip(pipeline, inside)]
+    click.echo(f"CPU-bound limit from the stages' CPU inside the pipeline: {inside_limit:.1f} fps; "
+               f"pipeline / it: median {statistics.median(inside_ratios):.2f}")
     shares = [_time_shares(wall, stages[slowest]) for wall, stages in inside]
     on_cpu, waiting_core, waiting_frames = (statistics.median(s[i] for s in shares) for i in range(3))
     click.echo(f"{slowest} in the pipeline (median): on a core {100 * on_cpu:.1f} % of the wall, waiting for a core "

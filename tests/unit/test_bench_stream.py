@@ -21,6 +21,8 @@ def test_bench_reports_stages_pipeline_and_ratios():
     assert cap and 0 < float(cap.group(2)) <= 1
     assert cap.group(1) == cap.group(3)  # one repeat: its ratio is the median
     assert re.search(r"ratio pipeline / CPU-bound limit: median [\d.]+", result.output)
+    assert re.search(r"^CPU-bound limit from the stages' CPU inside the pipeline: [\d.]+ fps; "
+                     r"pipeline / it: median [\d.]+$", result.output, re.M)
     shares = re.search(r"^(\w+) in the pipeline \(median\): on a core ([\d.]+) % of the wall, waiting for a core "
                        r"(-?[\d.]+) %, waiting for frames ([\d.]+) %; CPU per frame [\d.]+x alone$",
                        result.output, re.M)
