@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import abc
-import os
 from pathlib import Path
 
 from ..errors import SinkError
@@ -38,10 +37,8 @@ def check_writable(path: str | Path) -> Path:
         raise SinkError(f"cannot write output: {path} ({parent} is not a directory)")
     if path.is_dir():
         raise SinkError(f"cannot write output: {path} (is a directory)")
-    if not os.access(parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
-        raise SinkError(f"cannot write output: {path} (permission denied)")
-    # os.access trusts permission bits, which root passes even where the file system refuses (/proc, a read-only
-    # mount): opening for append is the real test; it changes nothing in a file that exists and removes one it made
+    # opening for append is the real test (permission bits are no proof: root passes them where the file system
+    # refuses, as in /proc or on a read-only mount); it changes nothing in a file that exists and removes one it made
     existed = path.exists()
     try:
         with open(path, "ab"):
