@@ -10,6 +10,8 @@ On CPU the warps are OpenCV calls; on CUDA (``device.uses_kornia``) they are kor
 
 from __future__ import annotations
 
+import functools
+
 import cv2
 import numpy as np
 import torch
@@ -151,6 +153,24 @@ def crop_torch(images: torch.Tensor, affines: torch.Tensor, size: int = 512) -> 
                        fill_value=fill)
 
 
+@functools.lru_cache(maxsize=8)
+def _feather_mask(side: int, feather: float) -> np.ndarray:
+    """(side, side) float32 paste weights in crop pixels: 1 inside, falling to 0 over a soft band at the edge.
+
+    The band is ``feather * side`` wide: the square is eroded by half of it and blurred by a quarter of it. Made
+    in the crop, where it is the same for every face, and warped with the face. Done in the frame instead, the
+    erosion's elliptic kernel grew with the face (81 px across for a 540-px face: 165 ms for that face here).
+    """
+    mask = np.ones((side, side), np.float32)
+    band = feather * side
+    if band >= 2:
+        edge = int(round(band / 2))
+        mask[:edge], mask[side - edge:], mask[:, :edge], mask[:, side - edge:] = 0, 0, 0, 0
+        mask = cv2.GaussianBlur(mask, (0, 0), band / 4)
+    mask.flags.writeable = False
+    return mask
+
+
 def paste_back(image: np.ndarray, crops: np.ndarray, affines: np.ndarray, feather: float = 0.1,
                crop_size: int | None = None) -> np.ndarray:
     """Warp each crop back into a copy of the frame, blended through a feathered mask (for display only).
@@ -168,6 +188,30 @@ def paste_back(image: np.ndarray, crops: np.ndarray, affines: np.ndarray, feathe
     out = image.copy()
     if len(crops) == 0:
         return out
+    h, w = image.shape[:2]
+    side = crops.shape[1]
+    k = side / (crop_size or side)
+    weights = _feather_mask(side, float(feather))
+    for patch, affine in zip(crops, np.asarray(affines, np.float64)):
+        fwd = affine * k  # the same map into the resized crop, about pixel edges
+        fwd[:, 2] += 0.5 * k - 0.5
+        inv = cv2.invertAffineTransform(fwd)
+        corners = np.array([[-0.5, -0.5, 1], [side - 0.5, -0.5, 1], [-0.5, side - 0.5, 1], [side - 0.5, side - 0.5, 1]])
+        spots = corners @ inv.T
+        x0, y0 = np.floor(spots.min(axis=0)).astype(int).clip(0, [w, h])
+        x1, y1 = (np.ceil(spots.max(axis=0)).astype(int) + 1).clip(0, [w, h])
+        if x1 <= x0 or y1 <= y0:
+            continue
+        # warp only the face's region of the frame: shift the map by the region's corner
+        local = fwd.copy()
+        local[:, 2] += fwd[:, :2] @ np.array([x0, y0], np.float64)
+        region = (x1 - x0, y1 - y0)
+        flags = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
+        warped = cv2.warpAffine(patch, local, region, flags=flags, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+        mask = cv2.warpAffine(weights, local, region, flags=flags, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+        roi = out[y0:y1, x0:x1]
+        roi[:] = cv2.blendLinear(warped, roi, mask, 1 - mask)
+    return out
     h, w = image.shape[:2]
     side = crops.shape[1]
     k = side / (crop_size or side)

@@ -20,6 +20,7 @@ import cv2
 import numpy as np
 
 from ..config import DetectConfig
+from ..errors import WeightsError
 from ..types import Faces
 from .base import check_image, downscale, shrink, to_faces
 
@@ -53,9 +54,13 @@ class HaarDetector:
     def __init__(self, config: DetectConfig, device=None):
         del device  # OpenCV runs on the CPU
         self.config = config
+        if not hasattr(cv2, "CascadeClassifier"):  # OpenCV 5 dropped the cascades (another package may pull it in)
+            raise WeightsError(f"the Haar detector needs OpenCV 4 (this is OpenCV {cv2.__version__}, which has no "
+                               f"Haar cascades): pip install 'opencv-python>=4.9,<5', or use --detector yunet "
+                               f"or retinaface")
         self.cascade = cv2.CascadeClassifier(cv2.data.haarcascades + CASCADE)
         if self.cascade.empty():
-            raise RuntimeError(f"OpenCV's {CASCADE} could not be loaded from {cv2.data.haarcascades}")
+            raise WeightsError(f"OpenCV's {CASCADE} could not be loaded from {cv2.data.haarcascades}")
 
     def detect(self, images: list[np.ndarray]) -> list[Faces]:
         """One Faces per RGB uint8 frame; boxes in source pixels, scores from the level weights."""

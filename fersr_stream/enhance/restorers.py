@@ -20,7 +20,9 @@ import torch
 from torch import nn
 
 from ..config import EnhanceConfig
+from ..device import batch_rows, padded
 from .base import check_crops, check_crops_tensor, resize_crops, resize_crops_tensor
+from .modconv import batch_modulated_convs
 
 SIZE = 512  # the side all three networks were trained on (CodeFormer's 16 x 16 token grid assumes it)
 
@@ -50,7 +52,7 @@ class RestorerEnhancer:
         if self._cuda and self.channels_last:
             model = model.to(memory_format=torch.channels_last)
         if config.compile:
-            model = torch.compile(model)
+            model = _compiled(model)
         self.model = model
 
     def enhance(self, crops: np.ndarray) -> np.ndarray:
@@ -76,19 +78,35 @@ class RestorerEnhancer:
         return torch.cat([self._run(crops[start:start + self.batch]) for start in range(0, len(crops), self.batch)])
 
     def _run(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, 3, 512, 512) uint8 RGB on ``device`` -> the restored faces, the same shape and dtype."""
+        """(B, 3, 512, 512) uint8 RGB on ``device`` -> the restored faces, the same shape and dtype.
+
+        On CUDA the batch is padded to a power of two (``device.batch_rows``); a face restores the same in any
+        batch (see ``tests/unit/test_enhance.py``), so the padding rows change nothing but the shape.
+        """
+        n = len(x)
         autocast = (torch.autocast("cuda", dtype=torch.float16) if self._cuda and self.fp16
                     else contextlib.nullcontext())
         with torch.inference_mode(), autocast:
-            x = x.float().div_(127.5).sub_(1.0)  # uint8 RGB -> [-1, 1]
+            x = padded(x, batch_rows(n, self.batch, self.device)).float().div_(127.5).sub_(1.0)  # -> [-1, 1]
             # a permuted NHWC batch keeps NHWC strides; networks that reshape activations with ``view`` need NCHW
             layout = torch.channels_last if self._cuda and self.channels_last else torch.contiguous_format
-            y = self.forward(x.contiguous(memory_format=layout)).float().clamp_(-1.0, 1.0)
+            y = self.forward(x.contiguous(memory_format=layout))[:n].float().clamp_(-1.0, 1.0)
             return ((y + 1.0) * 127.5).round_().to(torch.uint8)  # upstream's tensor2img rounding
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(B, 3, 512, 512) float [-1, 1] -> (B, 3, 512, 512) float, roughly [-1, 1]."""
         raise NotImplementedError
+
+
+def _compiled(model: nn.Module) -> nn.Module:
+    """``torch.compile(model)`` without inductor's scatter-on-zeros rewrite, which loses the dtype before torch
+    2.14 (pytorch#186481): RestoreFormer's codebook one-hot (``zeros(...).to(z).scatter_``) came out float32 under
+    fp16 autocast and its matmul failed (torch 2.11, H200). Without the rewrite that one small scatter runs as
+    written."""
+    from torch._inductor import config as inductor
+
+    rewrite = "optimize_scatter_upon_const_tensor"
+    return torch.compile(model, options={rewrite: False} if hasattr(inductor, rewrite) else None)
 
 
 def seed_noise(model: nn.Module, seed: int) -> None:
@@ -112,8 +130,11 @@ class GFPGANEnhancer(RestorerEnhancer):
     per-call cost. The noise is one draw from the same N(0, 1) the network was trained with (upstream buffers are
     themselves an untrained random draw), and ``seed`` lets the study measure how much the draw matters.
 
-    Not channels_last: the decoder's modulated convs fold the batch into channels with ``view``, which a
-    channels_last tensor cannot do.
+    On CUDA, where faces run in batches, the decoder's modulated convolutions scale their input instead of their
+    weights (:mod:`.modconv`: the same function, one batched convolution instead of a grouped one per face). On
+    a CPU the faces run one at a time and the upstream form is kept, which is bit-exact with upstream.
+
+    Not channels_last: the encoder flattens its features with ``view``, and the modulated weights are 5-D.
     """
 
     name = "gfpgan"
@@ -121,6 +142,8 @@ class GFPGANEnhancer(RestorerEnhancer):
 
     def __init__(self, model: nn.Module, config: EnhanceConfig, device: torch.device):
         seed_noise(model, config.seed)
+        if torch.device(device).type == "cuda":
+            batch_modulated_convs(model)
         super().__init__(model, config, device)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

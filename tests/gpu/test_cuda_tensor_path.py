@@ -61,14 +61,17 @@ def test_resize_on_cuda_equals_the_cpu(astronaut):
 
 
 def test_degrade_torch_on_cuda_agrees_with_degrade(crops):
+    diffs = {}
     for preset in ("resize", "blur", "jpeg", "blur-noise-jpeg"):
         config = degrade.preset(preset, 16)
         ours = degrade.degrade_torch(nchw(crops), config)
         assert ours.is_cuda and ours.dtype == torch.uint8 and ours.shape == (2, 3, 96, 96)
-        if config.noise:
-            continue  # other draws than numpy's
-        diff = np.abs(nhwc(ours).astype(int) - degrade.degrade(crops, config))
-        assert diff.mean() < 1.0  # nvJPEG's encoder and IDCT are not libjpeg's
+        if not config.noise:  # noisy ones: other draws than numpy's
+            diff = np.abs(nhwc(ours).astype(int) - degrade.degrade(crops, config))
+            diffs[preset] = (int(diff.max()), round(float(diff.mean()), 3))
+    # the same tensor code on the CPU gives at most 4 levels, 0.28 on average (JPEG spreads the resizes' odd
+    # level); nvJPEG in the JPEG step gave 5.7 on average on an H200, so the step runs the host's codec
+    assert all(most <= 6 and mean < 0.4 for most, mean in diffs.values()), diffs
 
 
 def test_transfers_round_trip_through_pinned_memory():

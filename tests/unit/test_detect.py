@@ -60,6 +60,15 @@ def test_unknown_detector_names_the_valid_ones():
     assert "\n" not in str(info.value)
 
 
+def test_haar_without_cascades_is_a_one_line_error(monkeypatch):
+    # OpenCV 5 has no CascadeClassifier (seen on a GPU machine whose image brings opencv-python-headless 5.0)
+    monkeypatch.delattr(cv2, "CascadeClassifier")
+    monkeypatch.setattr(cv2, "__version__", "5.0.0")
+    with pytest.raises(WeightsError, match=r"OpenCV 5\.0\.0.*opencv-python>=4\.9,<5.*--detector yunet") as info:
+        detect.create(DetectConfig(name="haar"))
+    assert "\n" not in str(info.value)
+
+
 @pytest.mark.parametrize("bad", [{"detect_width": 0}, {"score_threshold": 1.5}, {"min_face": -1}])
 def test_out_of_range_settings(bad):
     with pytest.raises(ConfigError):

@@ -15,9 +15,11 @@ import torch
 
 from fersr_stream import classify, degrade, resize
 from fersr_stream import config as cfg
+from fersr_stream import device as devices
 from fersr_stream.config import DegradeConfig, DetectConfig, EnhanceConfig
 from fersr_stream.detect.retinaface import RetinaFaceDetector, build_retinaface
 from fersr_stream.enhance import BicubicEnhancer, IdentityEnhancer, create, random_weights
+from fersr_stream.enhance import restorers
 from fersr_stream.enhance.restorers import GFPGANEnhancer
 from fersr_stream.pipeline import session
 from fersr_stream.pipeline import stages as stage_builder
@@ -157,6 +159,29 @@ def test_restorer_tensor_entry_point_matches_the_array_one(narrow_gfpgan, crops)
     resized = nhwc(narrow_gfpgan.enhance_tensor(nchw(crops[2:]))).astype(int)
     assert np.abs(resized - narrow_gfpgan.enhance(crops[2:])).mean() < 0.5
     assert narrow_gfpgan.enhance_tensor(torch.zeros((0, 3, 512, 512), dtype=torch.uint8)).shape == (0, 3, 512, 512)
+
+
+def test_batch_rows_pad_to_powers_of_two_on_cuda_only():
+    cuda, cpu = torch.device("cuda"), torch.device("cpu")
+    assert [devices.batch_rows(n, 16, cuda) for n in range(1, 18)] == [1, 2, 4, 4, 8, 8, 8, 8] + [16] * 8 + [17]
+    assert [devices.batch_rows(n, 12, cuda) for n in (5, 9, 12)] == [8, 12, 12]  # capped by the batch
+    assert [devices.batch_rows(n, 16, cpu) for n in (1, 3, 9)] == [1, 3, 9]
+    x = torch.arange(6).reshape(3, 2)
+    assert devices.padded(x, 3) is x
+    assert torch.equal(devices.padded(x, 5), torch.tensor([[0, 1], [2, 3], [4, 5], [0, 0], [0, 0]]))
+
+
+def test_padded_batches_give_the_same_results(monkeypatch, narrow_gfpgan, crops):
+    big = np.stack([cv2.resize(c, (512, 512), interpolation=cv2.INTER_CUBIC) for c in crops])
+    classifier = classify.load(None, "cpu", batch=4)
+    plain_faces, plain_probs = narrow_gfpgan.enhance_tensor(nchw(big)), classifier.classify(crops)
+    rows = []  # the padding CUDA does, forced on the CPU: every batch runs as 4 rows
+    monkeypatch.setattr(restorers, "batch_rows", lambda n, most, device: rows.append(n) or 4)
+    monkeypatch.setattr(devices, "batch_rows", lambda n, most, device: rows.append(n) or 4)
+    # a level at most, as in any other batch (convolutions sum in a batch-dependent order)
+    assert (narrow_gfpgan.enhance_tensor(nchw(big)).int() - plain_faces.int()).abs().max() <= 1
+    np.testing.assert_allclose(classifier.classify(crops), plain_probs, atol=1e-6)
+    assert rows == [2, 1, 3]  # both were padded: GFPGAN's batches of 2, then the classifier's 3 faces
 
 
 def test_compile_flag_wraps_the_network(tmp_path):
