@@ -2,7 +2,8 @@
 
 ``open_source(uri, config)`` picks one from the uri, in this order:
 
-- ``cam0``, ``cam1``, ``0``: camera by index (Linux /dev/videoN via v4l2, macOS avfoundation);
+- ``cam0``, ``cam1``, ``0``: camera by index (Linux /dev/videoN via v4l2, macOS avfoundation, Windows
+  DirectShow in the order FFmpeg lists the devices);
 - ``/dev/videoN``: that Linux camera device;
 - ``rtsp://``, ``rtmp://``, ``http(s)://``: network stream (open/read timeouts; RTSP over TCP);
 - an existing folder: its images in natural name order (frame2 before frame10);

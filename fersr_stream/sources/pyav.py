@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import sys
 import time
 from collections.abc import Iterator
@@ -18,6 +19,7 @@ from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import av
+import av.logging
 import cv2
 import numpy as np
 
@@ -173,8 +175,57 @@ def camera_target(index: int) -> tuple[str, str, dict]:
     if sys.platform == "darwin":
         # avfoundation's default rate (29.97) is refused by many webcams; 30 is the common native rate
         return str(index), "avfoundation", {"framerate": "30"}
-    raise SourceError(f"camera {index}: opening cameras by index is supported on Linux and macOS only; "
-                      "on Windows give a video file or an rtsp/http URL")
+    if sys.platform == "win32":
+        # DirectShow opens cameras by name: the index counts in the order FFmpeg lists them
+        names = dshow_cameras()
+        if index >= len(names):
+            listed = ", ".join(f"{i} = {name}" for i, name in enumerate(names)) or "none"
+            raise SourceError(f"no camera {index}: DirectShow lists {listed}")
+        return f"video={names[index]}", "dshow", {}
+    raise SourceError(f"camera {index}: opening cameras by index is supported on Linux, macOS and Windows only; "
+                      "give a video file or an rtsp/http URL")
+
+
+def dshow_cameras() -> list[str]:
+    """The DirectShow video devices (Windows), in FFmpeg's order: what ``-f dshow -list_devices true`` prints.
+
+    Raises:
+        SourceError: this FFmpeg has no DirectShow input.
+    """
+    previous = av.logging.get_level()
+    av.logging.set_level(av.logging.INFO)  # the list comes as INFO messages
+    try:
+        with av.logging.Capture() as logs:
+            try:
+                av.open("dummy", format="dshow", options={"list_devices": "true"})
+            except ValueError:
+                raise SourceError("cannot list cameras: this FFmpeg (PyAV's) has no DirectShow input") from None
+            except (av.FFmpegError, OSError):
+                pass  # listing ends in an error by design ("Immediate exit requested")
+    finally:
+        av.logging.set_level(previous)
+    return dshow_video_devices(message for _, _, message in logs)
+
+
+_DSHOW_DEVICE = re.compile(r'"(?P<name>[^"]+)"(?:\s+\((?P<kinds>[^)]*)\))?')
+
+
+def dshow_video_devices(messages) -> list[str]:
+    """Video device names in FFmpeg's dshow listing, in order. FFmpeg 4.4 and later tag each device
+    (``"Integrated Camera" (video)``); older ones list them under a "DirectShow video devices" heading.
+    "Alternative name" lines and audio devices are skipped."""
+    names, heading = [], None
+    for message in messages:
+        text = message.strip()
+        if text.startswith("DirectShow video devices"):
+            heading = "video"
+        elif text.startswith("DirectShow audio devices"):
+            heading = "audio"
+        elif match := _DSHOW_DEVICE.fullmatch(text):
+            kinds = match["kinds"]
+            if ("video" in kinds) if kinds is not None else heading == "video":
+                names.append(match["name"])
+    return names
 
 
 def open_camera(index: int | None, uri: str, device: str | None = None) -> PyAVSource:

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import logging
 import socket
+import sys
 from fractions import Fraction
 
 import av
+import av.logging
 import cv2
 import numpy as np
 import pytest
@@ -15,7 +17,8 @@ from fersr_stream import synthetic
 from fersr_stream.config import SourceConfig
 from fersr_stream.errors import SourceError
 from fersr_stream.sources import ImageSource, PyAVSource, open_source
-from fersr_stream.sources.pyav import redact
+from fersr_stream.sources import pyav
+from fersr_stream.sources.pyav import dshow_video_devices, redact
 
 
 def _write_png(path, rgb: np.ndarray) -> None:
@@ -203,6 +206,41 @@ def test_audio_only_file_has_no_video_stream(tmp_path):
 def test_missing_camera(uri):
     with pytest.raises(SourceError, match="camera"):
         open_source(uri)
+
+
+# FFmpeg's own -list_devices output: 4.4 and later tag each device; older versions print headings
+DSHOW_TAGGED = ['DirectShow video devices (some may be both video and audio devices)', '"Integrated Webcam" (video)',
+                'Alternative name "@device_pnp_\\\\?\\usb#vid_0c45&pid_6448&mi_00#7&2645f9e4&0&0000#{65e8773d}\\global"',
+                '"Microphone (Realtek Audio)" (audio)', '"OBS Virtual Camera" (video)',
+                '"Capture Card (HDMI)" (video, audio)', 'dummy: Immediate exit requested']
+DSHOW_HEADINGS = ["DirectShow video devices", ' "Integrated Camera"', ' "screen-capture-recorder"',
+                  "DirectShow audio devices", ' "Internal Microphone (Conexant 2"', ' "virtual-audio-capturer"']
+
+
+def test_dshow_listing_is_read_in_both_of_ffmpegs_formats():
+    assert dshow_video_devices(m + "\n" for m in DSHOW_TAGGED) == [
+        "Integrated Webcam", "OBS Virtual Camera", "Capture Card (HDMI)"]
+    assert dshow_video_devices(m + "\n" for m in DSHOW_HEADINGS) == ["Integrated Camera", "screen-capture-recorder"]
+    assert dshow_video_devices([]) == []
+
+
+def test_windows_cameras_by_index_open_their_dshow_name(monkeypatch):
+    monkeypatch.setattr(pyav.sys, "platform", "win32")
+    monkeypatch.setattr(pyav, "dshow_cameras", lambda: ["Integrated Webcam", "OBS Virtual Camera"])
+    assert pyav.camera_target(1) == ("video=OBS Virtual Camera", "dshow", {})
+    with pytest.raises(SourceError, match=r"^no camera 2: DirectShow lists 0 = Integrated Webcam, 1 = OBS"):
+        open_source("cam2")
+    monkeypatch.setattr(pyav, "dshow_cameras", lambda: [])
+    with pytest.raises(SourceError, match=r"^no camera 0: DirectShow lists none$"):
+        open_source("cam0")
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="FFmpeg on Windows has DirectShow")
+def test_dshow_listing_without_directshow_is_one_line_and_restores_ffmpegs_log_level():
+    before = av.logging.get_level()
+    with pytest.raises(SourceError, match=r"^cannot list cameras: this FFmpeg \(PyAV's\) has no DirectShow input$"):
+        pyav.dshow_cameras()  # this machine's FFmpeg is a Linux one
+    assert av.logging.get_level() == before
 
 
 def test_unreachable_and_silent_urls(tmp_path):
