@@ -80,8 +80,8 @@ class RestorerEnhancer:
     def _run(self, x: torch.Tensor) -> torch.Tensor:
         """(B, 3, 512, 512) uint8 RGB on ``device`` -> the restored faces, the same shape and dtype.
 
-        On CUDA the batch is padded to a power of two (``device.batch_rows``); a face restores the same in any
-        batch (see ``tests/unit/test_enhance.py``), so the padding rows change nothing but the shape.
+        On CUDA the batch is padded to a power of two (``device.batch_rows``); a face restores the same, within
+        a level, in any batch (``tests/unit/test_enhance.py``), so the padding rows change only the shape.
         """
         n = len(x)
         autocast = (torch.autocast("cuda", dtype=torch.float16) if self._cuda and self.fp16
@@ -99,10 +99,10 @@ class RestorerEnhancer:
 
 
 def _compiled(model: nn.Module) -> nn.Module:
-    """``torch.compile(model)`` without inductor's scatter-on-zeros rewrite, which loses the dtype before torch
-    2.14 (pytorch#186481): RestoreFormer's codebook one-hot (``zeros(...).to(z).scatter_``) came out float32 under
-    fp16 autocast and its matmul failed (torch 2.11, H200). Without the rewrite that one small scatter runs as
-    written."""
+    """``torch.compile(model)`` without inductor's scatter-on-zeros rewrite (``scatter_upon_const_tensor``),
+    which loses the dtype before torch 2.14 (2.14's rewrite casts back): RestoreFormer's codebook one-hot
+    (``zeros(...).to(z).scatter_``) came out float32 under fp16 autocast and its matmul failed (torch 2.11, H200).
+    Without the rewrite that one small scatter runs as written."""
     from torch._inductor import config as inductor
 
     rewrite = "optimize_scatter_upon_const_tensor"
