@@ -49,7 +49,7 @@ from .enhance import random_weights
 from .errors import SourceError, WeightsError
 from .pipeline import stages as stage_builder
 from .pipeline.runner import Policy, Runner
-from .pipeline.session import Models
+from .pipeline.session import Models, warm_up
 from .pipeline.stats import Stats
 from .types import Faces, Frame
 
@@ -170,15 +170,6 @@ def ours_pipeline(frames: list[Frame], config, models: Models) -> float:
     return stats.fps
 
 
-def warm_shapes(models: Models, device: torch.device) -> None:
-    """One batch of each padded shape (``device.batch_rows``) through the restorer and the classifier: the
-    one-time setup of a new shape belongs to start-up, not to throughput."""
-    for network, entry in ((models.enhancer, models.enhancer.enhance_tensor),
-                           (models.classifier, models.classifier.classify_tensor)):
-        for rows in sorted({devices.batch_rows(n, network.batch, device) for n in range(1, network.batch + 1)}):
-            entry(torch.zeros((rows, 3, 512, 512), dtype=torch.uint8, device=device))
-
-
 def _median_table(runs: list[dict[str, float]]) -> dict[str, float]:
     return {name: statistics.median(run.get(name, 0.0) for run in runs) for name in runs[0]}
 
@@ -198,7 +189,7 @@ def compare(n_faces: int, args, models_for, folder: Path, device: torch.device):
         # lazy CUDA initialisation, cuDNN's algorithm search and the compile are not timed
         per_face_loop(frames[:1], models, margin, device, _Clock(device))
         ours_serial(frames[:2], config, models, device, _Clock(device))
-        warm_shapes(models, device)
+        warm_up(models, device)  # as the stream does before its first frame
     loops, ours, pipes = [], [], []
     for _ in range(args["repeat"]):
         clock = _Clock(device)

@@ -184,6 +184,21 @@ def test_padded_batches_give_the_same_results(monkeypatch, narrow_gfpgan, crops)
     assert rows == [2, 1, 3]  # both were padded: GFPGAN's batches of 2, then the classifier's 3 faces
 
 
+def test_warm_up_runs_each_padded_shape_once_on_cuda_only(monkeypatch, narrow_gfpgan):
+    classifier = classify.load(None, "cpu", batch=8)
+    seen = []
+    monkeypatch.setattr(narrow_gfpgan, "enhance_tensor", lambda crops: seen.append(("enhance", *crops.shape)))
+    monkeypatch.setattr(classifier, "classify_tensor", lambda crops: seen.append(("classify", *crops.shape)))
+    session.warm_up(session.Models(None, narrow_gfpgan, classifier), torch.device("cuda"))  # batch 2 and 8
+    assert seen == [("classify", n, 3, 512, 512) for n in (1, 2, 4, 8)] + [("enhance", n, 3, 512, 512) for n in (1, 2)]
+    seen.clear()
+    session.warm_up(session.Models(None, BicubicEnhancer(512), classifier), torch.device("cuda"))
+    assert [call[:2] for call in seen] == [("classify", n) for n in (1, 2, 4, 8)]  # bicubic has no network
+    seen.clear()
+    session.warm_up(session.Models(None, narrow_gfpgan, classifier), torch.device("cpu"))
+    assert seen == []
+
+
 def test_compile_flag_wraps_the_network(tmp_path):
     weights = random_weights.save_restoreformer(tmp_path / "RestoreFormer.pth")
     plain = create(EnhanceConfig(name="restoreformer", weights=str(weights)), "cpu")
