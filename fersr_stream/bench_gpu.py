@@ -375,7 +375,7 @@ def main(device, faces, frames, size, enhancer, full, batch, sweep, repeat, dete
                f"detector {detector}, path {'tensor' if devices.uses_kornia(device) else 'host'}"
                f"{', compiled' if compiled else ''}")
     click.echo("ms/frame per step; loop = one face per fp32 forward (GFPGANer); ours = the stream's stages; on CUDA "
-               "each batch shape (padded: device.batch_rows) ran once before the timing")
+               "each padded batch shape ran once before the timing, as in the stream")
     with tempfile.TemporaryDirectory(prefix="fersr-bench-gpu-") as tmp:
         folder = Path(tmp)
         save = {"gfpgan": lambda p: random_weights.save_gfpgan(p),

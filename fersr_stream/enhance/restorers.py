@@ -77,17 +77,21 @@ class RestorerEnhancer:
             return crops
         return torch.cat([self._run(crops[start:start + self.batch]) for start in range(0, len(crops), self.batch)])
 
-    def _run(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, 3, 512, 512) uint8 RGB on ``device`` -> the restored faces, the same shape and dtype.
+    def rows(self, n: int) -> int:
+        """Rows a chunk of ``n`` faces runs as: on CUDA the next power of two (``device.batch_rows``), else ``n``.
 
-        On CUDA the batch is padded to a power of two (``device.batch_rows``); a face restores the same, within
-        a level, in any batch (``tests/unit/test_enhance.py``), so the padding rows change only the shape.
+        A face restores the same, within a level, in any batch (``tests/unit/test_enhance.py``), so the padding
+        rows change only the shape.
         """
+        return batch_rows(n, self.batch, self.device)
+
+    def _run(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, 3, 512, 512) uint8 RGB on ``device`` -> the restored faces, the same shape and dtype."""
         n = len(x)
         autocast = (torch.autocast("cuda", dtype=torch.float16) if self._cuda and self.fp16
                     else contextlib.nullcontext())
         with torch.inference_mode(), autocast:
-            x = padded(x, batch_rows(n, self.batch, self.device)).float().div_(127.5).sub_(1.0)  # -> [-1, 1]
+            x = padded(x, self.rows(n)).float().div_(127.5).sub_(1.0)  # uint8 RGB -> [-1, 1]
             # a permuted NHWC batch keeps NHWC strides; networks that reshape activations with ``view`` need NCHW
             layout = torch.channels_last if self._cuda and self.channels_last else torch.contiguous_format
             y = self.forward(x.contiguous(memory_format=layout))[:n].float().clamp_(-1.0, 1.0)

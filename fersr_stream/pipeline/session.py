@@ -94,19 +94,18 @@ def load_models(config: cfg.StreamConfig, device) -> Models:
 
 
 def warm_up(models: Models, device) -> None:
-    """On CUDA, one batch of each padded shape (``device.batch_rows``) through the restorer and the classifier:
-    the first batch of a new shape is slow on a GPU (1.2 s for the classifier on an H200), and this way that is
-    paid before the first frame rather than as stalls in the stream. Nothing to do on a CPU."""
+    """On CUDA, one batch of each shape the classifier and the restorer run (their ``rows``): the first batch of
+    a new shape is slow on a GPU (1.2 s for the classifier on an H200), and this way that is paid before the first
+    frame rather than as stalls in the stream. Nothing to do on a CPU."""
     from ..enhance.restorers import RestorerEnhancer
 
-    device = torch.device(device)
-    if device.type != "cuda":
+    if torch.device(device).type != "cuda":
         return
-    calls = [(models.classifier.batch, models.classifier.classify_tensor)]
+    calls = [(models.classifier, models.classifier.classify_tensor)]
     if isinstance(models.enhancer, RestorerEnhancer):  # bicubic (and none) have no network to warm
-        calls.append((models.enhancer.batch, models.enhancer.enhance_tensor))
-    for most, entry in calls:
-        for rows in sorted({devices.batch_rows(n, most, device) for n in range(1, most + 1)}):
+        calls.append((models.enhancer, models.enhancer.enhance_tensor))
+    for network, entry in calls:
+        for rows in sorted({network.rows(n) for n in range(1, network.batch + 1)}):
             entry(torch.zeros((rows, 3, 512, 512), dtype=torch.uint8))
 
 

@@ -175,13 +175,22 @@ def test_padded_batches_give_the_same_results(monkeypatch, narrow_gfpgan, crops)
     big = np.stack([cv2.resize(c, (512, 512), interpolation=cv2.INTER_CUBIC) for c in crops])
     classifier = classify.load(None, "cpu", batch=4)
     plain_faces, plain_probs = narrow_gfpgan.enhance_tensor(nchw(big)), classifier.classify(crops)
-    rows = []  # the padding CUDA does, forced on the CPU: every batch runs as 4 rows
-    monkeypatch.setattr(restorers, "batch_rows", lambda n, most, device: rows.append(n) or 4)
-    monkeypatch.setattr(devices, "batch_rows", lambda n, most, device: rows.append(n) or 4)
+    asked = []  # the padding CUDA does, forced on the CPU: every chunk runs as 4 rows
+    monkeypatch.setattr(narrow_gfpgan, "rows", lambda n: asked.append(n) or 4)
+    monkeypatch.setattr(classifier, "rows", lambda n: asked.append(n) or 4)
     # a level at most, as in any other batch (convolutions sum in a batch-dependent order)
     assert (narrow_gfpgan.enhance_tensor(nchw(big)).int() - plain_faces.int()).abs().max() <= 1
     np.testing.assert_allclose(classifier.classify(crops), plain_probs, atol=1e-6)
-    assert rows == [2, 1, 3]  # both were padded: GFPGAN's batches of 2, then the classifier's 3 faces
+    assert asked == [2, 1, 3]  # both were padded: GFPGAN's chunks of 2, then the classifier's 3 faces
+
+
+def test_each_network_says_how_it_pads_on_cuda(monkeypatch, narrow_gfpgan):
+    classifier = classify.load(None, "cpu", batch=8)
+    assert [classifier.rows(n) for n in (1, 5, 8)] == [1, 5, 8] and narrow_gfpgan.rows(1) == 1  # a CPU: no padding
+    monkeypatch.setattr(classifier, "device", torch.device("cuda"))
+    monkeypatch.setattr(narrow_gfpgan, "device", torch.device("cuda"))
+    assert [classifier.rows(n) for n in (1, 5, 8)] == [8, 8, 8]  # one shape: the full batch
+    assert [narrow_gfpgan.rows(n) for n in (1, 2)] == [1, 2]  # powers of two up to its batch of 2
 
 
 def test_warm_up_runs_each_padded_shape_once_on_cuda_only(monkeypatch, narrow_gfpgan):
@@ -189,13 +198,15 @@ def test_warm_up_runs_each_padded_shape_once_on_cuda_only(monkeypatch, narrow_gf
     seen = []
     monkeypatch.setattr(narrow_gfpgan, "enhance_tensor", lambda crops: seen.append(("enhance", *crops.shape)))
     monkeypatch.setattr(classifier, "classify_tensor", lambda crops: seen.append(("classify", *crops.shape)))
-    session.warm_up(session.Models(None, narrow_gfpgan, classifier), torch.device("cuda"))  # batch 2 and 8
-    assert seen == [("classify", n, 3, 512, 512) for n in (1, 2, 4, 8)] + [("enhance", n, 3, 512, 512) for n in (1, 2)]
+    for network in (classifier, narrow_gfpgan):  # their padding as on CUDA
+        monkeypatch.setattr(network, "device", torch.device("cuda"))
+    session.warm_up(session.Models(None, narrow_gfpgan, classifier), "cuda")
+    assert seen == [("classify", 8, 3, 512, 512), ("enhance", 1, 3, 512, 512), ("enhance", 2, 3, 512, 512)]
     seen.clear()
-    session.warm_up(session.Models(None, BicubicEnhancer(512), classifier), torch.device("cuda"))
-    assert [call[:2] for call in seen] == [("classify", n) for n in (1, 2, 4, 8)]  # bicubic has no network
+    session.warm_up(session.Models(None, BicubicEnhancer(512), classifier), "cuda")
+    assert seen == [("classify", 8, 3, 512, 512)]  # bicubic has no network
     seen.clear()
-    session.warm_up(session.Models(None, narrow_gfpgan, classifier), torch.device("cpu"))
+    session.warm_up(session.Models(None, narrow_gfpgan, classifier), "cpu")
     assert seen == []
 
 
