@@ -155,25 +155,44 @@ def crop_torch(images: torch.Tensor, affines: torch.Tensor, size: int = 512) -> 
 
 @functools.lru_cache(maxsize=8)
 def _feather_mask(side: int, feather: float) -> np.ndarray:
-    """(side, side) float32 paste weights in crop pixels: 1 inside, falling to 0 over a soft band at the edge.
+    """:func:`_paste_weights` of a face inside the frame: the same for every such face, so made once."""
+    weights = _paste_weights(side, feather)
+    weights.flags.writeable = False
+    return weights
 
-    The band is ``feather * side`` wide: the square is eroded by half of it and blurred by a quarter of it. Made
-    in the crop, where it is the same for every face, and warped with the face. Done in the frame instead, the
-    erosion's elliptic kernel grew with the face (81 px across for a 540-px face: 165 ms for that face here).
+
+def _paste_weights(side: int, feather: float, frame_to_crop: np.ndarray | None = None,
+                   frame_size: tuple[int, int] | None = None) -> np.ndarray:
+    """(side, side) float32 paste weights in crop pixels: 1 inside, falling to 0 over a soft band at the edges.
+
+    The band is ``feather * side`` wide: the square is eroded by half of it and blurred by a quarter of it, in
+    the crop, and warped with the face. (Done in the frame, the erosion's elliptic kernel grew with the face: 81 px
+    across for a 540-px face, 165 ms for that face here.) Given the crop's map ``frame_to_crop`` and the frame's
+    (width, height), the edges beyond the frame are not faded: the face goes on past it.
     """
-    mask = np.ones((side, side), np.float32)
     band = feather * side
-    if band >= 2:
-        edge = int(round(band / 2))
-        mask[:edge], mask[side - edge:], mask[:, :edge], mask[:, side - edge:] = 0, 0, 0, 0
-        mask = cv2.GaussianBlur(mask, (0, 0), band / 4)
-    mask.flags.writeable = False
-    return mask
+    if band < 2:
+        return np.ones((side, side), np.float32)
+    edge = int(round(band / 2))
+    canvas = np.zeros((side + 2 * edge, side + 2 * edge), np.float32)  # the crop with a ring around it
+    canvas[edge:edge + side, edge:edge + side] = 1
+    if frame_to_crop is not None:
+        shifted = frame_to_crop.copy()
+        shifted[:, 2] += edge
+        inside = cv2.warpAffine(np.ones(frame_size[::-1], np.uint8), shifted, canvas.shape[::-1],
+                                flags=cv2.INTER_NEAREST, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+        canvas[inside == 0] = 1
+    canvas = cv2.erode(canvas, np.ones((2 * edge + 1, 2 * edge + 1), np.uint8))
+    canvas = cv2.GaussianBlur(canvas, (0, 0), band / 4)
+    return canvas[edge:edge + side, edge:edge + side].copy()
 
 
 def paste_back(image: np.ndarray, crops: np.ndarray, affines: np.ndarray, feather: float = 0.1,
                crop_size: int | None = None) -> np.ndarray:
     """Warp each crop back into a copy of the frame, blended through a feathered mask (for display only).
+
+    A face that reaches past the frame's edge is pasted fully up to that edge: only its edges inside the frame
+    are faded.
 
     Args:
         image: (H, W, 3) uint8 RGB frame.
@@ -191,54 +210,26 @@ def paste_back(image: np.ndarray, crops: np.ndarray, affines: np.ndarray, feathe
     h, w = image.shape[:2]
     side = crops.shape[1]
     k = side / (crop_size or side)
-    weights = _feather_mask(side, float(feather))
+    corners = np.array([[-0.5, -0.5, 1], [side - 0.5, -0.5, 1], [-0.5, side - 0.5, 1], [side - 0.5, side - 0.5, 1]])
+    flags = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
     for patch, affine in zip(crops, np.asarray(affines, np.float64)):
         fwd = affine * k  # the same map into the resized crop, about pixel edges
         fwd[:, 2] += 0.5 * k - 0.5
-        inv = cv2.invertAffineTransform(fwd)
-        corners = np.array([[-0.5, -0.5, 1], [side - 0.5, -0.5, 1], [-0.5, side - 0.5, 1], [side - 0.5, side - 0.5, 1]])
-        spots = corners @ inv.T
+        spots = corners @ cv2.invertAffineTransform(fwd).T
         x0, y0 = np.floor(spots.min(axis=0)).astype(int).clip(0, [w, h])
         x1, y1 = (np.ceil(spots.max(axis=0)).astype(int) + 1).clip(0, [w, h])
         if x1 <= x0 or y1 <= y0:
             continue
+        if spots.min() < -0.5 or (spots.max(axis=0) > [w - 0.5, h - 0.5]).any():  # the crop leaves the frame
+            weights = _paste_weights(side, feather, fwd, (w, h))
+        else:
+            weights = _feather_mask(side, float(feather))
         # warp only the face's region of the frame: shift the map by the region's corner
         local = fwd.copy()
         local[:, 2] += fwd[:, :2] @ np.array([x0, y0], np.float64)
         region = (x1 - x0, y1 - y0)
-        flags = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
         warped = cv2.warpAffine(patch, local, region, flags=flags, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
         mask = cv2.warpAffine(weights, local, region, flags=flags, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
         roi = out[y0:y1, x0:x1]
         roi[:] = cv2.blendLinear(warped, roi, mask, 1 - mask)
-    return out
-    h, w = image.shape[:2]
-    side = crops.shape[1]
-    k = side / (crop_size or side)
-    for patch, affine in zip(crops, np.asarray(affines, np.float64)):
-        fwd = affine * k  # the same map into the resized crop, about pixel edges
-        fwd[:, 2] += 0.5 * k - 0.5
-        inv = cv2.invertAffineTransform(fwd)
-        corners = np.array([[-0.5, -0.5, 1], [side - 0.5, -0.5, 1], [-0.5, side - 0.5, 1], [side - 0.5, side - 0.5, 1]])
-        spots = corners @ inv.T
-        x0, y0 = np.floor(spots.min(axis=0)).astype(int).clip(0, [w, h])
-        x1, y1 = (np.ceil(spots.max(axis=0)).astype(int) + 1).clip(0, [w, h])
-        if x1 <= x0 or y1 <= y0:
-            continue
-        # warp only the face's region of the frame: shift the map by the region's corner
-        local = fwd.copy()
-        local[:, 2] += fwd[:, :2] @ np.array([x0, y0], np.float64)
-        region = (x1 - x0, y1 - y0)
-        flags = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
-        warped = cv2.warpAffine(patch, local, region, flags=flags, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
-        mask = cv2.warpAffine(np.ones((side, side), np.float32), local, region, flags=flags,
-                              borderMode=cv2.BORDER_CONSTANT, borderValue=0)
-        band = feather * side / np.sqrt(abs(np.linalg.det(fwd[:, :2])))  # soft edge width in frame pixels
-        if band >= 2:
-            radius = int(round(band / 2))
-            mask = cv2.erode(mask, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1)))
-            mask = cv2.GaussianBlur(mask, (0, 0), band / 4)
-        mask = mask[:, :, None]
-        roi = out[y0:y1, x0:x1].astype(np.float32)
-        out[y0:y1, x0:x1] = (mask * warped + (1 - mask) * roi).round().clip(0, 255).astype(np.uint8)
     return out

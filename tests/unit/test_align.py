@@ -146,6 +146,15 @@ def test_paste_back_at_frame_edge(astronaut):
     assert psnr(pasted[:60, :60], astronaut[:60, :60]) > 25
 
 
+def test_a_face_past_the_frame_edge_is_pasted_up_to_that_edge():
+    frame = np.zeros((200, 300, 3), np.uint8)
+    out = align.crop(frame, faces_with(None, [[20, 50, 120, 150]]), size=128, margin=0.25)  # crop: x -5..145
+    pasted = align.paste_back(frame, np.full_like(out.crops, 255), out.affines, feather=0.2)[:, :, 0].astype(int)
+    assert (pasted[100, :60] >= 254).all()  # the face goes on past the left edge: no fade there
+    assert 0 < pasted[100, 135] < 200 and pasted[100, 147] == 0  # its right edge, inside the frame, fades
+    assert 0 < pasted[35, 60] < 200  # and so does its top edge
+
+
 @pytest.mark.parametrize("with_landmarks", [False, True])
 def test_kornia_crop_matches_opencv(astronaut, with_landmarks):
     m = similarity(15, 0.9, (-60, 40))
