@@ -7,8 +7,9 @@ Gaussian noise (std in 0..255 units) -> JPEG at quality ``jpeg`` -> enlarge back
 Every step but the shrink is optional; ``width`` None turns the whole thing off.
 
 :func:`degrade` works on host arrays with OpenCV (the CPU path); :func:`degrade_torch` is its twin for crops that
-are torch tensors on the GPU (kornia blur, OpenCV-exact resizes as matrix products; the small JPEG step on the host with the same codec),
-rounding to uint8 after the same steps so the two agree within a level or two (the noise draws differ).
+are torch tensors on the GPU (kornia blur, OpenCV-exact resizes as matrix products, and the small JPEG step on the
+host with the same codec), rounding to uint8 after the same steps so the two agree within a level or two (the noise
+draws differ).
 """
 
 from __future__ import annotations

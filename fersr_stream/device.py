@@ -40,10 +40,10 @@ def uses_kornia(device: torch.device) -> bool:
 def batch_rows(n: int, most: int, device: torch.device) -> int:
     """Rows a network's batch of ``n`` is padded to: on CUDA the next power of two, at most ``most``; else ``n``.
 
-    The restorers' rule. On a GPU the first batch of every new shape is slow, and a stream's batches come in
-    every size up to the batch; padded, they come in a few. Measured on an H200 (torch 2.11): GFPGAN's first call
-    of a new shape took 143 ms against 54 ms for its second; the mini-Xception's 1.2-1.4 s against 1.3 ms, traced
-    or eager, cuDNN on or off. On a CPU the padding would only be wasted work.
+    The restorers' rule (the classifier pads to its whole batch: ``Classifier.rows``). On a GPU the first batch of
+    every new shape is slow, and a stream's batches come in every size up to the batch; padded, they come in a few.
+    GFPGAN on an H200 (torch 2.11): 143 ms for the first call of a new shape against 54 ms for the second. On a CPU
+    the padding would only be wasted work.
     """
     if device.type != "cuda" or n >= most:
         return n

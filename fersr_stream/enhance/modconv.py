@@ -9,7 +9,8 @@ Scaling the *input* channels instead is the same function (StyleGAN2's ``fused_m
 ``s = modulation(style)`` and the shared weight ``W``,
 
     conv(x, W * s) = conv(x * s, W)
-    demodulation: out[b, o] /= sqrt(sum_{i,k,k} (W[o, i] * s[b, i])^2 + eps) = sqrt(((W^2).sum(k, k) @ s[b]^2)[o] + eps)
+    demodulation: out[b, o] /= sqrt(sum_{i,k,k} (W[o, i] * s[b, i])^2 + eps)
+                             = sqrt(((W^2).sum(k, k) @ s[b]^2)[o] + eps)
 
 so one ordinary batched convolution with ``W`` does the work, in the memory format of ``x``.
 """

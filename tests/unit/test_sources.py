@@ -210,7 +210,7 @@ def test_missing_camera(uri):
 
 # FFmpeg's own -list_devices output: 4.4 and later tag each device; older versions print headings
 DSHOW_TAGGED = ['DirectShow video devices (some may be both video and audio devices)', '"Integrated Webcam" (video)',
-                'Alternative name "@device_pnp_\\\\?\\usb#vid_0c45&pid_6448&mi_00#7&2645f9e4&0&0000#{65e8773d}\\global"',
+                'Alternative name "@device_pnp_\\\\?\\usb#vid_0c45&pid_6448&mi_00#7&2645f9e4&0&0000#{65e8}\\global"',
                 '"Microphone (Realtek Audio)" (audio)', '"OBS Virtual Camera" (video)',
                 '"Capture Card (HDMI)" (video, audio)', 'dummy: Immediate exit requested']
 DSHOW_HEADINGS = ["DirectShow video devices", ' "Integrated Camera"', ' "screen-capture-recorder"',
