@@ -45,7 +45,10 @@ class DetectConfig:
 
 @dataclass(frozen=True)
 class AlignConfig:
-    """Face crops: FFHQ 5-point alignment when landmarks exist, else a square box crop with ``margin``."""
+    """Face crops: FFHQ 5-point alignment when landmarks exist, else a square box crop with ``margin``.
+
+    ``size`` is the side of the crops that a restorer, ``--simulate-lr`` or the paste-back read; where only the
+    classifier reads them, they are cut smaller (see :func:`fersr_stream.pipeline.stages.crop_side`)."""
 
     size: int = 512
     margin: float = 0.25

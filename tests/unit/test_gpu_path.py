@@ -351,7 +351,6 @@ needs_dali = pytest.mark.skipif(importlib.util.find_spec("nvidia.dali") is None,
                                 reason="NVIDIA DALI is not installed (pip install -e '.[dali]')")
 
 
-@needs_dali
 @pytest.mark.parametrize("tensor_path", [False, True])
 def test_a_frame_without_faces_comes_out_of_classify_the_same_whatever_its_batch(astronaut, tensor_path):
     config = cfg.load(None, ["device=cpu"])
@@ -368,6 +367,7 @@ def test_a_frame_without_faces_comes_out_of_classify_the_same_whatever_its_batch
     assert together[1].faces.probs is None and alone[0].faces.probs is None
 
 
+@needs_dali
 def test_decoder_tensors_run_the_stream_without_host_frames(make_clip):
     """DALI (on the CPU here: VP9) hands frames over as tensors: image None until the overlay copies it back."""
     from fersr_stream.sources.dali import DaliSource
