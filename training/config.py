@@ -228,7 +228,8 @@ def parse_restorer(spec: str) -> RestorerSpec:
     head, _, weights = spec.partition(":")
     name, at, fid = head.partition("@")
     if name not in RESTORERS:
-        raise ConfigError(f"config key 'phases.restorers': unknown restorer {name!r}; choose from {', '.join(RESTORERS)}")
+        raise ConfigError(f"config key 'phases.restorers': unknown restorer {name!r}; "
+                          f"choose from {', '.join(RESTORERS)}")
     fidelity = 0.5
     if at:
         try:

@@ -184,7 +184,8 @@ class Study:
         for i in self.faceset.index(test):
             sample = self.dataset.samples[i]
             label = int(self.faceset.labels[i])
-            if label not in by_emotion or (sample.angle == "S" and self.dataset.samples[by_emotion[label]].angle != "S"):
+            kept = self.dataset.samples[by_emotion[label]] if label in by_emotion else None
+            if kept is None or (sample.angle == "S" and kept.angle != "S"):
                 by_emotion[label] = int(i)
         idx = [by_emotion[k] for k in sorted(by_emotion)]
         crops = np.asarray(self.faceset.crops[idx])

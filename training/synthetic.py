@@ -189,7 +189,8 @@ def draw(identity: _Identity, expr: Expression, yaw: float, session: str, width:
                   cv2.LINE_AA, shift=4)
     if expr.wrinkle:
         for k in (-1, 1):
-            a = np.array([[fx - rx * 0.1, eye_y + rx * (0.12 + 0.05 * k)], [fx + rx * 0.1, eye_y + rx * (0.12 + 0.05 * k)]])
+            y = eye_y + rx * (0.12 + 0.05 * k)
+            a = np.array([[fx - rx * 0.1, y], [fx + rx * 0.1, y]])
             cv2.polylines(canvas, [np.round(a * 16).astype(np.int32)], False, shade, max(int(rx * 0.02), 1),
                           cv2.LINE_AA, shift=4)
     my = cy + ry * 0.5

@@ -45,7 +45,8 @@ def resolve_config(config_path: str | None, sets: tuple[str, ...], flags: dict) 
     return cfg.load(None, sets, base=cfg.merge(cfg.load(config_path), values))
 
 
-@click.command(cls=Command, epilog=EXAMPLES, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
+@click.command(cls=Command, epilog=EXAMPLES,
+               context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
 @click.option("--source", "-s", help="cam0 | camera index | /dev/videoN | video file | rtsp/http URL | image | folder.")
 @click.option("--output", "-o", help="Annotated video (.mp4 .mkv .mov .avi .webm) or image (.png .jpg) to write.")
 @click.option("--jsonl", help="Per-frame JSON lines to write (schema in README).")
@@ -67,7 +68,8 @@ def resolve_config(config_path: str | None, sets: tuple[str, ...], flags: dict) 
 @click.option("--reuse-every", type=click.IntRange(min=0), metavar="K",
               help="A track reuses its last restored face for up to K frames.")
 @click.option("--classifier", metavar="PATH", help="fersr classifier checkpoint [default: shipped mini-Xception].")
-@click.option("--smooth", type=click.FloatRange(0, 1, max_open=True), help="Per-track EMA weight of the past (0 = off).")
+@click.option("--smooth", type=click.FloatRange(0, 1, max_open=True),
+              help="Per-track EMA weight of the past (0 = off).")
 @click.option("--inset", is_flag=True, default=None, help="Draw the processed face beside its box.")
 @click.option("--paste", is_flag=True, default=None, help="Paste restored faces back into the frame.")
 @click.option("--stats", is_flag=True, help="Print per-stage time and fps at the end.")

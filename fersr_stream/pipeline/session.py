@@ -49,10 +49,12 @@ class Summary:
                  f"{len(self.tracks)} tracks"]
         if self.emotions:
             total = sum(self.emotions.values())
-            lines.append("emotions: " + ", ".join(f"{k} {100 * v / total:.0f}%" for k, v in self.emotions.most_common()))
+            shares = (f"{k} {100 * v / total:.0f}%" for k, v in self.emotions.most_common())
+            lines.append("emotions: " + ", ".join(shares))
         if self.stats is not None:
             s = self.stats
-            lines.append(f"time: {s.wall:.1f} s, {s.fps:.1f} fps" + (f", {s.dropped} frames dropped" if s.dropped else "")
+            dropped = f", {s.dropped} frames dropped" if s.dropped else ""
+            lines.append(f"time: {s.wall:.1f} s, {s.fps:.1f} fps{dropped}"
                          + "".join(f", {k} {v}" for k, v in sorted(s.counters.items())))
             if with_stats:
                 lines.append(s.table())

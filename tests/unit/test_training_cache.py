@@ -67,7 +67,8 @@ def test_condition_keys_cover_degradation_restorer_and_weights(tmp_path, crops):
     one, two = tmp_path / "w1.pth", tmp_path / "w2.pth"
     one.write_bytes(b"weights one")
     two.write_bytes(b"weights two")
-    assert weights_sha256(RestorerSpec("gfpgan", weights=str(one))) != weights_sha256(RestorerSpec("gfpgan", weights=str(two)))
+    first, second = (weights_sha256(RestorerSpec("gfpgan", weights=str(path))) for path in (one, two))
+    assert first != second
     from fersr_stream.weights import registry
 
     assert weights_sha256(RestorerSpec("gfpgan")) == registry.get("gfpgan.v1_4").sha256
