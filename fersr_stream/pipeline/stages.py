@@ -50,9 +50,9 @@ def crop_side(config: StreamConfig, classifier) -> int:
     """Side of the aligned face crops: ``align.size`` where a restorer, the low-resolution simulation or the
     paste-back reads them. Where only the classifier (and the inset) does, the side whose centre crop (the
     classifier's ``preprocessing.crop``) is :data:`CLASSIFIER_OVERSAMPLING` times the classifier's input side, when
-    that is smaller: its shrink is then a 4x4 box average, and the cut costs a fraction (the mini-Xception: 320 px
-    crops instead of 512, ~1 ms less per face on one CPU core here; its input is at most 8 and on average 0.5
-    levels from the 512 crop's)."""
+    that is smaller: the shrink to the input is then a 4x4 box average, and the cut costs a fraction. The
+    mini-Xception gets 320 px crops instead of 512: ~1 ms less per face on one CPU core here, and on the astronaut
+    its input is at most 8 levels, 0.5 on average, from the one the 512 px crop gives."""
     full = config.align.size
     p = classifier.preprocessing
     if config.enhance.name != "none" or config.degrade.width is not None or config.overlay.paste or p.size is None:
