@@ -189,7 +189,7 @@ def compare(n_faces: int, args, models_for, folder: Path, device: torch.device):
         # lazy CUDA initialisation, cuDNN's algorithm search and the compile are not timed
         per_face_loop(frames[:1], models, margin, device, _Clock(device))
         ours_serial(frames[:2], config, models, device, _Clock(device))
-        warm_up(models, device)  # as the stream does before its first frame
+        warm_up(models, device, stage_builder.crop_side(config, models.classifier))  # as the stream does
     loops, ours, pipes = [], [], []
     for _ in range(args["repeat"]):
         clock = _Clock(device)

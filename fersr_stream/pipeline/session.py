@@ -95,10 +95,11 @@ def load_models(config: cfg.StreamConfig, device) -> Models:
                   classify.load(config.classify.weights, device, batch=config.classify.batch))
 
 
-def warm_up(models: Models, device) -> None:
-    """On CUDA, one batch of each shape the classifier and the restorer run (their ``rows``): the first batch of
-    a new shape is slow on a GPU (1.2 s for the classifier on an H200), and this way that is paid before the first
-    frame rather than as stalls in the stream. Nothing to do on a CPU."""
+def warm_up(models: Models, device, side: int) -> None:
+    """On CUDA, one batch of each shape the classifier and the restorer run (their ``rows``), of crops ``side``
+    pixels wide as the stream cuts them (``stages.crop_side``): the first batch of a new shape is slow on a GPU
+    (1.2 s for the classifier on an H200), and this way that is paid before the first frame rather than as stalls
+    in the stream. Nothing to do on a CPU."""
     from ..enhance.restorers import RestorerEnhancer
 
     if torch.device(device).type != "cuda":
@@ -108,7 +109,7 @@ def warm_up(models: Models, device) -> None:
         calls.append((models.enhancer, models.enhancer.enhance_tensor))
     for network, entry in calls:
         for rows in sorted({network.rows(n) for n in range(1, network.batch + 1)}):
-            entry(torch.zeros((rows, 3, 512, 512), dtype=torch.uint8))
+            entry(torch.zeros((rows, 3, side, side), dtype=torch.uint8))
 
 
 def run(config: cfg.StreamConfig) -> Summary:
@@ -128,7 +129,7 @@ def run(config: cfg.StreamConfig) -> Summary:
             for path in paths:  # a bad output fails before the models load, and nothing is touched yet
                 sinks.check_output(path)
             models = load_models(config, device)
-            warm_up(models, device)
+            warm_up(models, device, stage_builder.crop_side(config, models.classifier))
             for path in paths:
                 opened.append(sinks.open_sink(path, source.info, out))
                 summary.outputs.append(path)

@@ -200,13 +200,16 @@ def test_warm_up_runs_each_padded_shape_once_on_cuda_only(monkeypatch, narrow_gf
     monkeypatch.setattr(classifier, "classify_tensor", lambda crops: seen.append(("classify", *crops.shape)))
     for network in (classifier, narrow_gfpgan):  # their padding as on CUDA
         monkeypatch.setattr(network, "device", torch.device("cuda"))
-    session.warm_up(session.Models(None, narrow_gfpgan, classifier), "cuda")
+    session.warm_up(session.Models(None, narrow_gfpgan, classifier), "cuda", 512)
     assert seen == [("classify", 8, 3, 512, 512), ("enhance", 1, 3, 512, 512), ("enhance", 2, 3, 512, 512)]
     seen.clear()
-    session.warm_up(session.Models(None, BicubicEnhancer(512), classifier), "cuda")
+    session.warm_up(session.Models(None, BicubicEnhancer(512), classifier), "cuda", 512)
     assert seen == [("classify", 8, 3, 512, 512)]  # bicubic has no network
     seen.clear()
-    session.warm_up(session.Models(None, narrow_gfpgan, classifier), "cpu")
+    session.warm_up(session.Models(None, None, classifier), "cuda", 320)  # classifier-only crops are cut smaller
+    assert seen == [("classify", 8, 3, 320, 320)]
+    seen.clear()
+    session.warm_up(session.Models(None, narrow_gfpgan, classifier), "cpu", 512)
     assert seen == []
 
 
