@@ -12,7 +12,8 @@ the upstream file layout and loaded through ``enhance.create``) and the same cla
   paste it back, then draw the boxes;
 - ours: the stream's stages (``pipeline.stages.build``) on the device's path (the tensor path on CUDA), run
   serially in the stream's batches for per-stage times (the device is synchronised after every stage call so
-  times land on the stage that queued the work), then the threaded runner over the same frames for throughput.
+  times land on the stage that queued the work), then the threaded runner over the same frames for throughput
+  (counted from its first frame read, after the stages' warm-ups on their own threads).
 
 Faces come from the clip's ground truth (``--detector truth``) unless ``--detector haar``: a random-init RetinaFace
 would report random faces, and a CPU detector would make a GPU comparison measure the CPU. Detection is timed on
@@ -49,7 +50,7 @@ from .enhance import random_weights
 from .errors import SourceError, WeightsError
 from .pipeline import stages as stage_builder
 from .pipeline.runner import Policy, Runner
-from .pipeline.session import Models, warm_up
+from .pipeline.session import Models
 from .pipeline.stats import Stats
 from .types import Faces, Frame
 
@@ -151,8 +152,13 @@ def per_face_loop(frames: list[Frame], models: Models, margin: float, device: to
 
 
 def ours_serial(frames: list[Frame], config, models: Models, device: torch.device, clock: _Clock) -> list[Frame]:
-    """The stream's stage functions in order over the clip, in their batches, timed per stage."""
-    built = stage_builder.build(config, models, sinks=[], stats=Stats(), stop=threading.Event())
+    """The stream's stage functions in order over the clip, in their batches, timed per stage (their warm-ups,
+    the ``start`` hooks, run first on this thread, untimed)."""
+    built = stage_builder.build(config, models, sinks=[], stats=Stats(), stop=threading.Event(),
+                                frame_size=frames[0].size)
+    for stage in built:
+        if stage.start is not None:
+            stage.start()
     for stage in built:
         done = []
         for start in range(0, len(frames), stage.batch):
@@ -162,12 +168,14 @@ def ours_serial(frames: list[Frame], config, models: Models, device: torch.devic
     return frames
 
 
-def ours_pipeline(frames: list[Frame], config, models: Models) -> float:
-    """Frames per second of the threaded runner over the in-memory clip (files policy: no frame dropped)."""
+def ours_pipeline(frames: list[Frame], config, models: Models) -> Stats:
+    """The threaded runner over the in-memory clip (files policy: no frame dropped); its ``fps`` counts from the
+    first frame read, after the stages' warm-ups on their threads (``warm_up``)."""
     stats = Stats()
-    built = stage_builder.build(config, models, sinks=[], stats=stats, stop=threading.Event())
+    built = stage_builder.build(config, models, sinks=[], stats=stats, stop=threading.Event(),
+                                frame_size=frames[0].size)
     Runner(frames, built, policy=Policy.WAIT, queue_size=config.source.queue_size, stats=stats).run()
-    return stats.fps
+    return stats
 
 
 def _median_table(runs: list[dict[str, float]]) -> dict[str, float]:
@@ -186,10 +194,9 @@ def compare(n_faces: int, args, models_for, folder: Path, device: torch.device):
                              "overlay.paste=true", "enhance.max_wait=0"])
     margin = config.align.margin
     if device.type == "cuda" or args["compile"]:
-        # lazy CUDA initialisation, cuDNN's algorithm search and the compile are not timed
+        # lazy CUDA initialisation, cuDNN's plans and the compile are not timed
         per_face_loop(frames[:1], models, margin, device, _Clock(device))
         ours_serial(frames[:2], config, models, device, _Clock(device))
-        warm_up(models, device, stage_builder.crop_side(config, models.classifier))  # as the stream does
     loops, ours, pipes = [], [], []
     for _ in range(args["repeat"]):
         clock = _Clock(device)
@@ -202,10 +209,12 @@ def compare(n_faces: int, args, models_for, folder: Path, device: torch.device):
     loop, mine = _median_table(loops), _median_table(ours)
     n = len(frames)
     found = sum(len(f.faces) for f in done) / n
-    loop_fps, serial_fps, pipe_fps = n / sum(loop.values()), n / sum(mine.values()), statistics.median(pipes)
+    loop_fps, serial_fps = n / sum(loop.values()), n / sum(mine.values())
+    pipe_fps, warm = statistics.median(p.fps for p in pipes), statistics.median(p.warm_up for p in pipes)
     click.echo(f"\n{n_faces} face(s): {n} frames {frames[0].size[0]}x{frames[0].size[1]}, {found:.1f} faces/frame")
     click.echo(f"  loop  {loop_fps:8.2f} fps   ms/frame: {_steps(loop, n)}")
-    click.echo(f"  ours  {serial_fps:8.2f} fps serial, {pipe_fps:.2f} fps pipelined   ms/frame: {_steps(mine, n)}")
+    click.echo(f"  ours  {serial_fps:8.2f} fps serial, {pipe_fps:.2f} fps pipelined (after its stages' {warm:.2f} s "
+               f"warm-up)   ms/frame: {_steps(mine, n)}")
     click.echo(f"  ours / loop: {serial_fps / loop_fps:.2f}x serial, {pipe_fps / loop_fps:.2f}x pipelined")
     return path, frames, models
 

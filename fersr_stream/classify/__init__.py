@@ -159,9 +159,10 @@ class Classifier:
         return reorder(np.concatenate(chunks), self.labels).astype(np.float32, copy=False)
 
     def rows(self, n: int) -> int:
-        """Rows a chunk of ``n`` faces runs as. On CUDA always the full ``batch``: the first batch of a new shape
-        is slow on a GPU (this network's: 1.2-1.4 s on an H200), and a full batch costs next to nothing there
-        (32 faces, 1.9 ms). On a CPU ``n``: there every row costs."""
+        """Rows a chunk of ``n`` faces runs as. On CUDA always the full ``batch``: a thread's first batch of a new
+        shape is slow on a GPU, where cuDNN builds a plan for each convolution (this network's: 1.2-1.4 s on an
+        H200), and a full batch costs next to nothing there (32 faces, 1.9 ms). On a CPU ``n``: there every row
+        costs."""
         return self.batch if self.device.type == "cuda" else n
 
     def _forward(self, x: torch.Tensor) -> np.ndarray:

@@ -5,6 +5,10 @@ sources: a full queue drops its oldest frame, counted in ``Stats.dropped``, so l
 One stop event ends every thread; the first exception raised by any stage is re-raised after all threads stopped,
 and the sink stage's ``close`` always runs, so outputs are finalized on errors and on SIGINT/SIGTERM.
 
+A stage's ``start`` runs on the stage's own thread, and the reader reads its first frame once every ``start`` has
+returned: per-thread set-up (on CUDA, cuDNN's plans, which PyTorch keeps per thread) is paid before the stream
+rather than as a stall inside it. Its time is ``Stats.warm_up``, and ``Stats.started`` is when reading began.
+
 Downstream first: on Linux each thread runs :data:`NICE_STEP` nice levels below the thread of the next stage (the
 last stage at the process's own level; the reader lowest, except for live sources, whose frames must be taken as
 they come). With more busy threads than cores, the CPU then goes to finishing the frames already in flight rather
@@ -60,6 +64,7 @@ class Stage:
         batch: most frames handed to ``fn`` at once (stages that batch on a device).
         max_wait: seconds to wait for a batch to fill once its first frame arrived (bounds latency); the stage
             waits only while a later stage has frames queued.
+        start: called once on the stage's thread before the first frame is read (warm-ups).
         close: called once when the stage's thread ends, however it ends (sinks finalize here).
     """
 
@@ -67,6 +72,7 @@ class Stage:
     fn: Callable[[list[Frame]], list[Frame]]
     batch: int = 1
     max_wait: float = 0.0
+    start: Callable[[], None] | None = None
     close: Callable[[], None] | None = None
 
 
@@ -111,6 +117,7 @@ class Runner:
         first = (_DropOldestQueue(queue_size, self.stats) if policy is Policy.DROP_OLDEST
                  else queue.Queue(queue_size))
         self._queues = [first] + [queue.Queue(queue_size) for _ in stages[1:]]
+        self._started = [threading.Event() for _ in stages]  # set when a stage's ``start`` has returned (or failed)
 
     def stop(self) -> None:
         """Ask every thread to end soon (signal handlers call this); outputs are still finalized."""
@@ -122,8 +129,8 @@ class Runner:
         for i, stage in enumerate(self.stages):
             out = self._queues[i + 1] if i + 1 < len(self.stages) else None
             below = NICE_STEP * (len(self.stages) - 1 - i)  # nice levels below the process: downstream first
-            threads.append(threading.Thread(target=self._guard, name=stage.name, daemon=True,
-                                            args=(self._work, stage, self._queues[i], out, below)))
+            args = (self._work, stage, self._queues[i], out, below, self._started[i])
+            threads.append(threading.Thread(target=self._guard, args=args, name=stage.name, daemon=True))
         self.stats.started = time.perf_counter()
         for t in threads:
             t.start()
@@ -157,9 +164,10 @@ class Runner:
     def _read(self) -> None:
         q = self._queues[0]
         lower_priority(NICE_STEP * len(self.stages) if self.policy is Policy.WAIT else 0)
-        frames = iter(self.source)
         try:
-            while True:
+            self._await_starts()
+            frames = iter(self.source)
+            while not self.stop_event.is_set():
                 t0, c0 = time.perf_counter(), time.thread_time()
                 frame = next(frames, None)
                 if frame is None or self.stop_event.is_set():
@@ -172,6 +180,16 @@ class Runner:
                     break
         finally:
             self._put(q, _EOS)
+
+    def _await_starts(self) -> None:
+        """Wait until every stage's ``start`` has returned (or the run stops); the wait is ``Stats.warm_up``."""
+        if all(stage.start is None for stage in self.stages):
+            return
+        for started in self._started:
+            while not (started.wait(_POLL) or self.stop_event.is_set()):
+                pass
+        now = time.perf_counter()
+        self.stats.warm_up, self.stats.started = now - self.stats.started, now
 
     def _next_batch(self, q: queue.Queue, stage: Stage, later: list[queue.Queue]) -> tuple[list[Frame], bool]:
         """Block for one frame, then take more up to ``stage.batch``: what is queued, and while a later stage
@@ -207,10 +225,16 @@ class Runner:
             batch.append(item)
         return batch, self.stop_event.is_set()
 
-    def _work(self, stage: Stage, inbox: queue.Queue, outbox: queue.Queue | None, below: int) -> None:
+    def _work(self, stage: Stage, inbox: queue.Queue, outbox: queue.Queue | None, below: int,
+              started: threading.Event) -> None:
         lower_priority(below)
         later = self._queues[self._queues.index(inbox) + 1:]
         try:
+            try:
+                if stage.start is not None:
+                    stage.start()
+            finally:
+                started.set()
             done = False
             while not done:
                 batch, done = self._next_batch(inbox, stage, later)
@@ -237,8 +261,12 @@ class Runner:
 def run_serially(stages: list[Stage], frames: list[Frame]) -> list[Frame]:
     """Run ``stages`` one after another on this thread, each over all ``frames`` in its own batches.
 
-    For benchmarks and tests that need the stages' work without the threads; ``close`` is not called.
+    For benchmarks and tests that need the stages' work without the threads: each ``start`` runs first, here;
+    ``close`` is not called.
     """
+    for stage in stages:
+        if stage.start is not None:
+            stage.start()
     for stage in stages:
         done: list[Frame] = []
         for start in range(0, len(frames), stage.batch):

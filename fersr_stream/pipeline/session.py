@@ -10,7 +10,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
 from tqdm import tqdm
 
 from .. import config as cfg
@@ -54,7 +53,8 @@ class Summary:
         if self.stats is not None:
             s = self.stats
             dropped = f", {s.dropped} frames dropped" if s.dropped else ""
-            lines.append(f"time: {s.wall:.1f} s, {s.fps:.1f} fps{dropped}"
+            warm = f" after a {s.warm_up:.1f} s warm-up" if s.warm_up else ""
+            lines.append(f"time: {s.wall:.1f} s{warm}, {s.fps:.1f} fps{dropped}"
                          + "".join(f", {k} {v}" for k, v in sorted(s.counters.items())))
             if with_stats:
                 lines.append(s.table())
@@ -95,23 +95,6 @@ def load_models(config: cfg.StreamConfig, device) -> Models:
                   classify.load(config.classify.weights, device, batch=config.classify.batch))
 
 
-def warm_up(models: Models, device, side: int) -> None:
-    """On CUDA, one batch of each shape the classifier and the restorer run (their ``rows``), of crops ``side``
-    pixels wide as the stream cuts them (``stages.crop_side``): the first batch of a new shape is slow on a GPU
-    (1.2 s for the classifier on an H200), and this way that is paid before the first frame rather than as stalls
-    in the stream. Nothing to do on a CPU."""
-    from ..enhance.restorers import RestorerEnhancer
-
-    if torch.device(device).type != "cuda":
-        return
-    calls = [(models.classifier, models.classifier.classify_tensor)]
-    if isinstance(models.enhancer, RestorerEnhancer):  # bicubic (and none) have no network to warm
-        calls.append((models.enhancer, models.enhancer.enhance_tensor))
-    for network, entry in calls:
-        for rows in sorted({network.rows(n) for n in range(1, network.batch + 1)}):
-            entry(torch.zeros((rows, 3, side, side), dtype=torch.uint8))
-
-
 def run(config: cfg.StreamConfig) -> Summary:
     """Open everything (failing fast on bad input), run the pipeline, and finalize the outputs."""
     from .. import sinks, sources
@@ -129,7 +112,6 @@ def run(config: cfg.StreamConfig) -> Summary:
             for path in paths:  # a bad output fails before the models load, and nothing is touched yet
                 sinks.check_output(path)
             models = load_models(config, device)
-            warm_up(models, device, stage_builder.crop_side(config, models.classifier))
             for path in paths:
                 opened.append(sinks.open_sink(path, source.info, out))
                 summary.outputs.append(path)
@@ -144,7 +126,7 @@ def run(config: cfg.StreamConfig) -> Summary:
             progress = _Progress(total)
             stats, stop = Stats(), threading.Event()
             stages = stage_builder.build(config, models, sinks=[*opened, summary, progress], stats=stats, stop=stop,
-                                        stills=source.info.stills)
+                                        stills=source.info.stills, frame_size=(source.info.width, source.info.height))
             # a GPU-decoding source hands frames over as tensors on the tensor path (see stages.source_frames)
             frames = stage_builder.source_frames(source, models)
             runner = Runner(frames, stages, policy=_policy(config.source.policy, source.info.live),

@@ -16,6 +16,7 @@ Two paths, picked once by :func:`fersr_stream.device.uses_kornia` (tests may for
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -34,6 +35,7 @@ from .transfer import Transfers, tensor_frames
 
 
 CLASSIFIER_OVERSAMPLING = 4  # crop side / classifier input side, where only the classifier reads the crops
+DETECT_BATCH = 4  # most frames the detect stage takes at once
 
 
 def _per_frame(fn):
@@ -60,6 +62,47 @@ def crop_side(config: StreamConfig, classifier) -> int:
     return min(full, round(CLASSIFIER_OVERSAMPLING * p.size / p.crop))
 
 
+def warm_ups(models, side: int, frame_size: tuple[int, int] | None = None) -> dict[str, Callable[[], None]]:
+    """Start hooks (:attr:`Stage.start`) for the stages that run a network, by stage name; none on a CPU.
+
+    On CUDA each hook runs one batch of each shape its network will run, on the stage's own thread, before the
+    first frame: the classifier's and restorer's padded batches (their ``rows``) of ``side``-pixel crops, and the
+    device detector's batches of 1 to :data:`DETECT_BATCH` frames of ``frame_size`` (width, height; None when the
+    frames differ in size). PyTorch builds cuDNN's plan for a convolution on a thread's first call of each shape
+    and keeps it for that thread alone, so a warm-up on another thread does not help. On an H200 the
+    mini-Xception's first batch on a new thread took 1.2-1.5 s (plans for 23 convolutions), GFPGAN's 0.14 s.
+    """
+    from ..enhance.restorers import RestorerEnhancer
+
+    device = torch.device(models.classifier.device)
+    if device.type != "cuda":
+        return {}
+
+    def padded_batches(network) -> list[torch.Tensor]:
+        rows = sorted({network.rows(n) for n in range(1, network.batch + 1)})
+        return [torch.zeros((n, 3, side, side), dtype=torch.uint8, device=device) for n in rows]
+
+    def classify() -> None:
+        for crops in padded_batches(models.classifier):
+            models.classifier.classify_tensor(crops)
+
+    def enhance() -> None:
+        for crops in padded_batches(models.enhancer):
+            models.enhancer.enhance_tensor(crops)
+
+    def detect() -> None:
+        frame = torch.zeros((3, frame_size[1], frame_size[0]), dtype=torch.uint8, device=device)
+        for n in range(1, DETECT_BATCH + 1):
+            models.detector.detect_tensors([frame] * n)
+
+    hooks = {"classify": classify}
+    if isinstance(models.enhancer, RestorerEnhancer):  # bicubic has no network to warm
+        hooks["enhance"] = enhance
+    if frame_size is not None and hasattr(models.detector, "detect_tensors"):
+        hooks["detect"] = detect
+    return hooks
+
+
 def source_frames(source, models, tensor_path: bool | None = None):
     """What the runner reads from ``source``: on the tensor path a DALI source hands its frames over as tensors
     where it decoded them (no host copy); every other source is read as it is."""
@@ -69,7 +112,8 @@ def source_frames(source, models, tensor_path: bool | None = None):
 
 
 def build(config: StreamConfig, models, *, sinks: list, stats: Stats, stop: threading.Event,
-          tensor_path: bool | None = None, stills: bool = False) -> list[Stage]:
+          tensor_path: bool | None = None, stills: bool = False,
+          frame_size: tuple[int, int] | None = None) -> list[Stage]:
     """Stage list for the runner.
 
     ``models`` holds detector, enhancer (None when ``enhance.name == "none"``) and classifier (see
@@ -77,7 +121,8 @@ def build(config: StreamConfig, models, *, sinks: list, stats: Stats, stop: thre
     ``closed_by_user`` turns true (a window closed with q/Esc) sets ``stop``. ``tensor_path`` forces the tensor
     path on or off (None = :func:`on_device`'s rule: on for CUDA); the compute device is the classifier's.
     ``stills``: the frames are unrelated pictures (images, folders), so the detector searches each one whole
-    instead of following faces from frame to frame.
+    instead of following faces from frame to frame. ``frame_size``: (width, height) of every frame, when known
+    (the detector's warm-up needs it; see :func:`warm_ups`).
     """
     enhancer, classifier = models.enhancer, models.classifier
     detector = following(models.detector, config.detect.full_every, stills)
@@ -89,6 +134,7 @@ def build(config: StreamConfig, models, *, sinks: list, stats: Stats, stop: thre
     size, margin = crop_side(config, classifier), config.align.margin
     transfers = Transfers(device) if tensors else None
     noise = torch.Generator(device=device).manual_seed(config.degrade.seed) if tensors else None
+    start = warm_ups(models, size, None if stills else frame_size)
 
     def detect(frames: list[Frame]) -> list[Frame]:
         found = detector.detect([f.image for f in frames])
@@ -188,7 +234,7 @@ def build(config: StreamConfig, models, *, sinks: list, stats: Stats, stop: thre
             sink.close()
 
     stages = [
-        Stage("detect", detect_on_device if tensors else detect, batch=4, max_wait=0.0),
+        Stage("detect", detect_on_device if tensors else detect, batch=DETECT_BATCH, start=start.get("detect")),
         Stage("track", _per_frame(lambda f: f.replace(faces=tracker.update(f.faces)))),
         Stage("crop", _per_frame(crop_on_device if tensors else crop)),
     ]
@@ -202,9 +248,11 @@ def build(config: StreamConfig, models, *, sinks: list, stats: Stats, stop: thre
             stats.count("reuses", reused)
             return out
 
-        stages.append(Stage("enhance", enhance, batch=config.enhance.batch, max_wait=config.enhance.max_wait))
+        stages.append(Stage("enhance", enhance, batch=config.enhance.batch, max_wait=config.enhance.max_wait,
+                            start=start.get("enhance")))
     stages += [
-        Stage("classify", classify, batch=config.classify.batch, max_wait=config.classify.max_wait),
+        Stage("classify", classify, batch=config.classify.batch, max_wait=config.classify.max_wait,
+              start=start.get("classify")),
         Stage("smooth", _per_frame(lambda f: f.replace(faces=smoother.update(f.faces)))),
         # the tensor path takes what is queued (up to 4 frames) so their copies back are in flight together
         Stage("overlay", draw_on_device, batch=4) if tensors else Stage("overlay", _per_frame(draw)),

@@ -30,7 +30,8 @@ class Stats:
     frames_out: int = 0
     dropped: int = 0
     counters: dict[str, int] = field(default_factory=dict)  # e.g. restorations, reuses
-    started: float = field(default_factory=time.perf_counter)
+    started: float = field(default_factory=time.perf_counter)  # when reading began (after the warm-up)
+    warm_up: float = 0.0  # seconds the stages' ``start`` hooks took on their threads before reading began
     first_out: float | None = None  # when the last stage finished its first frames (the pipeline's fill latency)
     finished: float | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
@@ -69,7 +70,8 @@ class Stats:
             rows.append(f"{name:<10} {s.items:>7} {ms:>9.2f} {cpu:>7.2f} {s.fps:>10.1f}")
         rows.append(f"pipeline: {self.frames_out} frames in {self.wall:.2f} s = {self.fps:.1f} fps"
                     f" (read {self.frames_in}, dropped {self.dropped})"
-                    + (f"; first frame out after {1000 * self.fill:.0f} ms" if self.fill is not None else ""))
+                    + (f"; first frame out after {1000 * self.fill:.0f} ms" if self.fill is not None else "")
+                    + (f"; the stages warmed up for {1000 * self.warm_up:.0f} ms before" if self.warm_up else ""))
         if self.counters:
             rows.append("counters: " + ", ".join(f"{k} {v}" for k, v in sorted(self.counters.items())))
         return "\n".join(rows)

@@ -19,7 +19,6 @@ from fersr_stream import device as devices
 from fersr_stream.config import DegradeConfig, DetectConfig, EnhanceConfig
 from fersr_stream.detect.retinaface import RetinaFaceDetector, build_retinaface
 from fersr_stream.enhance import BicubicEnhancer, IdentityEnhancer, create, random_weights
-from fersr_stream.enhance import restorers
 from fersr_stream.enhance.restorers import GFPGANEnhancer
 from fersr_stream.pipeline import session
 from fersr_stream.pipeline import stages as stage_builder
@@ -193,24 +192,48 @@ def test_each_network_says_how_it_pads_on_cuda(monkeypatch, narrow_gfpgan):
     assert [narrow_gfpgan.rows(n) for n in (1, 2)] == [1, 2]  # powers of two up to its batch of 2
 
 
-def test_warm_up_runs_each_padded_shape_once_on_cuda_only(monkeypatch, narrow_gfpgan):
+def test_warm_up_hooks_run_each_padded_shape_once_on_cuda_only(monkeypatch, narrow_gfpgan):
     classifier = classify.load(None, "cpu", batch=8)
     seen = []
     monkeypatch.setattr(narrow_gfpgan, "enhance_tensor", lambda crops: seen.append(("enhance", *crops.shape)))
     monkeypatch.setattr(classifier, "classify_tensor", lambda crops: seen.append(("classify", *crops.shape)))
+    monkeypatch.setattr(torch, "zeros", lambda shape, **kw: torch.empty(shape, dtype=kw["dtype"]))  # no CUDA here
+
+    class DeviceDetector:
+        def detect_tensors(self, frames):
+            seen.append(("detect", len(frames), *frames[0].shape))
+
+    def run(models, side, frame_size=None):
+        seen.clear()
+        hooks = stage_builder.warm_ups(models, side, frame_size)
+        for name in ("detect", "enhance", "classify"):
+            if name in hooks:
+                hooks[name]()
+        return sorted(hooks), list(seen)
+
+    assert run(session.Models(None, narrow_gfpgan, classifier), 512) == ([], [])  # a CPU: nothing to warm
     for network in (classifier, narrow_gfpgan):  # their padding as on CUDA
         monkeypatch.setattr(network, "device", torch.device("cuda"))
-    session.warm_up(session.Models(None, narrow_gfpgan, classifier), "cuda", 512)
-    assert seen == [("classify", 8, 3, 512, 512), ("enhance", 1, 3, 512, 512), ("enhance", 2, 3, 512, 512)]
-    seen.clear()
-    session.warm_up(session.Models(None, BicubicEnhancer(512), classifier), "cuda", 512)
-    assert seen == [("classify", 8, 3, 512, 512)]  # bicubic has no network
-    seen.clear()
-    session.warm_up(session.Models(None, None, classifier), "cuda", 320)  # classifier-only crops are cut smaller
-    assert seen == [("classify", 8, 3, 320, 320)]
-    seen.clear()
-    session.warm_up(session.Models(None, narrow_gfpgan, classifier), "cpu", 512)
-    assert seen == []
+    hooks, calls = run(session.Models(None, narrow_gfpgan, classifier), 512)
+    assert hooks == ["classify", "enhance"]
+    assert calls == [("enhance", 1, 3, 512, 512), ("enhance", 2, 3, 512, 512), ("classify", 8, 3, 512, 512)]
+    assert run(session.Models(None, BicubicEnhancer(512), classifier), 512)[1] == [("classify", 8, 3, 512, 512)]
+    assert run(session.Models(None, None, classifier), 320)[1] == [("classify", 8, 3, 320, 320)]  # classifier-only
+    hooks, calls = run(session.Models(DeviceDetector(), None, classifier), 320, frame_size=(64, 48))
+    assert hooks == ["classify", "detect"] and calls[:4] == [("detect", n, 3, 48, 64) for n in (1, 2, 3, 4)]
+    assert "detect" not in run(session.Models(DeviceDetector(), None, classifier), 320)[0]  # sizes unknown
+
+
+def test_the_stages_carry_the_warm_up_hooks(monkeypatch, narrow_gfpgan):
+    classifier = classify.load(None, "cpu", batch=8)
+    config = cfg.load(None, ["enhance.name=gfpgan"])
+    models = session.Models(None, narrow_gfpgan, classifier)
+    build = lambda: stage_builder.build(config, models, sinks=[], stats=Stats(), stop=threading.Event(),  # noqa: E731
+                                        tensor_path=True, frame_size=(64, 48))
+    assert all(stage.start is None for stage in build())  # a CPU
+    monkeypatch.setattr(stage_builder, "warm_ups", lambda m, side, size: {"classify": "c", "enhance": "e"}
+                        if (m, side, size) == (models, 512, (64, 48)) else {})
+    assert {stage.name: stage.start for stage in build() if stage.start} == {"classify": "c", "enhance": "e"}
 
 
 def test_compile_flag_wraps_the_network(tmp_path):

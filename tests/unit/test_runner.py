@@ -52,6 +52,52 @@ def test_fill_latency_is_the_time_to_the_first_frame_out():
     assert Runner(iter([]), [Stage("write", sink.fn)]).run().fill is None
 
 
+def test_start_hooks_run_on_their_stage_threads_before_the_first_frame_is_read():
+    events, threads = [], {}
+
+    def source():
+        events.append("first read")
+        yield from frames(3)
+
+    def hook(name, seconds):
+        def start():
+            time.sleep(seconds)
+            events.append(f"{name} started")
+            threads[f"{name} start"] = threading.get_ident()
+        return start
+
+    def work(name):
+        def fn(batch):
+            threads[f"{name} fn"] = threading.get_ident()
+            return batch
+        return fn
+
+    sink = Collect()
+    stats = Runner(source(), [Stage("a", work("a"), start=hook("a", 0.1)), Stage("b", work("b")),
+                              Stage("write", sink.fn, start=hook("write", 0.0))]).run()
+    assert events[-1] == "first read" and sorted(events[:-1]) == ["a started", "write started"]
+    assert threads["a start"] == threads["a fn"] and threads["a start"] != threads["b fn"]
+    assert threads["write start"] != threads["a start"]
+    assert stats.warm_up >= 0.1 and sink.indices == [0, 1, 2]  # the frames are counted from the first read on
+    assert "warmed up for" in stats.table()
+    assert Runner(frames(2), [Stage("write", Collect().fn)]).run().warm_up == 0  # no hooks: no wait
+
+
+def test_a_failing_start_hook_stops_the_run_without_reading_and_closes_the_sink():
+    read, sink = [], Collect()
+
+    def source():
+        read.append(True)
+        yield from frames(3)
+
+    def broken():
+        raise RuntimeError("no plans")
+
+    with pytest.raises(RuntimeError, match="no plans"):
+        Runner(source(), [Stage("a", slow(0), start=broken), Stage("write", sink.fn, close=sink.close)]).run()
+    assert read == [] and sink.indices == [] and sink.closed == 1
+
+
 def test_live_policy_drops_oldest_and_counts():
     sink = Collect()
     runner = Runner(frames(60), [Stage("slow", slow(0.01)), Stage("write", sink.fn, close=sink.close)],
