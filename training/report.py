@@ -93,7 +93,7 @@ def _mcnemar_row(key: tuple, fold, counts: dict) -> dict:
 
 
 def _correct(cell: dict) -> dict[str, bool]:
-    return {k: l == p for k, l, p in zip(cell["keys"], cell["labels"], cell["preds"])}
+    return {k: label == p for k, label, p in zip(cell["keys"], cell["labels"], cell["preds"])}
 
 
 def per_class(cells: list[dict]) -> list[dict]:

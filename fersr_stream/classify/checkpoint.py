@@ -176,7 +176,7 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu"
     state = {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
     try:
         model.load_state_dict(state, strict=True, assign=True)
-    except RuntimeError as exc:
+    except RuntimeError:
         raise WeightsError(f"{path}: weights do not fit the {arch} architecture "
                            f"({describe_mismatch(model, state)})") from None
     meta = {k: str(v) for k, v in header.items() if k not in ("labels", "preprocessing")}

@@ -312,7 +312,7 @@ def test_stamp_spares_rehashing(server, tiny, monkeypatch):
     assert calls == [final]
 
     final.write_bytes(bytes(len(DATA)))  # same size, other bytes, new mtime
-    with pytest.raises(WeightsError, match=f"sha256.*--force"):
+    with pytest.raises(WeightsError, match="sha256.*--force"):
         store.ensure(NAME)
     with pytest.raises(WeightsError, match="sha256"):
         store.verify(NAME)
