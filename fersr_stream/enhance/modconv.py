@@ -21,6 +21,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .resample import bilinear
+from .swap import replace_modules
+
 
 class BatchedModulatedConv2d(nn.Module):
     """spandrel's ``ModulatedConv2d`` (stylegan2_clean_arch) computed by scaling the input; owns the same
@@ -40,9 +43,9 @@ class BatchedModulatedConv2d(nn.Module):
         weight = self.weight[0]  # (c_out, c_in, k, k)
         x = x * s[:, :, None, None]
         if self.sample_mode == "upsample":
-            x = F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False)
+            x = bilinear(x, 2)
         elif self.sample_mode == "downsample":
-            x = F.interpolate(x, scale_factor=0.5, mode="bilinear", align_corners=False)
+            x = bilinear(x, 0.5)
         out = F.conv2d(x, weight, padding=self.padding)
         if self.demodulate:
             # in the weight's dtype (float32 under autocast) as the original; a matmul would run in float16 there
@@ -60,8 +63,4 @@ def batch_modulated_convs(model: nn.Module) -> int:
     :class:`BatchedModulatedConv2d` on the same parameters; returns how many were replaced."""
     from spandrel.architectures.GFPGAN.__arch.stylegan2_clean_arch import ModulatedConv2d
 
-    found = [(name, module) for name, module in model.named_modules() if isinstance(module, ModulatedConv2d)]
-    for name, module in found:
-        parent, _, attr = name.rpartition(".")
-        setattr(model.get_submodule(parent), attr, BatchedModulatedConv2d(module))
-    return len(found)
+    return replace_modules(model, ModulatedConv2d, BatchedModulatedConv2d)

@@ -23,6 +23,7 @@ from ..config import EnhanceConfig
 from ..device import batch_rows, padded
 from .base import check_crops, check_crops_tensor, resize_crops, resize_crops_tensor
 from .modconv import batch_modulated_convs
+from .resample import resample_resblocks
 
 SIZE = 512  # the side all three networks were trained on (CodeFormer's 16 x 16 token grid assumes it)
 
@@ -135,8 +136,10 @@ class GFPGANEnhancer(RestorerEnhancer):
     themselves an untrained random draw), and ``seed`` lets the study measure how much the draw matters.
 
     On CUDA, where faces run in batches, the decoder's modulated convolutions scale their input instead of their
-    weights (:mod:`.modconv`: the same function, one batched convolution instead of a grouped one per face). On
-    a CPU the faces run one at a time and the upstream form is kept, which is bit-exact with upstream.
+    weights (:mod:`.modconv`: the same function, one batched convolution instead of a grouped one per face), and
+    they and the encoder's blocks resample small feature maps without ``F.interpolate`` (:mod:`.resample`: the
+    same values). On a CPU the faces run one at a time and the upstream form is kept, which is bit-exact with
+    upstream.
 
     Not channels_last: the encoder flattens its features with ``view``, and the modulated weights are 5-D.
     """
@@ -148,6 +151,7 @@ class GFPGANEnhancer(RestorerEnhancer):
         seed_noise(model, config.seed)
         if torch.device(device).type == "cuda":
             batch_modulated_convs(model)
+            resample_resblocks(model)
         super().__init__(model, config, device)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -11,6 +11,7 @@ from torch import nn
 
 from fersr_stream.enhance import random_weights as rc
 from fersr_stream.enhance.modconv import BatchedModulatedConv2d, batch_modulated_convs
+from fersr_stream.enhance.resample import resample_resblocks
 
 
 def replaced(conv: nn.Module) -> nn.Module:
@@ -74,10 +75,13 @@ def test_autocast_dtype(demodulate):
 
 @pytest.fixture(scope="module")
 def networks():
-    """A narrow random GFPGAN (23 modulated convs) and a deep copy with them replaced, and the replaced count."""
+    """A narrow random GFPGAN (23 modulated convs), a deep copy with them and its 14 U-Net blocks replaced as on
+    CUDA (:mod:`fersr_stream.enhance.resample`), and the replaced modulated convs' count."""
     original = rc.gfpgan_network(narrow=0.125)
     new = copy.deepcopy(original)
-    return original, new, batch_modulated_convs(new)
+    count = batch_modulated_convs(new)
+    assert resample_resblocks(new) == 14
+    return original, new, count
 
 
 def test_network_replaced(networks):
