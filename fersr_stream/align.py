@@ -5,7 +5,7 @@ so ``cv2.warpAffine(frame, A, (S, S))`` cuts the crop and the inverse warp puts 
 the frame it is filled with a constant mid-grey: GFPGAN's and CodeFormer's inference helpers pad with this grey,
 so the restorers have seen it, whereas black or a smeared (replicated) edge gives them a hard structure to "repair".
 
-On CPU the warps are OpenCV calls; on CUDA (``device.uses_kornia``) they are kornia ops (``crop_torch``).
+On CPU the warps are OpenCV calls; on CUDA (``device.uses_kornia``) they are torch ops (``crop_torch``).
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import functools
 import cv2
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from .device import uses_kornia
 from .types import Faces
@@ -112,14 +113,14 @@ def crop(image: np.ndarray, faces: Faces, size: int = 512, margin: float = 0.25,
         faces: the frame's faces; landmarks, when present, give FFHQ alignment, else boxes give box crops.
         size: crop side in pixels.
         margin: box-crop border (see :func:`box_affines`).
-        device: a torch device; CUDA warps with kornia (the frame is uploaded), anything else with OpenCV.
+        device: a torch device; CUDA warps with torch (the frame is uploaded), anything else with OpenCV.
     """
     affines = face_affines(faces, size, margin)
     if len(faces) == 0:
         crops = np.zeros((0, size, size, 3), np.uint8)
     elif device is not None and uses_kornia(torch.device(device)):
         frame = torch.from_numpy(np.ascontiguousarray(image)).to(device).permute(2, 0, 1)
-        warped = crop_torch(frame, torch.from_numpy(affines).to(device), size)
+        warped = crop_torch(frame, affines, size)
         crops = warped.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
     else:
         crops = np.stack([
@@ -129,28 +130,53 @@ def crop(image: np.ndarray, faces: Faces, size: int = 512, margin: float = 0.25,
     return faces.replace(affines=affines, crops=crops)
 
 
-def crop_torch(images: torch.Tensor, affines: torch.Tensor, size: int = 512) -> torch.Tensor:
-    """Kornia twin of the OpenCV crop, for frames already on the GPU.
+def crop_torch(images: torch.Tensor, affines: np.ndarray, size: int = 512) -> torch.Tensor:
+    """Torch twin of the OpenCV crop, for frames already on the GPU: bilinear, GFPGAN's grey beyond the frame.
 
     Args:
         images: (3, H, W) one frame shared by all faces, or (N, 3, H, W) one frame per face; any dtype,
             values 0..255.
-        affines: (N, 2, 3) frame -> crop affines (OpenCV convention).
+        affines: (N, 2, 3) frame -> crop affines (OpenCV convention), a host array. The sampling grid's transform
+            is worked out from them on the host and sent with a non-blocking copy, so that on CUDA the cut is only
+            queued. A blocking copy from the host (``torch.tensor(..., device="cuda")``; kornia's ``warp_affine``
+            makes such copies) waits for all the work queued on the stream, in the stream the restorer's last batch.
         size: crop side in pixels.
 
     Returns:
         (N, 3, size, size) float32 crops in 0..255 (not rounded), on ``images``' device.
     """
-    from kornia.geometry.transform import warp_affine
-
-    affines = torch.as_tensor(affines, dtype=torch.float32, device=images.device).reshape(-1, 2, 3)
-    images = images.float()
-    if images.ndim == 3:
-        images = images.unsqueeze(0).expand(len(affines), -1, -1, -1)
-    fill = torch.tensor(BORDER_RGB, dtype=torch.float32, device=images.device)
+    n, (h, w) = len(affines), images.shape[-2:]
+    thetas = torch.from_numpy(_sampling_thetas(np.asarray(affines, np.float64).reshape(-1, 2, 3), (w, h), size))
+    if images.is_cuda:
+        thetas = thetas.pin_memory()
+    thetas = thetas.to(images.device, non_blocking=True)
+    frames = images.float()
+    if frames.ndim == 3:
+        frames = frames.unsqueeze(0).expand(n, -1, -1, -1)
     # align_corners=True puts pixel centres at integer coordinates, as OpenCV does
-    return warp_affine(images, affines, (size, size), mode="bilinear", padding_mode="fill", align_corners=True,
-                       fill_value=fill)
+    grid = F.affine_grid(thetas, [n, 3, size, size], align_corners=True)
+    warped = F.grid_sample(frames, grid, mode="bilinear", padding_mode="zeros", align_corners=True)
+    # how much of each output pixel came from inside the frame; the rest is the border grey, as OpenCV blends it
+    ones = frames.new_ones((1, 1, h, w)).expand(n, -1, -1, -1)
+    inside = F.grid_sample(ones, grid, mode="bilinear", padding_mode="zeros", align_corners=True)
+    return warped + (1.0 - inside) * _border(images.device)
+
+
+def _sampling_thetas(affines: np.ndarray, frame_size: tuple[int, int], size: int) -> np.ndarray:
+    """(N, 2, 3) float32 ``F.affine_grid`` transforms: crop coordinates -> frame coordinates, both normalised to
+    [-1, 1] over pixel centres (``align_corners=True``), from (N, 2, 3) frame -> crop pixel affines."""
+    w, h = frame_size
+    frame_to_crop = np.concatenate([affines, np.broadcast_to([[[0.0, 0.0, 1.0]]], (len(affines), 1, 3))], axis=1)
+    unit = (size - 1) / 2
+    crop_from_normal = np.array([[unit, 0.0, unit], [0.0, unit, unit], [0.0, 0.0, 1.0]])
+    normal_from_frame = np.array([[2 / max(w - 1, 1), 0.0, -1.0], [0.0, 2 / max(h - 1, 1), -1.0], [0.0, 0.0, 1.0]])
+    return (normal_from_frame @ np.linalg.inv(frame_to_crop) @ crop_from_normal)[:, :2].astype(np.float32)
+
+
+@functools.lru_cache(maxsize=8)
+def _border(device: torch.device) -> torch.Tensor:
+    """(1, 3, 1, 1) float32 :data:`BORDER_RGB` on ``device``, made once (made anew, it would be a waiting copy)."""
+    return torch.tensor(BORDER_RGB, dtype=torch.float32).view(1, 3, 1, 1).to(device)
 
 
 @functools.lru_cache(maxsize=8)

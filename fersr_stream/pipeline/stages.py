@@ -5,10 +5,10 @@
 Two paths, picked once by :func:`fersr_stream.device.uses_kornia` (tests may force the tensor path on the CPU):
 
 - host path (CPU): frames and crops are numpy arrays; OpenCV warps, resizes and degrades (~9x faster than
-  kornia on a CPU).
+  torch's grid sampling on a CPU).
 - tensor path (CUDA): each frame goes to the GPU once (uploaded from pinned memory on a side stream, or already
-  there from DALI) as ``Frame.device_image``; crops are cut with kornia, degraded in torch, restored and
-  classified as ``Faces.device_processed`` tensors. Boxes and probabilities are small and stay numpy. The overlay
+  there from DALI) as ``Frame.device_image``; crops are cut, degraded, restored and classified there as
+  ``Faces.device_processed`` tensors. Boxes and probabilities are small and stay numpy. The overlay
   is the one place that copies back, once per frame (pinned, asynchronous): the frame when it was decoded on the
   GPU, and the processed crops when the inset or paste-back draws them.
 """
@@ -170,7 +170,7 @@ def build(config: StreamConfig, models, *, sinks: list, stats: Stats, stop: thre
         faces = frame.faces
         affines = align.face_affines(faces, size, margin)
         if len(faces):
-            cut = align.crop_torch(frame.device_image.to(device), torch.from_numpy(affines).to(device), size)
+            cut = align.crop_torch(frame.device_image.to(device), affines, size)
             crops = _resize.to_uint8(cut)  # stored as uint8, as the host path stores its crops
             if config.degrade.width is not None:
                 lowres = degrade.downsample_torch(crops, config.degrade, noise)

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 
-from fersr_stream import classify, degrade, resize
+from fersr_stream import align, classify, degrade, resize
 from fersr_stream import config as cfg
 from fersr_stream.bench_gpu import TruthDetector
 from fersr_stream.config import DetectConfig, EnhanceConfig
@@ -27,6 +27,7 @@ from fersr_stream.pipeline.runner import Runner
 from fersr_stream.pipeline.stats import Stats
 from fersr_stream.pipeline.transfer import Transfers
 from fersr_stream.sources import open_source
+from fersr_stream.types import Faces
 
 CUDA = torch.device("cuda")
 needs_dali = pytest.mark.skipif(importlib.util.find_spec("nvidia.dali") is None,
@@ -110,6 +111,22 @@ def test_classifier_tensor_entry_point_on_cuda(crops):
     with torch.backends.cudnn.flags(enabled=True, allow_tf32=False):
         on_cuda = classify.load(None, "cuda").classify_tensor(nchw(crops))
     np.testing.assert_allclose(on_cuda, on_cpu, atol=1e-3)
+
+
+def test_cutting_crops_only_queues_work_on_the_gpu(astronaut):
+    """No copy that waits for the stream (pageable host memory, a read back): the crop stage must not wait for the
+    restorer's batch queued before it."""
+    faces = Faces(np.array([[150, 40, 300, 190], [440, 400, 560, 520]], np.float32), np.ones(2, np.float32))
+    reference = align.crop(astronaut, faces, size=128)  # OpenCV; the second face runs past the frame
+    frame = nchw(astronaut[None])[0]
+    first = align.crop_torch(frame, reference.affines, 128)  # the border grey is uploaded once, here
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        again = align.crop_torch(frame, reference.affines, 128)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    torch.testing.assert_close(again, first)
+    assert np.abs(nhwc(first) - reference.crops).mean() < 0.5
 
 
 def test_retinaface_on_cuda_frames(astronaut):

@@ -1,4 +1,4 @@
-"""Alignment: template fit, box crops, paste-back, and the kornia (CUDA) path checked against OpenCV on CPU."""
+"""Alignment: template fit, box crops, paste-back, and the torch (CUDA) path checked against OpenCV on CPU."""
 
 from __future__ import annotations
 
@@ -156,7 +156,7 @@ def test_a_face_past_the_frame_edge_is_pasted_up_to_that_edge():
 
 
 @pytest.mark.parametrize("with_landmarks", [False, True])
-def test_kornia_crop_matches_opencv(astronaut, with_landmarks):
+def test_torch_crop_matches_opencv(astronaut, with_landmarks):
     m = similarity(15, 0.9, (-60, 40))
     inv = cv2.invertAffineTransform(m)
     lms = (align.template(512) @ inv[:, :2].T + inv[:, 2])[None] if with_landmarks else None
@@ -167,18 +167,18 @@ def test_kornia_crop_matches_opencv(astronaut, with_landmarks):
     faces = faces_with(lms, boxes)
     ref = align.crop(astronaut, faces, size=128)
     frame = torch.from_numpy(astronaut).permute(2, 0, 1)
-    got = align.crop_torch(frame, torch.from_numpy(ref.affines), 128)
+    got = align.crop_torch(frame, ref.affines, 128)
     assert got.shape == (2, 3, 128, 128) and got.dtype == torch.float32
     diff = np.abs(got.permute(0, 2, 3, 1).numpy() - ref.crops.astype(np.float32))
     assert diff.mean() < 0.5, diff.mean()
     assert np.percentile(diff, 99.9) < 3.0
     # one frame per face gives the same as a shared frame
-    per_face = align.crop_torch(frame[None].expand(2, -1, -1, -1), torch.from_numpy(ref.affines), 128)
+    per_face = align.crop_torch(frame[None].expand(2, -1, -1, -1), ref.affines, 128)
     torch.testing.assert_close(per_face, got)
 
 
-def test_crop_on_the_kornia_path_matches_opencv(astronaut, monkeypatch):
-    # the CUDA branch of crop(), exercised on CPU by pretending this device uses kornia
+def test_crop_on_the_torch_path_matches_opencv(astronaut, monkeypatch):
+    # the CUDA branch of crop(), exercised on CPU by pretending this device takes the torch path
     faces = faces_with(None, [[177, 67, 270, 160], [400, 380, 520, 500]])
     ref = align.crop(astronaut, faces, size=96)
     monkeypatch.setattr(align, "uses_kornia", lambda device: True)
