@@ -49,7 +49,7 @@ from .config import DetectConfig, EnhanceConfig
 from .enhance import random_weights
 from .errors import SourceError, WeightsError
 from .pipeline import stages as stage_builder
-from .pipeline.runner import Policy, Runner
+from .pipeline.runner import Policy, Runner, start_here
 from .pipeline.session import Models
 from .pipeline.stats import Stats
 from .types import Faces, Frame
@@ -156,9 +156,7 @@ def ours_serial(frames: list[Frame], config, models: Models, device: torch.devic
     the ``start`` hooks, run first on this thread, untimed)."""
     built = stage_builder.build(config, models, sinks=[], stats=Stats(), stop=threading.Event(),
                                 frame_size=frames[0].size)
-    for stage in built:
-        if stage.start is not None:
-            stage.start()
+    start_here(built)
     for stage in built:
         done = []
         for start in range(0, len(frames), stage.batch):
@@ -213,8 +211,9 @@ def compare(n_faces: int, args, models_for, folder: Path, device: torch.device):
     pipe_fps, warm = statistics.median(p.fps for p in pipes), statistics.median(p.warm_up for p in pipes)
     click.echo(f"\n{n_faces} face(s): {n} frames {frames[0].size[0]}x{frames[0].size[1]}, {found:.1f} faces/frame")
     click.echo(f"  loop  {loop_fps:8.2f} fps   ms/frame: {_steps(loop, n)}")
-    click.echo(f"  ours  {serial_fps:8.2f} fps serial, {pipe_fps:.2f} fps pipelined (after its stages' {warm:.2f} s "
-               f"warm-up)   ms/frame: {_steps(mine, n)}")
+    warmed = f" (after its stages' {warm:.2f} s warm-up)" if warm else ""
+    click.echo(f"  ours  {serial_fps:8.2f} fps serial, {pipe_fps:.2f} fps pipelined{warmed}   "
+               f"ms/frame: {_steps(mine, n)}")
     click.echo(f"  ours / loop: {serial_fps / loop_fps:.2f}x serial, {pipe_fps / loop_fps:.2f}x pipelined")
     return path, frames, models
 

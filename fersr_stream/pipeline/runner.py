@@ -261,15 +261,20 @@ class Runner:
 def run_serially(stages: list[Stage], frames: list[Frame]) -> list[Frame]:
     """Run ``stages`` one after another on this thread, each over all ``frames`` in its own batches.
 
-    For benchmarks and tests that need the stages' work without the threads: each ``start`` runs first, here;
-    ``close`` is not called.
+    For benchmarks and tests that need the stages' work without the threads: each ``start`` runs first, here
+    (:func:`start_here`); ``close`` is not called.
     """
-    for stage in stages:
-        if stage.start is not None:
-            stage.start()
+    start_here(stages)
     for stage in stages:
         done: list[Frame] = []
         for start in range(0, len(frames), stage.batch):
             done += stage.fn(frames[start:start + stage.batch])
         frames = done
     return frames
+
+
+def start_here(stages: list[Stage]) -> None:
+    """Run every stage's ``start`` hook on this thread, for stages that will run on it (serially)."""
+    for stage in stages:
+        if stage.start is not None:
+            stage.start()
