@@ -151,12 +151,14 @@ def per_face_loop(frames: list[Frame], models: Models, margin: float, device: to
     return out
 
 
-def ours_serial(frames: list[Frame], config, models: Models, device: torch.device, clock: _Clock) -> list[Frame]:
-    """The stream's stage functions in order over the clip, in their batches, timed per stage (their warm-ups,
-    the ``start`` hooks, run first on this thread, untimed)."""
+def ours_serial(frames: list[Frame], config, models: Models, device: torch.device, clock: _Clock,
+                warm: bool = False) -> list[Frame]:
+    """The stream's stage functions in order over the clip, in their batches, timed per stage. ``warm``: first run
+    the stages' warm-ups (their ``start`` hooks) on this thread, untimed; once per thread is enough."""
     built = stage_builder.build(config, models, sinks=[], stats=Stats(), stop=threading.Event(),
                                 frame_size=frames[0].size)
-    start_here(built)
+    if warm:
+        start_here(built)
     for stage in built:
         done = []
         for start in range(0, len(frames), stage.batch):
@@ -194,7 +196,7 @@ def compare(n_faces: int, args, models_for, folder: Path, device: torch.device):
     if device.type == "cuda" or args["compile"]:
         # lazy CUDA initialisation, cuDNN's plans and the compile are not timed
         per_face_loop(frames[:1], models, margin, device, _Clock(device))
-        ours_serial(frames[:2], config, models, device, _Clock(device))
+        ours_serial(frames[:2], config, models, device, _Clock(device), warm=True)
     loops, ours, pipes = [], [], []
     for _ in range(args["repeat"]):
         clock = _Clock(device)
