@@ -2,6 +2,7 @@
 
     python -m fersr_stream.bench                      # 1280x720 clip, one face, no restoration
     python -m fersr_stream.bench --faces 4 --enhancer bicubic --simulate-lr 16
+    python -m fersr_stream.bench --known-faces       # the clip's true boxes instead of detection
 
 A clip with moving faces (scikit-image's astronaut, from the ``test`` extra) is generated in a temporary folder.
 "Alone" means the stage's own function run serially over every frame (decode: iterating the source; write:
@@ -19,10 +20,15 @@ core, runnable but waiting for one (inside its function, off the CPU), and waiti
 one, then starved); and its CPU per frame against alone (caches and memory shared with the busy stages).
 The ratio is about the first share divided by that factor. The CPU-bound limit is printed a second time from the
 stages' CPU inside the pipeline: the gap between it and the pipeline is what the threads and queues themselves cost.
+
+``--known-faces`` hands every stage the clip's ground-truth boxes instead of detecting (the detect stage then
+costs next to nothing), both alone and in the pipeline: it shows what the rest of the pipeline reaches around the
+slowest stage when detection is free.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import statistics
 import tempfile
@@ -40,17 +46,31 @@ from .pipeline import session
 from .pipeline import stages as stage_builder
 from .pipeline.runner import run_serially
 from .pipeline.stats import Stats
+from .types import Faces
 
 
-def make_clip(path: Path, n_frames: int, width: int, height: int, n_faces: int) -> None:
+def make_clip(path: Path, n_frames: int, width: int, height: int, n_faces: int) -> np.ndarray:
+    """Write the benchmark's clip; returns its ground-truth boxes, (n_frames, n_faces, 4)."""
     try:
         from skimage import data
     except ImportError:
         raise SystemExit("the benchmark needs scikit-image: pip install -e '.[test]'") from None
     face = np.ascontiguousarray(data.astronaut()[40:190, 150:300])
     size = min(height // 2, width // max(n_faces, 1) - 8)
-    synthetic.write_clip(path, [face] * n_faces, n_frames=n_frames, width=width, height=height, fps=30,
-                         min_size=max(48, size // 2), max_size=size)
+    return synthetic.write_clip(path, [face] * n_faces, n_frames=n_frames, width=width, height=height, fps=30,
+                                min_size=max(48, size // 2), max_size=size)
+
+
+class KnownFaces:
+    """A detector that returns the clip's ground-truth boxes (score 1), one frame after another from the first:
+    a fresh one for every pass over the clip, fed from one thread."""
+
+    def __init__(self, boxes: np.ndarray):
+        self._boxes = iter(boxes.astype(np.float32))
+
+    def detect(self, images: list[np.ndarray]) -> list[Faces]:
+        boxes = [next(self._boxes) for _ in images]
+        return [Faces(b, np.ones(len(b), np.float32)) for b in boxes]
 
 
 def stage_alone(config: cfg.StreamConfig, models, out: Path) -> dict[str, tuple[float, float]]:
@@ -89,30 +109,38 @@ def stage_alone(config: cfg.StreamConfig, models, out: Path) -> dict[str, tuple[
 @click.option("--device", default="cpu", show_default=True)
 @click.option("--repeat", default=3, show_default=True, help="Repetitions of each measurement.")
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Config overrides, as for fersr-stream.")
-def main(frames, width, height, n_faces, enhancer, simulate_lr, device, repeat, sets):
+@click.option("--known-faces", is_flag=True,
+              help="Give the stages the clip's true boxes instead of detecting (detection then costs ~nothing).")
+def main(frames, width, height, n_faces, enhancer, simulate_lr, device, repeat, sets, known_faces):
     """Measure stage-alone fps, pipeline fps and the ratio pipeline / slowest stage."""
     with tempfile.TemporaryDirectory(prefix="fersr-bench-") as tmp:
         tmp = Path(tmp)
         clip = tmp / "clip.mp4"
-        make_clip(clip, frames, width, height, n_faces)
+        boxes = make_clip(clip, frames, width, height, n_faces)
         config = cfg.load(None, [f"source.uri={clip}", f"output.video={tmp / 'out.mp4'}", f"enhance.name={enhancer}",
-                                 f"degrade.width={simulate_lr if simulate_lr else 'null'}", *sets])
-        models = session.load_models(config, devices.resolve(device))
+                                 f"degrade.width={simulate_lr if simulate_lr else 'null'}", f"device={device}", *sets])
+        models = session.load_models(config, devices.resolve(config.device))
+
+        def fresh():  # known faces are handed out in order, so each pass over the clip gets its own
+            return dataclasses.replace(models, detector=KnownFaces(boxes)) if known_faces else models
+
         # each repeat measures the stages alone and then the pipeline, so a ratio compares measurements taken
         # a few seconds apart (a shared host's speed drifts over minutes); stages alone run with the thread
         # settings the stream gives them, so the two compare
         alone, pipeline, fills, inside = [], [], [], []
         for _ in range(repeat):
-            with devices.stream_threads(devices.resolve(device), heavy_model=enhancer not in ("none", "bicubic")):
-                alone.append(stage_alone(config, models, tmp / "alone.mp4"))
-            stats = session.run(config).stats
+            heavy = enhancer not in ("none", "bicubic")
+            with devices.stream_threads(devices.resolve(config.device), heavy_model=heavy):
+                alone.append(stage_alone(config, fresh(), tmp / "alone.mp4"))
+            stats = session.run(config, fresh()).stats
             pipeline.append(stats.fps)
             fills.append(stats.fill)
             inside.append((stats.wall, stats.stages))
     per_stage = {name: statistics.median(run[name][0] for run in alone) for name in alone[0]}
     cpu = {name: statistics.median(run[name][1] for run in alone) for name in alone[0]}
     click.echo(f"clip: {frames} frames {width}x{height}, {n_faces} face(s), enhancer {enhancer}, "
-               f"simulate-lr {simulate_lr}, device {device}, {repeat} repeats (median), {os.cpu_count()} cores")
+               f"simulate-lr {simulate_lr}, device {device}, {repeat} repeats (median), {os.cpu_count()} cores"
+               f"{', known faces (no detection)' if known_faces else ''}")
     in_pipeline = {name: statistics.median(s[name].cpu / s[name].items for _, s in inside) for name in per_stage}
     click.echo(f"{'stage':<10} {'ms/frame':>9} {'fps alone':>10} {'cpu ms/frame':>13} {'in pipeline':>12}")
     for name, seconds in per_stage.items():

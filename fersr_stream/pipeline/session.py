@@ -95,8 +95,11 @@ def load_models(config: cfg.StreamConfig, device) -> Models:
                   classify.load(config.classify.weights, device, batch=config.classify.batch))
 
 
-def run(config: cfg.StreamConfig) -> Summary:
-    """Open everything (failing fast on bad input), run the pipeline, and finalize the outputs."""
+def run(config: cfg.StreamConfig, models: Models | None = None) -> Summary:
+    """Open everything (failing fast on bad input), run the pipeline, and finalize the outputs.
+
+    ``models``: already loaded (benchmarks give theirs); None loads them from ``config``.
+    """
     from .. import sinks, sources
 
     out = config.output
@@ -111,7 +114,7 @@ def run(config: cfg.StreamConfig) -> Summary:
             paths = [p for p in (out.video, out.jsonl) if p]
             for path in paths:  # a bad output fails before the models load, and nothing is touched yet
                 sinks.check_output(path)
-            models = load_models(config, device)
+            models = models or load_models(config, device)
             for path in paths:
                 opened.append(sinks.open_sink(path, source.info, out))
                 summary.outputs.append(path)

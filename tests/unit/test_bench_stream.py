@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 
+import numpy as np
 from click.testing import CliRunner
 
 from fersr_stream import bench
@@ -29,3 +30,22 @@ def test_bench_reports_stages_pipeline_and_ratios():
     assert shares, result.output
     on_core, waiting_core, waiting_frames = (float(shares.group(i)) for i in range(2, 5))
     assert abs(on_core + waiting_core + waiting_frames - 100) < 0.5 and on_core > 0 and waiting_frames > 0
+
+
+def test_known_faces_hand_out_the_clip_boxes_frame_after_frame():
+    boxes = np.arange(3 * 2 * 4, dtype=np.int64).reshape(3, 2, 4)
+    known = bench.KnownFaces(boxes)
+    image = np.zeros((8, 8, 3), np.uint8)
+    first, second = known.detect([image, image])
+    third, = known.detect([image])
+    for faces, truth in zip((first, second, third), boxes):
+        assert faces.boxes.dtype == np.float32 and np.array_equal(faces.boxes, truth)
+        assert np.array_equal(faces.scores, [1, 1])
+
+
+def test_bench_with_known_faces_skips_detection():
+    result = CliRunner().invoke(bench.main, ["--frames", "6", "--width", "320", "--height", "240", "--repeat", "1",
+                                             "--known-faces"])
+    assert result.exit_code == 0, result.output
+    assert "known faces (no detection)" in result.output
+    assert re.search(r"^detect(\s+[\d.]+){4}$", result.output, re.M)
