@@ -44,7 +44,7 @@ from . import device as devices
 from . import synthetic
 from .pipeline import session
 from .pipeline import stages as stage_builder
-from .pipeline.runner import run_serially
+from .pipeline.runner import run_serially, start_here
 from .pipeline.stats import Stats
 from .types import Faces
 
@@ -88,9 +88,10 @@ def stage_alone(config: cfg.StreamConfig, models, out: Path) -> dict[str, tuple[
         times["decode"] = ((time.perf_counter() - t0) / len(frames), (time.process_time() - c0) / len(frames))
         sink = sinks.open_sink(str(out), source.info, config.output)
     built = stage_builder.build(config, models, sinks=[sink], stats=Stats(), stop=threading.Event())
+    start_here(built)  # warm-ups (CUDA) are not timed, as in the pipeline
     for stage in built:
         t0, c0 = time.perf_counter(), time.process_time()
-        done = run_serially([stage], frames)
+        done = run_serially([dataclasses.replace(stage, start=None)], frames)
         if stage.close is not None:
             stage.close()
         times[stage.name] = ((time.perf_counter() - t0) / len(frames), (time.process_time() - c0) / len(frames))

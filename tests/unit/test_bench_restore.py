@@ -61,7 +61,14 @@ def test_ours_restores_every_face_then_reuses(scene, models):
 
 
 def test_fallback_loop_restores_one_face_at_a_time(scene, models):
-    result = bench_restore.run_official_style(models.enhancer.model, scene[:2], CPU)
+    calls = []
+
+    def spy(x, **kwargs):  # the bare network, recording each forward's batch and noise setting
+        calls.append((x.shape[0], kwargs.get("randomize_noise")))
+        return models.enhancer.model(x, **kwargs)
+
+    result = bench_restore.run_official_style(spy, scene[:2], CPU)
+    assert calls == [(1, True)] * 4  # 2 frames x 2 faces, one fresh-noise forward each
     assert (result.restored, result.restorations, result.reuses) == (4, 4, 0)
 
 

@@ -1,4 +1,5 @@
 import pytest
+import yaml
 
 from fersr_stream import config as cfg
 from fersr_stream.errors import ConfigError, SinkError
@@ -47,5 +48,14 @@ def test_save_round_trip(tmp_path):
 def test_shipped_configs_load():
     from pathlib import Path
 
-    for path in sorted(Path(__file__).parents[2].joinpath("configs", "stream").glob("*.yaml")):
+    paths = sorted(Path(__file__).parents[2].joinpath("configs", "stream").glob("*.yaml"))
+    assert paths
+    for path in paths:
         cfg.load(path)
+
+
+def test_the_default_config_file_spells_out_every_key_at_its_default():
+    from pathlib import Path
+
+    path = Path(__file__).parents[2] / "configs" / "stream" / "default.yaml"
+    assert yaml.safe_load(path.read_text()) == cfg.to_dict(cfg.StreamConfig())

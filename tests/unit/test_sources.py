@@ -265,8 +265,17 @@ def test_close_is_idempotent(make_clip):
     path, _ = make_clip(n_frames=3)
     source = open_source(str(path))
     next(iter(source))
+    container, closes = source._container, []
+
+    class Counting:  # the container, counting its closes
+        def close(self):
+            closes.append(1)
+            container.close()
+
+    source._container = Counting()
     source.close()
     source.close()
+    assert closes == [1]  # closed once, by the first call
 
 
 def _yuv420p(rgb, colorspace=None, color_range=None):
