@@ -5,7 +5,7 @@ so ``cv2.warpAffine(frame, A, (S, S))`` cuts the crop and the inverse warp puts 
 the frame it is filled with a constant mid-grey: GFPGAN's and CodeFormer's inference helpers pad with this grey,
 so the restorers have seen it, whereas black or a smeared (replicated) edge gives them a hard structure to "repair".
 
-On CPU the warps are OpenCV calls; on CUDA (``device.uses_kornia``) they are torch ops (``crop_torch``).
+On CPU the warps are OpenCV calls; on CUDA (``device.uses_tensor_path``) they are torch ops (``crop_torch``).
 """
 
 from __future__ import annotations
@@ -17,7 +17,6 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .device import uses_kornia
 from .types import Faces
 
 # The five FFHQ landmarks in a 512 x 512 aligned face (the template GFPGAN/facexlib align to): the subject's right
@@ -105,23 +104,19 @@ def face_affines(faces: Faces, size: int = 512, margin: float = 0.25) -> np.ndar
     return affines
 
 
-def crop(image: np.ndarray, faces: Faces, size: int = 512, margin: float = 0.25, device=None) -> Faces:
-    """Cut one aligned crop per face: ``faces`` with ``affines`` and ``crops`` (N, size, size, 3) uint8 filled.
+def crop(image: np.ndarray, faces: Faces, size: int = 512, margin: float = 0.25) -> Faces:
+    """Cut one aligned crop per face with OpenCV: ``faces`` with ``affines`` and ``crops`` (N, size, size, 3) uint8
+    filled. Frames that are tensors are cut by :func:`crop_torch`.
 
     Args:
         image: (H, W, 3) uint8 RGB frame.
         faces: the frame's faces; landmarks, when present, give FFHQ alignment, else boxes give box crops.
         size: crop side in pixels.
         margin: box-crop border (see :func:`box_affines`).
-        device: a torch device; CUDA warps with torch (the frame is uploaded), anything else with OpenCV.
     """
     affines = face_affines(faces, size, margin)
     if len(faces) == 0:
         crops = np.zeros((0, size, size, 3), np.uint8)
-    elif device is not None and uses_kornia(torch.device(device)):
-        frame = torch.from_numpy(np.ascontiguousarray(image)).to(device).permute(2, 0, 1)
-        warped = crop_torch(frame, affines, size)
-        crops = warped.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
     else:
         crops = np.stack([
             cv2.warpAffine(image, a, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT,

@@ -276,7 +276,7 @@ def time_detectors(frames: list[Frame], device: torch.device, repeat: int) -> No
     retina = RetinaFaceDetector(DetectConfig(name="retinaface", score_threshold=0.99), device,
                                 net=build_retinaface("resnet50"))
     lines.append(f"retinaface-r50 (host frames) {per_frame(retina.detect, images):.1f}")
-    if devices.uses_kornia(device):
+    if devices.uses_tensor_path(device):
         on_device = [torch.from_numpy(image).to(device).permute(2, 0, 1) for image in images]
         lines.append(f"retinaface-r50 (device frames) {per_frame(retina.detect_tensors, on_device):.1f}")
     click.echo(f"\ndetection at width {DetectConfig().detect_width}, ms/frame: " + ", ".join(lines))
@@ -382,7 +382,7 @@ def main(device, faces, frames, size, enhancer, full, batch, sweep, repeat, dete
     click.echo(f"settings: faces {args['faces']}, {args['frames']} frames, height {args['size']}, "
                f"{args['enhancer']} ({'full' if args['full'] or args['enhancer'] == 'gfpgan' else 'small'}, "
                f"random-init, upstream file layout), batch {args['batch']}, repeat {args['repeat']}, "
-               f"detector {detector}, path {'tensor' if devices.uses_kornia(device) else 'host'}"
+               f"detector {detector}, path {'tensor' if devices.uses_tensor_path(device) else 'host'}"
                f"{', compiled' if compiled else ''}")
     click.echo("ms/frame per step; loop = one face per fp32 forward (GFPGANer); ours = the stream's stages; on CUDA "
                "each padded batch shape ran once before the timing, as in the stream")

@@ -6,10 +6,12 @@ blur (Gaussian, sigma in low-resolution pixels, applied at full resolution befor
 Gaussian noise (std in 0..255 units) -> JPEG at quality ``jpeg`` -> enlarge back with ``interpolation``.
 Every step but the shrink is optional; ``width`` None turns the whole thing off.
 
-:func:`degrade` works on host arrays with OpenCV (the CPU path); :func:`degrade_torch` is its twin for crops that
-are torch tensors on the GPU (kornia blur, OpenCV-exact resizes as matrix products, and the small JPEG step on the
-host with the same codec), rounding to uint8 after the same steps so the two agree within a level or two (the noise
-draws differ).
+:func:`degrade` works on host arrays with OpenCV (the CPU path). For crops that are torch tensors on the GPU, the
+stream calls its two halves, :func:`downsample_torch` (kornia blur, an OpenCV-exact area shrink as matrix products,
+noise, and the small JPEG step on the host with the same codec) and :func:`enlarge_torch`, since it keeps the
+low-resolution face between them; :func:`degrade_torch` chains the two as :func:`degrade`'s whole twin, the
+reference the tests hold both paths to. Both round to uint8 after the same steps, so the paths agree within a level
+or two (the noise draws differ).
 """
 
 from __future__ import annotations
@@ -160,7 +162,8 @@ def _blur_kernel(sigma: float, limit: int) -> int:
 
 
 def degrade_torch(crops: torch.Tensor, config: DegradeConfig, generator: torch.Generator | None = None) -> torch.Tensor:
-    """:func:`degrade` for crops held as torch tensors (on the GPU in the stream), without a host round trip.
+    """:func:`degrade` for crops held as torch tensors, without a host round trip: :func:`downsample_torch` then
+    :func:`enlarge_torch` (the stream's tensor path calls the two itself, keeping the low-resolution face).
 
     The steps and the uint8 rounding after each are those of :func:`degrade`; the JPEG step is
     :func:`degrade`'s own, on the host (see :func:`_jpeg_torch`).

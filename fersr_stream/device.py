@@ -1,7 +1,7 @@
 """The one place that picks the compute device and the per-device code paths.
 
-On CPU, OpenCV warps are about 10x faster than torch's grid sampling (measured through kornia); on CUDA frames
-stay on the GPU and torch is used.
+On CPU, OpenCV's warps are about 10x faster than torch's grid sampling (a 512 px face crop from a 720p frame on
+one core: 1.0 ms against 11 ms); on CUDA frames stay on the GPU and torch is used.
 """
 
 from __future__ import annotations
@@ -33,8 +33,9 @@ def resolve(name: str = "auto") -> torch.device:
     return device
 
 
-def uses_kornia(device: torch.device) -> bool:
-    """Whether warps and resizes run as torch ops (CUDA) rather than OpenCV calls (CPU)."""
+def uses_tensor_path(device: torch.device) -> bool:
+    """Whether frames and crops stay torch tensors, warped and resized by torch ops (CUDA), rather than numpy
+    arrays handled by OpenCV (CPU)."""
     return device.type == "cuda"
 
 

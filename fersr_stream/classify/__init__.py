@@ -170,19 +170,6 @@ class Classifier:
         n = len(x)
         return self.probabilities(_device.padded(x, self.rows(n)))[:n].cpu().numpy()
 
-    def preprocess_tensor(self, crops: torch.Tensor) -> torch.Tensor:
-        """:meth:`preprocess` for crops that are tensors (the GPU path): the same centre crop, the same
-        ``INTER_AREA`` shrink (OpenCV's weights, computed on the device) and the same normalisation.
-
-        Args:
-            crops: (N, 3, H, W) uint8 RGB on any device (moved to ``device``).
-
-        Returns:
-            (N, C, S, S) float32 on ``device``, as :meth:`preprocess`.
-        """
-        _check_tensor_crops(crops)
-        return normalise(self._shrink_tensor(crops).float(), self.preprocessing)
-
     def _shrink_tensor(self, crops: torch.Tensor) -> torch.Tensor:
         """:meth:`_shrink` for checked (N, 3, H, W) uint8 RGB tensors on any device."""
         p = self.preprocessing

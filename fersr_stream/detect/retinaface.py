@@ -269,7 +269,7 @@ class RetinaFaceDetector:
     def __init__(self, config: DetectConfig, device: torch.device | str | None = None, net: RetinaFace | None = None):
         self.config = config
         self.device = device if isinstance(device, torch.device) else _device.resolve(device or "auto")
-        self._on_gpu = _device.uses_kornia(self.device)
+        self._on_gpu = _device.uses_tensor_path(self.device)
         net = net if net is not None else load_retinaface(config.weights)
         self.net = net.eval().requires_grad_(False).to(self.device)
         self._priors: dict[tuple[int, int], torch.Tensor] = {}

@@ -2,9 +2,9 @@
 
 ``read -> detect -> track -> crop (align + degrade) -> enhance -> classify -> smooth -> overlay -> write``
 
-Two paths, picked once by :func:`fersr_stream.device.uses_kornia` (tests may force the tensor path on the CPU):
+Two paths, picked once by :func:`fersr_stream.device.uses_tensor_path` (tests may force the tensor path on the CPU):
 
-- host path (CPU): frames and crops are numpy arrays; OpenCV warps, resizes and degrades (~9x faster than
+- host path (CPU): frames and crops are numpy arrays; OpenCV warps, resizes and degrades (~10x faster than
   torch's grid sampling on a CPU).
 - tensor path (CUDA): each frame goes to the GPU once (uploaded from pinned memory on a side stream, or already
   there from DALI) as ``Frame.device_image``; crops are cut, degraded, restored and classified there as
@@ -25,7 +25,7 @@ from .. import align, degrade, overlay
 from .. import resize as _resize
 from ..config import StreamConfig
 from ..detect.follow import following
-from ..device import uses_kornia
+from ..device import uses_tensor_path
 from ..track import Smoother, Tracker
 from ..types import Frame
 from .reuse import RestorePolicy
@@ -45,7 +45,7 @@ def _per_frame(fn):
 
 def on_device(models, tensor_path: bool | None = None) -> bool:
     """Whether the stages keep frames and crops as tensors: ``tensor_path`` when given, else the device's rule."""
-    return uses_kornia(torch.device(models.classifier.device)) if tensor_path is None else tensor_path
+    return uses_tensor_path(torch.device(models.classifier.device)) if tensor_path is None else tensor_path
 
 
 def crop_side(config: StreamConfig, classifier) -> int:

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 @dataclass
 class StageStats:
-    calls: int = 0
+    calls: int = 0  # calls of the stage function: items / calls is its mean batch
     items: int = 0
     busy: float = 0.0  # seconds spent inside the stage function
     cpu: float = 0.0  # CPU seconds of the stage's own thread inside it (busy - cpu: runnable, waiting for a core)
@@ -61,13 +61,14 @@ class Stats:
         return None if self.first_out is None else self.first_out - self.started
 
     def table(self) -> str:
-        """A one-screen table: per-stage ms/frame inside the running pipeline (wall and the thread's CPU; the
-        difference is time spent waiting for a core) and the fps that wall time allows, then the pipeline's fps and
-        counters."""
-        rows = [f"{'stage':<10} {'frames':>7} {'ms/frame':>9} {'cpu ms':>7} {'stage fps':>10}"]
+        """A one-screen table: per stage, the frames it handled, their mean number per call (its batches), its
+        ms/frame inside the running pipeline (wall and the thread's CPU; the difference is time spent waiting for a
+        core) and the fps that wall time allows; then the pipeline's fps and counters."""
+        rows = [f"{'stage':<10} {'frames':>7} {'batch':>6} {'ms/frame':>9} {'cpu ms':>7} {'stage fps':>10}"]
         for name, s in self.stages.items():
             ms, cpu = (1000 * s.busy / s.items, 1000 * s.cpu / s.items) if s.items else (0.0, 0.0)
-            rows.append(f"{name:<10} {s.items:>7} {ms:>9.2f} {cpu:>7.2f} {s.fps:>10.1f}")
+            batch = s.items / s.calls if s.calls else 0.0
+            rows.append(f"{name:<10} {s.items:>7} {batch:>6.1f} {ms:>9.2f} {cpu:>7.2f} {s.fps:>10.1f}")
         rows.append(f"pipeline: {self.frames_out} frames in {self.wall:.2f} s = {self.fps:.1f} fps"
                     f" (read {self.frames_in}, dropped {self.dropped})"
                     + (f"; first frame out after {1000 * self.fill:.0f} ms" if self.fill is not None else "")

@@ -48,8 +48,8 @@ def test_annotates_clip_frames_in_equal_frames_out(make_clip, tmp_path):
     assert set(face) >= {"box", "score", "track", "emotion", "confidence", "probs"}
     assert abs(sum(face["probs"].values()) - 1) < 1e-3
     assert (tmp_path / "out.fersr.yaml").exists()
-    assert "stage fps" in result.output  # --stats table: frames, wall and CPU ms/frame, fps per stage
-    assert re.search(r"^decode\s+24\s+[\d.]+\s+[\d.]+\s+[\d.]+$", result.output, re.M)
+    assert "stage fps" in result.output  # --stats table: frames, mean batch, wall and CPU ms/frame, fps per stage
+    assert re.search(r"^decode\s+24\s+1\.0\s+[\d.]+\s+[\d.]+\s+[\d.]+$", result.output, re.M)  # one frame a call
 
 
 def test_image_source_to_image_output(tmp_path, astronaut):

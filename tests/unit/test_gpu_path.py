@@ -356,9 +356,10 @@ def test_forced_tensor_path_matches_the_host_path(clip):
         # the overlay materialised the crops it draws, and let go of the device tensors
         assert b.device_image is None and b.faces.device_processed is None
         assert b.faces.processed.shape == a.faces.processed.shape == (len(a.faces), 128, 128, 3)
-        # kornia's warp vs OpenCV's (which quantises its weights to 1/32: ~0.1 level apart on average), then the
-        # same degradation (JPEG is left out here: it turns a level's difference into several at some pixels,
-        # and the near-uniform probabilities of such a blurred face would follow; test_degrade_torch covers it)
+        # torch's grid sampling (align.crop_torch) vs OpenCV's warp (which quantises its weights to 1/32: ~0.1
+        # level apart on average), then the same degradation (JPEG is left out here: it turns a level's difference
+        # into several at some pixels, and the near-uniform probabilities of such a blurred face would follow;
+        # test_degrade_torch covers it)
         assert np.abs(b.faces.processed.astype(int) - a.faces.processed).mean() < 0.3
         # the drawn frames: pasted faces and insets as close as the crops; labels may differ in the last digit
         assert (np.abs(b.image.astype(int) - a.image) > 8).any(axis=2).mean() < 0.005

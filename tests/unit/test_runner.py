@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from fersr_stream.pipeline.runner import NICE_STEP, Policy, Runner, Stage
+from fersr_stream.pipeline.stats import Stats
 from fersr_stream.types import Frame
 
 
@@ -50,6 +51,16 @@ def test_fill_latency_is_the_time_to_the_first_frame_out():
     assert 0.05 <= stats.fill < stats.wall  # the first frame waited for the slow stage once, the run for all five
     assert "first frame out after" in stats.table()
     assert Runner(iter([]), [Stage("write", sink.fn)]).run().fill is None
+
+
+def test_the_stats_table_shows_each_stages_mean_batch():
+    stats = Stats()
+    for items in (4, 2, 3):
+        stats.record("classify", items, 0.009, 0.006)
+    stats.record("write", 1, 0.002, 0.002)
+    rows = {line.split()[0]: line.split()[1:] for line in stats.table().splitlines()[1:3]}
+    assert rows["classify"][:4] == ["9", "3.0", "3.00", "2.00"]  # frames, batch, ms/frame, cpu ms
+    assert rows["write"][:2] == ["1", "1.0"]
 
 
 def test_start_hooks_run_on_their_stage_threads_before_the_first_frame_is_read():
