@@ -180,7 +180,9 @@ class VideoSink(Sink):
         pts = self._pts(frame)
         # OpenCV's RGB->I420 is ~15x faster than swscale's here, with the same BT.601 result (dims are even).
         yuv = cv2.cvtColor(self._fit(frame.image), cv2.COLOR_RGB2YUV_I420)
-        video_frame = av.VideoFrame.from_ndarray(yuv, format="yuv420p")
+        # the frame wraps the array (and keeps it alive while the encoder holds it) rather than copying it with the
+        # GIL held, as from_ndarray does: 0.006 ms against 0.26 ms a 720p frame here
+        video_frame = av.VideoFrame.from_numpy_buffer(yuv, format="yuv420p")
         video_frame.pts, video_frame.time_base = pts, self._time_base
         for packet in self._video.encode(video_frame):
             self._container.mux(packet)
