@@ -151,10 +151,18 @@ def crop_torch(images: torch.Tensor, affines: np.ndarray, size: int = 512) -> to
     # align_corners=True puts pixel centres at integer coordinates, as OpenCV does
     grid = F.affine_grid(thetas, [n, 3, size, size], align_corners=True)
     warped = F.grid_sample(frames, grid, mode="bilinear", padding_mode="zeros", align_corners=True)
-    # how much of each output pixel came from inside the frame; the rest is the border grey, as OpenCV blends it
-    ones = frames.new_ones((1, 1, h, w)).expand(n, -1, -1, -1)
-    inside = F.grid_sample(ones, grid, mode="bilinear", padding_mode="zeros", align_corners=True)
+    # how much of each output pixel came from inside the frame (what sampling an all-ones frame would give: the
+    # product of each axis' in-frame share); the rest is the border grey, as OpenCV blends it
+    x = (grid[..., 0] + 1) * ((w - 1) / 2)  # sample positions in frame pixels, as grid_sample unnormalises them
+    y = (grid[..., 1] + 1) * ((h - 1) / 2)
+    inside = (_in_frame(x, w) * _in_frame(y, h)).unsqueeze(1)
     return warped + (1.0 - inside) * _border(images.device)
+
+
+def _in_frame(position: torch.Tensor, length: int) -> torch.Tensor:
+    """The weight bilinear sampling at ``position`` (pixels along an axis of ``length``) gives to pixels inside:
+    1 from 0 to length - 1, falling linearly to 0 one pixel beyond either end."""
+    return torch.minimum(position + 1, length - position).clamp(0, 1)
 
 
 def _sampling_thetas(affines: np.ndarray, frame_size: tuple[int, int], size: int) -> np.ndarray:

@@ -91,7 +91,7 @@ def stage_alone(config: cfg.StreamConfig, models, out: Path) -> dict[str, tuple[
     start_here(built)  # warm-ups (CUDA) are not timed, as in the pipeline
     for stage in built:
         t0, c0 = time.perf_counter(), time.process_time()
-        done = run_serially([dataclasses.replace(stage, start=None)], frames)
+        done = run_serially([stage], frames)
         if stage.close is not None:
             stage.close()
         times[stage.name] = ((time.perf_counter() - t0) / len(frames), (time.process_time() - c0) / len(frames))

@@ -261,10 +261,9 @@ class Runner:
 def run_serially(stages: list[Stage], frames: list[Frame]) -> list[Frame]:
     """Run ``stages`` one after another on this thread, each over all ``frames`` in its own batches.
 
-    For benchmarks and tests that need the stages' work without the threads: each ``start`` runs first, here
-    (:func:`start_here`); ``close`` is not called.
+    For benchmarks and tests that need the stages' work without the threads. Neither ``start`` nor ``close`` is
+    called: where the warm-ups matter, run them first with :func:`start_here` (benchmarks, outside their timing).
     """
-    start_here(stages)
     for stage in stages:
         done: list[Frame] = []
         for start in range(0, len(frames), stage.batch):
