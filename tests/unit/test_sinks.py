@@ -120,6 +120,24 @@ def test_odd_size_is_padded_and_other_sizes_letterboxed(tmp_path):
     assert second[5, 160].max() < 20 and second[120, 160].min() > 185  # black bars above, image in the middle
 
 
+@pytest.mark.parametrize("width, height", [(320, 240), (320, 242), (6, 6), (2, 2)])
+def test_every_even_height_is_encoded_whole(tmp_path, width, height):
+    """Heights that are not multiples of 4 too: PyAV's zero-copy I420 frame would lose 2 rows and read its
+    chroma from the wrong place there."""
+    info = _info(width=width, height=height)
+    y, x = np.mgrid[0:height // 2, 0:width // 2]  # 2x2 blocks of one colour: chroma subsampling loses nothing
+    half = np.stack([40 + 170 * y // max(1, height // 2 - 1), 40 + 170 * x // max(1, width // 2 - 1),
+                     np.full_like(y, 120)], axis=-1).astype(np.uint8)
+    half[-1:] = (230, 30, 30)  # the last two rows: the ones a short frame would lose
+    image = half.repeat(2, axis=0).repeat(2, axis=1)
+    with VideoSink(tmp_path / "out.mp4", info, crf=0) as sink:  # crf 0: lossless
+        sink.write(Frame(0, image, pts=0, time_base=info.time_base))
+    frames, (_, got_w, got_h, _), _ = _probe(tmp_path / "out.mp4")
+    assert (got_w, got_h) == (width, height)
+    back = frames[0].to_ndarray(format="rgb24").astype(int)
+    assert np.abs(back - image).max() <= 4
+
+
 @pytest.mark.parametrize("path, match", [
     ("missing_dir/out.mp4", "directory does not exist"),
     ("out.xyz", "unknown output extension '.xyz'.*known: .avi .bmp"),
