@@ -1,6 +1,8 @@
 """Stream configuration: frozen dataclasses are the schema, YAML and ``--set a.b=v`` only supply values.
 
-An unknown key is a :class:`ConfigError` that suggests the nearest known key.
+An unknown key is a :class:`ConfigError` that suggests the nearest known key; a value out of its range is one
+too, raised when the dataclass is made (so before a run touches anything). Names that the stages own (detector,
+enhancer, decoder, interpolation, policy) are checked by those stages' factories.
 """
 
 from __future__ import annotations
@@ -17,6 +19,11 @@ import yaml
 from .errors import ConfigError, SinkError
 
 
+def _require(ok: bool, key: str, rule: str, value) -> None:
+    if not ok:
+        raise ConfigError(f"{key} must be {rule}, got {value!r}")
+
+
 @dataclass(frozen=True)
 class SourceConfig:
     """Where frames come from. ``policy``: auto (files wait, live sources drop oldest), wait, drop_oldest."""
@@ -28,6 +35,11 @@ class SourceConfig:
     read_timeout: float = 10.0
     fps: float = 5.0  # frame rate given to image and folder sources
     decoder: str = "pyav"  # pyav | dali (files only; GPU decode, optional extra)
+
+    def __post_init__(self):
+        _require(self.queue_size >= 1, "source.queue_size", "at least 1 frame", self.queue_size)
+        _require(self.open_timeout > 0, "source.open_timeout", "> 0 seconds", self.open_timeout)
+        _require(self.read_timeout > 0, "source.read_timeout", "> 0 seconds", self.read_timeout)
 
 
 @dataclass(frozen=True)
@@ -42,6 +54,13 @@ class DetectConfig:
     score_threshold: float = 0.6
     full_every: int = 10  # video: search the whole frame every this many frames, in between follow known faces
 
+    def __post_init__(self):
+        _require(self.detect_width >= 1, "detect.detect_width", "at least 1 pixel", self.detect_width)
+        _require(self.scale_factor > 1, "detect.scale_factor", "> 1 (the pyramid's step)", self.scale_factor)
+        _require(self.min_face >= 0, "detect.min_face", ">= 0 pixels", self.min_face)
+        _require(0 <= self.score_threshold <= 1, "detect.score_threshold", "in [0, 1]", self.score_threshold)
+        _require(self.full_every >= 1, "detect.full_every", "at least 1 frame", self.full_every)
+
 
 @dataclass(frozen=True)
 class AlignConfig:
@@ -52,6 +71,10 @@ class AlignConfig:
 
     size: int = 512
     margin: float = 0.25
+
+    def __post_init__(self):
+        _require(self.size >= 16, "align.size", "at least 16 pixels", self.size)
+        _require(self.margin >= 0, "align.margin", ">= 0 (a fraction of the face box)", self.margin)
 
 
 @dataclass(frozen=True)
@@ -64,6 +87,13 @@ class DegradeConfig:
     jpeg: int | None = None  # JPEG quality, None = off
     interpolation: str = "bilinear"  # how the LR face is enlarged for viewing/classifying (the study's LR)
     seed: int = 0
+
+    def __post_init__(self):
+        _require(self.width is None or self.width >= 1, "degrade.width", "at least 1 pixel (or none)", self.width)
+        _require(self.jpeg is None or 1 <= self.jpeg <= 100, "degrade.jpeg", "a quality in 1..100 (or none)",
+                 self.jpeg)
+        _require(self.blur >= 0, "degrade.blur", ">= 0 (a Gaussian sigma in low-res pixels)", self.blur)
+        _require(self.noise >= 0, "degrade.noise", ">= 0 (a std in 0..255 units)", self.noise)
 
 
 @dataclass(frozen=True)
@@ -81,6 +111,14 @@ class EnhanceConfig:
     seed: int = 0
     compile: bool = False  # torch.compile the restoration network (CUDA; the first batches pay the compile)
 
+    def __post_init__(self):
+        _require(0 <= self.fidelity <= 1, "enhance.fidelity", "in [0, 1]", self.fidelity)
+        _require(self.below is None or self.below >= 1, "enhance.below", "at least 1 pixel (or none)", self.below)
+        _require(self.reuse_every >= 0, "enhance.reuse_every", ">= 0 frames", self.reuse_every)
+        _require(0 <= self.reuse_iou <= 1, "enhance.reuse_iou", "in [0, 1]", self.reuse_iou)
+        _require(self.batch >= 1, "enhance.batch", "at least 1", self.batch)
+        _require(self.max_wait >= 0, "enhance.max_wait", ">= 0 seconds", self.max_wait)
+
 
 @dataclass(frozen=True)
 class ClassifyConfig:
@@ -94,6 +132,10 @@ class ClassifyConfig:
     # only while a later stage has frames queued, so it adds no latency where the stages after it sit idle.
     max_wait: float = 0.05
 
+    def __post_init__(self):
+        _require(self.batch >= 1, "classify.batch", "at least 1", self.batch)
+        _require(self.max_wait >= 0, "classify.max_wait", ">= 0 seconds", self.max_wait)
+
 
 @dataclass(frozen=True)
 class TrackConfig:
@@ -102,6 +144,11 @@ class TrackConfig:
     iou: float = 0.3
     max_age: int = 10
     smooth: float = 0.6
+
+    def __post_init__(self):
+        _require(0 <= self.iou <= 1, "track.iou", "in [0, 1]", self.iou)
+        _require(self.max_age >= 0, "track.max_age", ">= 0 frames", self.max_age)
+        _require(0 <= self.smooth < 1, "track.smooth", "in [0, 1) (the weight of the past; 0 = off)", self.smooth)
 
 
 @dataclass(frozen=True)
@@ -134,6 +181,10 @@ class StreamConfig:
     output: OutputConfig = field(default_factory=OutputConfig)
     device: str = "auto"
     max_frames: int | None = None
+
+    def __post_init__(self):
+        _require(self.max_frames is None or self.max_frames >= 1, "max_frames", "at least 1 (or none: all)",
+                 self.max_frames)
 
 
 def _coerce(value, hint, key: str):
@@ -173,7 +224,8 @@ def merge(config, values: dict, prefix: str = ""):
         current = getattr(config, key)
         if dataclasses.is_dataclass(current):
             if not isinstance(value, dict):
-                raise ConfigError(f"config key {full!r} is a section; give its keys, e.g. {full}.{names[0]}=...")
+                first = dataclasses.fields(current)[0].name
+                raise ConfigError(f"config key {full!r} is a section; give its keys, e.g. {full}.{first}=...")
             changes[key] = merge(current, value, full + ".")
         else:
             changes[key] = _coerce(value, hints[key], full)

@@ -57,15 +57,7 @@ def preset(name: str, width: int | None) -> DegradeConfig:
 
 
 def validate(config: DegradeConfig) -> None:
-    """Raise ConfigError for settings no degradation can honour."""
-    if config.width is not None and config.width < 1:
-        raise ConfigError(f"degrade.width must be at least 1 pixel (or none), got {config.width}")
-    if config.jpeg is not None and not 1 <= config.jpeg <= 100:
-        raise ConfigError(f"degrade.jpeg quality must be in 1..100 (or none), got {config.jpeg}")
-    if config.blur < 0:
-        raise ConfigError(f"degrade.blur must be >= 0 (a Gaussian sigma in low-res pixels), got {config.blur}")
-    if config.noise < 0:
-        raise ConfigError(f"degrade.noise must be >= 0 (a std in 0..255 units), got {config.noise}")
+    """Raise ConfigError for an interpolation no degradation knows (DegradeConfig checks its numbers itself)."""
     if config.interpolation not in INTERPOLATIONS:
         raise ConfigError(f"degrade.interpolation {config.interpolation!r} is unknown; "
                           f"choose one of: {', '.join(INTERPOLATIONS)}")

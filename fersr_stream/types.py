@@ -134,6 +134,7 @@ class Frame:
         time_base: seconds per pts tick, or None.
         faces: the faces found so far (empty until detection).
         device_image: (3, H, W) uint8 RGB torch tensor on the compute device (the tensor path), or None.
+        name: the picture's file name (image and folder sources), else None.
     """
 
     index: int
@@ -142,6 +143,7 @@ class Frame:
     time_base: Fraction | None = None
     faces: Faces = field(default_factory=Faces.empty)
     device_image: torch.Tensor | None = None
+    name: str | None = None
 
     def __post_init__(self) -> None:
         if self.image is None and self.device_image is None:

@@ -310,7 +310,7 @@ def imagenet_weights(arch: str) -> Path:
     from fersr_stream.weights import store
 
     try:
-        return store.ensure(f"{arch}.imagenet", download=not store.offline(), quiet=True)
+        return store.ensure(f"{arch}.imagenet", download=True)
     except WeightsError as exc:
         raise WeightsError(f"{exc}; or train from scratch with --no-pretrained") from None
 

@@ -26,16 +26,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from fersr_stream import classify
+from fersr_stream import classify, detect, enhance
 from fersr_stream import device as fdevice
 from fersr_stream.classify.checkpoint import save_checkpoint
 from fersr_stream.classify.labels import KDEF_CODES, Emotion
+from fersr_stream.config import DetectConfig, EnhanceConfig
 from fersr_stream.errors import ConfigError
-from fersr_stream.weights import store
 
 from . import config as tconfig
 from . import engine, faces, folders, kdef, report, splits, synthetic
-from .cache import Condition, RestorationCache, default_weights, face_keys
+from .cache import Condition, RestorationCache, face_keys
 from .config import StudyConfig, parse_restorer
 from .dataset import Dataset
 
@@ -105,9 +105,10 @@ class Study:
             for arch in c.train.models:
                 if arch in tconfig.TRAINABLE:
                     engine.imagenet_weights(arch)
+        if c.faces.detect:
+            detect.fetch(DetectConfig(name=c.faces.detector))
         for spec in self.restorers:
-            if spec.name != "bicubic":
-                store.ensure(spec.weights or default_weights(spec.name), download=not store.offline(), quiet=True)
+            enhance.fetch(EnhanceConfig(name=spec.name, weights=spec.weights))
         run_json = self.folder / "run.json"
         if run_json.is_file():
             earlier = json.loads(run_json.read_text()).get("fingerprint")

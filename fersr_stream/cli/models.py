@@ -31,7 +31,11 @@ _KINDS = sorted({spec.kind for spec in registry.SPECS})
 @click.group(name="fersr-models", cls=Group, epilog=_EPILOG,
              context_settings={"help_option_names": ["-h", "--help"]})
 def cli() -> None:
-    """Download, check and locate pretrained weights (nothing is downloaded unless you ask)."""
+    """Download, check and locate pretrained weights.
+
+    fersr-stream and fersr-train download what a run needs before it starts (never while building a model);
+    this command fetches ahead of time, checks and imports.
+    """
 
 
 @cli.command("list", epilog="Example: fersr-models list --kind restorer --json")
@@ -40,22 +44,32 @@ def cli() -> None:
 def list_(as_json: bool, kind: str | None) -> None:
     """List known weights.
 
-    Shows each entry's name, kind, size, licence, and whether its file is cached.
+    Shows each entry's name, kind, size, licence, and whether its file is cached ("bad size": a file of the
+    wrong size is there; `fersr-models verify` checks the hashes).
     """
     specs = [spec for spec in registry.REGISTRY.values() if kind is None or spec.kind == kind]
+    found = {spec.name: _cached_size(spec.name) for spec in specs}
     rows = [{"name": spec.name, "kind": spec.kind, "size_bytes": spec.size, "size_mb": round(spec.size / 1e6, 1),
-             "licence": spec.licence, "cached": store.path(spec.name).exists(), "path": str(store.path(spec.name)),
+             "licence": spec.licence, "cached": found[spec.name] == spec.size, "path": str(store.path(spec.name)),
              "urls": list(spec.urls), "sha256": spec.sha256, "notes": spec.notes} for spec in specs]
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return
     table = [("NAME", "KIND", "SIZE MB", "LICENCE", "CACHED")]
-    table += [(r["name"], r["kind"], f"{r['size_mb']:.1f}", r["licence"], "yes" if r["cached"] else "no")
-              for r in rows]
+    table += [(r["name"], r["kind"], f"{r['size_mb']:.1f}", r["licence"],
+               "yes" if r["cached"] else "no" if found[r["name"]] is None else "bad size") for r in rows]
     widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
     for row in table:
         click.echo("  ".join(cell.rjust(w) if i == 2 else cell.ljust(w)
                              for i, (cell, w) in enumerate(zip(row, widths))).rstrip())
+
+
+def _cached_size(name: str) -> int | None:
+    """The size of ``name``'s cached file, None when there is none (the hash is left to ``verify``)."""
+    try:
+        return store.path(name).stat().st_size
+    except OSError:
+        return None
 
 
 @cli.command(epilog="Example: fersr-models download gfpgan.v1_4 codeformer.v0_1")

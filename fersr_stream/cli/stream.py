@@ -20,6 +20,8 @@ Outputs: --output's extension picks a video (.mp4 .mkv .mov .avi .webm) or image
 line per frame; --show opens a window. Give at least one.
 """
 
+_DEFAULTS = cfg.StreamConfig()
+
 # CLI flag -> config key; flags left unset keep the value from the defaults / --config file.
 _FLAG_KEYS = {
     "source": "source.uri", "output": "output.video", "jsonl": "output.jsonl", "show": "output.show",
@@ -54,7 +56,7 @@ def resolve_config(config_path: str | None, sets: tuple[str, ...], flags: dict) 
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), help="YAML config (configs/stream/*.yaml).")
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Override a config key, e.g. track.smooth=0.8.")
 @click.option("--device", help="auto | cpu | cuda | cuda:N  [default: auto]")
-@click.option("--max-frames", type=click.IntRange(min=1), help="Stop after this many frames.")
+@click.option("--max-frames", type=click.IntRange(min=1), help="Stop after this many frames  [default: all].")
 @click.option("--simulate-lr", type=click.IntRange(min=4), metavar="PX",
               help="Degrade each face as if it were PX pixels wide.")
 @click.option("--detector", type=click.Choice(["haar", "yunet", "retinaface"]), help="Face detector [default: haar].")
@@ -62,22 +64,28 @@ def resolve_config(config_path: str | None, sets: tuple[str, ...], flags: dict) 
 @click.option("--enhancer", type=click.Choice(["none", "bicubic", "gfpgan", "codeformer", "restoreformer"]),
               help="Face restoration before classification [default: none]. CodeFormer is non-commercial.")
 @click.option("--enhancer-weights", metavar="NAME|PATH", help="Registry name or checkpoint for the enhancer.")
-@click.option("--fidelity", type=click.FloatRange(0, 1), help="CodeFormer fidelity weight w (0 quality .. 1 fidelity).")
+@click.option("--fidelity", type=click.FloatRange(0, 1),
+              help=f"CodeFormer fidelity weight w (0 quality .. 1 fidelity)  [default: {_DEFAULTS.enhance.fidelity}].")
 @click.option("--enhance-below", type=click.IntRange(min=1), metavar="PX",
               help="Restore only faces narrower than PX source pixels.")
 @click.option("--reuse-every", type=click.IntRange(min=0), metavar="K",
-              help="A track reuses its last restored face for up to K frames.")
+              help="A track reuses its last restored face for up to K frames  [default: 0, never].")
 @click.option("--classifier", metavar="PATH", help="fersr classifier checkpoint [default: shipped mini-Xception].")
 @click.option("--smooth", type=click.FloatRange(0, 1, max_open=True),
-              help="Per-track EMA weight of the past (0 = off).")
+              help=f"Per-track EMA weight of the past (0 = off)  [default: {_DEFAULTS.track.smooth}].")
 @click.option("--inset", is_flag=True, default=None, help="Draw the processed face beside its box.")
 @click.option("--paste", is_flag=True, default=None, help="Paste restored faces back into the frame.")
 @click.option("--stats", is_flag=True, help="Print per-stage time and fps at the end.")
 def stream(config_path, sets, stats, **flags):
-    """Detect faces, optionally degrade and restore them, classify 7 emotions, track, and write the result."""
+    """Detect faces, optionally degrade and restore them, classify 7 emotions, track, and write the result.
+
+    Ctrl-C or SIGTERM stops at once with every output finalized, and exits 130 or 143.
+    """
     config = resolve_config(config_path, sets, flags)
     summary = run(config)
     click.echo(summary.text(with_stats=stats), err=True)
+    # the outputs are whole, but a script must be able to tell an interrupted run from a complete one
+    return 128 + summary.stopped_by if summary.interrupted else 0
 
 
 def main(argv=None) -> None:

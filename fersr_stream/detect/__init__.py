@@ -1,7 +1,8 @@
 """Face detectors behind one interface: ``detector.detect(frames) -> list[Faces]``.
 
 Each backend lives in its own module and is imported only when asked for, so a stream that uses Haar never
-loads torch-based detectors. A backend class takes ``(config: DetectConfig, device)``.
+loads torch-based detectors. A backend class takes ``(config: DetectConfig, device)`` and finds its weights in the
+cache, never downloading them: a command calls :func:`fetch` first.
 """
 
 from __future__ import annotations
@@ -24,22 +25,39 @@ def create(config: DetectConfig, device=None) -> Detector:
     """Build the detector named by ``config.name`` (haar | yunet | retinaface) for ``device``.
 
     Raises:
-        ConfigError: an unknown detector name or an out-of-range setting.
+        ConfigError: an unknown detector name.
+        WeightsError: its weights are not cached (see :func:`fetch`) or not usable.
     """
+    module = _backend(config)
+    return getattr(module, DETECTORS[config.name.strip().lower()][1])(config, device)
+
+
+def fetch(config: DetectConfig, quiet: bool = False) -> None:
+    """Download the weights the detector named by ``config`` loads, unless they are cached (or it needs none).
+
+    The step a command takes, once, before :func:`create` (the settings were checked when ``config`` was made, and
+    the name is checked first, so a typo costs no download).
+
+    Raises:
+        ConfigError: as :func:`create`.
+        WeightsError: weights of another detector, offline, or the download failed (the message says what fixes it).
+    """
+    default = getattr(_backend(config), "DEFAULT_WEIGHTS", None)
+    if default is not None:
+        from ..weights import store
+
+        store.ensure(str(config.weights or default), download=True, quiet=quiet, arch=config.name.strip().lower())
+
+
+def _backend(config: DetectConfig):
+    """The backend module of ``config.name`` (the values' ranges are checked by DetectConfig itself)."""
     name = (config.name or "").strip().lower()
     if name not in DETECTORS:
         raise ConfigError(f"unknown detector {config.name!r}; choose one of: {', '.join(DETECTORS)}")
-    if config.detect_width < 1:
-        raise ConfigError(f"detect.detect_width must be at least 1 pixel, got {config.detect_width}")
-    if config.min_face < 0:
-        raise ConfigError(f"detect.min_face must be >= 0 pixels, got {config.min_face}")
-    if config.full_every < 1:
-        raise ConfigError(f"detect.full_every must be at least 1 frame, got {config.full_every}")
-    if not 0.0 <= config.score_threshold <= 1.0:
-        raise ConfigError(f"detect.score_threshold must be in [0, 1], got {config.score_threshold}")
-    module_name, class_name = DETECTORS[name]
-    module = importlib.import_module(f"{__name__}.{module_name}")
-    return getattr(module, class_name)(config, device)
+    if name == "haar" and config.weights:
+        raise ConfigError(f"detect.weights ({config.weights}) is for yunet and retinaface; Haar uses OpenCV's own "
+                          f"cascade (add --detector yunet or retinaface)")
+    return importlib.import_module(f"{__name__}.{DETECTORS[name][0]}")
 
 
-__all__ = ["DETECTORS", "Detector", "create"]
+__all__ = ["DETECTORS", "Detector", "create", "fetch"]

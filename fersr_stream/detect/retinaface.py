@@ -25,7 +25,7 @@ from torch import nn
 from .. import device as _device
 from .. import resize as _resize
 from ..config import DetectConfig
-from ..errors import WeightsError
+from ..errors import WeightsError, one_line
 from ..types import Faces
 from .base import check_image, downscale, to_faces
 
@@ -191,12 +191,11 @@ def load_retinaface(weights: str | Path | None = None) -> RetinaFace:
     """
     from ..weights import store  # imported late: haar users never need the weights machinery
 
-    path = Path(store.ensure(str(weights or DEFAULT_WEIGHTS)))
+    path = Path(store.ensure(str(weights or DEFAULT_WEIGHTS), arch="retinaface"))
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # zip reader, unpickler or torch: any failure means the file is not usable weights
-        reason = " ".join(str(exc).split())[:160] or type(exc).__name__
-        raise WeightsError(f"cannot read {path} as a RetinaFace checkpoint: {reason}") from None
+        raise WeightsError(f"cannot read {path} as a RetinaFace checkpoint: {one_line(exc)}") from None
     if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
         state = state["state_dict"]
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
@@ -212,8 +211,7 @@ def load_retinaface(weights: str | Path | None = None) -> RetinaFace:
     try:
         net.load_state_dict(state, strict=True)
     except RuntimeError as exc:
-        reason = " ".join(str(exc).split())[:160]
-        raise WeightsError(f"{path} is not a usable RetinaFace {backbone} checkpoint: {reason}") from None
+        raise WeightsError(f"{path} is not a usable RetinaFace {backbone} checkpoint: {one_line(exc)}") from None
     return net.eval()
 
 

@@ -24,20 +24,15 @@ TOP_K = 5000
 
 
 def resolve_weights(weights: str | Path | None) -> Path:
-    """A local ONNX path for ``weights``: an existing file path as is, else a registry name via the weights store.
+    """A local ONNX path for ``weights``: a registry name's cached file, or an existing file path as is.
 
     Raises:
-        WeightsError: a path that does not exist, or a registry entry that is not downloaded yet.
+        WeightsError: a path that does not exist, a registry entry that is not cached yet (nothing is downloaded
+            here: see :func:`fersr_stream.detect.fetch`), or one of another architecture.
     """
-    weights = str(weights or DEFAULT_WEIGHTS)
-    path = Path(weights).expanduser()
-    if path.suffix.lower() == ".onnx" or len(path.parts) > 1 or path.exists():
-        if not path.is_file():
-            raise WeightsError(f"YuNet weights file not found: {path}")
-        return path
-    from ..weights import store  # written alongside; imported late so haar users never need it
+    from ..weights import store  # imported late so haar users never need it
 
-    return store.ensure(weights)
+    return store.ensure(str(weights or DEFAULT_WEIGHTS), arch="yunet")
 
 
 def _cv_reason(exc: cv2.error) -> str:

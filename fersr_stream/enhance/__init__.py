@@ -2,7 +2,8 @@
 
 Crops are (N, S, S, 3) uint8 RGB aligned faces (N may be 0). ``none`` returns them unchanged; ``bicubic`` (the
 baseline) and the networks return (N, 512, 512, 3) uint8 RGB. Networks (gfpgan, codeformer, restoreformer) load
-their weights in :func:`create`, from a registry name or a file, never downloading in a constructor.
+their weights in :func:`create`, from a registry name or a file, never downloading them: a command calls
+:func:`fetch` first.
 """
 
 from __future__ import annotations
@@ -28,18 +29,10 @@ def create(config: EnhanceConfig, device: torch.device | str | None = None) -> E
         device: a torch device or name; None = ``auto``.
 
     Raises:
-        ConfigError: an unknown name or an out-of-range setting.
-        WeightsError: weights that are missing, unreadable, or of another architecture.
+        ConfigError: an unknown name.
+        WeightsError: weights that are not cached (see :func:`fetch`), unreadable, or of another architecture.
     """
-    name = (config.name or "").strip().lower()
-    if name not in NAMES:
-        raise ConfigError(f"unknown enhancer {config.name!r}; choose one of: {', '.join(NAMES)}")
-    if config.batch < 1:
-        raise ConfigError(f"enhance.batch must be at least 1, got {config.batch}")
-    if config.max_wait < 0:
-        raise ConfigError(f"enhance.max_wait must be >= 0 seconds, got {config.max_wait}")
-    if not 0.0 <= config.fidelity <= 1.0:
-        raise ConfigError(f"enhance.fidelity must be in [0, 1], got {config.fidelity}")
+    name = _checked(config)
     device = device if isinstance(device, torch.device) else _device.resolve(device or "auto")
     if name == "none":
         return IdentityEnhancer(device)
@@ -48,4 +41,28 @@ def create(config: EnhanceConfig, device: torch.device | str | None = None) -> E
     return RESTORERS[name](load_network(name, config.weights), config, device)
 
 
-__all__ = ["NAMES", "BicubicEnhancer", "Enhancer", "IdentityEnhancer", "RestorerEnhancer", "create"]
+def fetch(config: EnhanceConfig, quiet: bool = False) -> None:
+    """Download the network weights ``config`` names, unless they are cached (or it names no network).
+
+    The step a command takes, once, before :func:`create`; the name is checked first.
+
+    Raises:
+        ConfigError: as :func:`create`.
+        WeightsError: weights of another network, offline, or the download failed (the message says what fixes it).
+    """
+    name = _checked(config)
+    if name in ARCHITECTURES:
+        from ..weights import store
+
+        store.ensure(config.weights or ARCHITECTURES[name].default_weights, download=True, quiet=quiet, arch=name)
+
+
+def _checked(config: EnhanceConfig) -> str:
+    """The enhancer's name, checked (the values' ranges are checked by EnhanceConfig itself)."""
+    name = (config.name or "").strip().lower()
+    if name not in NAMES:
+        raise ConfigError(f"unknown enhancer {config.name!r}; choose one of: {', '.join(NAMES)}")
+    return name
+
+
+__all__ = ["NAMES", "BicubicEnhancer", "Enhancer", "IdentityEnhancer", "RestorerEnhancer", "create", "fetch"]

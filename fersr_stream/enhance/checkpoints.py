@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..errors import WeightsError
+from ..errors import WeightsError, one_line
 
 
 @dataclass(frozen=True)
@@ -34,12 +34,6 @@ ARCHITECTURES: dict[str, Architecture] = {
 
 # Where upstream training code nests the weights, most wanted first (the EMA weights are the ones released).
 _WRAPPERS = ("params_ema", "params", "state_dict", "model_state_dict", "model", "net", "netG")
-
-
-def _one_line(error: BaseException, limit: int = 160) -> str:
-    """An exception as one short line (torch and pickle messages span many lines)."""
-    text = " ".join(str(error).split()) or type(error).__name__
-    return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
 @functools.cache
@@ -70,7 +64,7 @@ def read_state_dict(path: Path, arch_id: str) -> dict[str, torch.Tensor]:
         else:
             raw = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # a corrupt or foreign file can fail in the zip reader, the unpickler or torch
-        raise WeightsError(f"cannot read {path} as a {arch_id} checkpoint: {_one_line(exc)}") from None
+        raise WeightsError(f"cannot read {path} as a {arch_id} checkpoint: {one_line(exc)}") from None
     state = raw
     if isinstance(state, dict):
         for key in _WRAPPERS:
@@ -104,7 +98,7 @@ def load_network(name: str, weights: str | None = None) -> nn.Module:
     from ..weights import store
 
     arch = ARCHITECTURES[name]
-    path = Path(store.ensure(weights or arch.default_weights))
+    path = Path(store.ensure(weights or arch.default_weights, arch=name))
     state = read_state_dict(path, arch.arch_id)
     try:
         descriptor = ModelLoader(registry=_spandrel_registry()).load_from_state_dict(state)
@@ -113,7 +107,7 @@ def load_network(name: str, weights: str | None = None) -> nn.Module:
                            f"keys)") from None
     except (RuntimeError, KeyError, ValueError, IndexError, AttributeError) as exc:
         # spandrel recognised some keys but the tensors do not fit (truncated or edited file)
-        raise WeightsError(f"{path} is not a usable {arch.arch_id} checkpoint: {_one_line(exc)}") from None
+        raise WeightsError(f"{path} is not a usable {arch.arch_id} checkpoint: {one_line(exc)}") from None
     found = descriptor.architecture.id
     if found != arch.arch_id:
         raise WeightsError(f"{path} holds a {found} network, expected {arch.arch_id}; give a {arch.arch_id} "

@@ -4,6 +4,7 @@ the runner's threads, and finalize every output however the run ends."""
 from __future__ import annotations
 
 import collections
+import dataclasses
 import signal
 import threading
 from dataclasses import dataclass
@@ -13,9 +14,10 @@ import numpy as np
 from tqdm import tqdm
 
 from .. import config as cfg
+from .. import degrade
 from .. import device as devices
 from ..classify.labels import Emotion
-from ..errors import ConfigError
+from ..errors import ConfigError, SinkError
 from . import stages as stage_builder
 from .runner import Policy, Runner
 from .stats import Stats
@@ -31,7 +33,11 @@ class Summary:
         self.emotions: collections.Counter = collections.Counter()
         self.stats: Stats | None = None
         self.outputs: list[str] = []
-        self.interrupted = False
+        self.stopped_by: int | None = None  # the signal (SIGINT, SIGTERM) that stopped the run early
+
+    @property
+    def interrupted(self) -> bool:
+        return self.stopped_by is not None
 
     def write(self, frame) -> None:
         self.frames += 1
@@ -83,13 +89,12 @@ class Models:
 
 
 def load_models(config: cfg.StreamConfig, device) -> Models:
-    """Detector, enhancer and classifier; weights are resolved here (explicitly), never in a constructor."""
+    """Detector, enhancer and classifier. Weights the run needs and the cache lacks are downloaded here, once the
+    settings are checked and before anything is built (constructors never download)."""
     from .. import classify, detect, enhance
 
-    if config.classify.batch < 1:
-        raise ConfigError(f"classify.batch must be at least 1, got {config.classify.batch}")
-    if config.classify.max_wait < 0:
-        raise ConfigError(f"classify.max_wait must be >= 0 seconds, got {config.classify.max_wait}")
+    detect.fetch(config.detect)
+    enhance.fetch(config.enhance)
     return Models(detect.create(config.detect, device),
                   enhance.create(config.enhance, device) if config.enhance.name != "none" else None,
                   classify.load(config.classify.weights, device, batch=config.classify.batch))
@@ -107,22 +112,22 @@ def run(config: cfg.StreamConfig, models: Models | None = None) -> Summary:
         raise ConfigError("no source: give --source (cam0, a file, a URL, an image or a folder)")
     if not (out.video or out.jsonl or out.show):
         raise ConfigError("nothing to write: give --output, --jsonl or --show")
+    paths = check_outputs(config)  # a bad output fails before anything is opened, and nothing is touched
+    degrade.validate(config.degrade)
     device = devices.resolve(config.device)
     summary, opened = Summary(), []
     with sources.open_source(config.source.uri, config.source, device=str(device)) as source:
         try:
-            paths = [p for p in (out.video, out.jsonl) if p]
-            for path in paths:  # a bad output fails before the models load, and nothing is touched yet
-                sinks.check_output(path)
+            policy = _policy(config.source.policy, source.info.live)
             models = models or load_models(config, device)
-            for path in paths:
+            if out.show:  # the one sink that can fail for want of a display: before any file is opened
+                opened.append(sinks.WindowSink())
+            for path in paths:  # every check is behind us: only now are existing files replaced
                 opened.append(sinks.open_sink(path, source.info, out))
                 summary.outputs.append(path)
-            if out.show:
-                opened.append(sinks.WindowSink())
             first = Path(out.video or out.jsonl) if (out.video or out.jsonl) else None
             if first is not None:
-                cfg.save(config, first.with_name(first.stem + ".fersr.yaml"))
+                cfg.save(_portable(config), first.with_name(first.stem + ".fersr.yaml"))
             total = None if source.info.live else source.info.frame_count
             if total is not None and config.max_frames is not None:
                 total = min(total, config.max_frames)
@@ -132,7 +137,7 @@ def run(config: cfg.StreamConfig, models: Models | None = None) -> Summary:
                                         stills=source.info.stills, frame_size=(source.info.width, source.info.height))
             # a GPU-decoding source hands frames over as tensors on the tensor path (see stages.source_frames)
             frames = stage_builder.source_frames(source, models)
-            runner = Runner(frames, stages, policy=_policy(config.source.policy, source.info.live),
+            runner = Runner(frames, stages, policy=policy,
                             queue_size=config.source.queue_size, max_frames=config.max_frames, stats=stats,
                             stop_event=stop)
             heavy = config.enhance.name not in ("none", "bicubic")
@@ -143,6 +148,66 @@ def run(config: cfg.StreamConfig, models: Models | None = None) -> Summary:
             for sink in opened:
                 sink.close()
     return summary
+
+
+def check_outputs(config: cfg.StreamConfig) -> list[str]:
+    """The output files of a run, once each is known to be writable and of its option's kind (so the two never
+    share a path), and neither would replace the source; touches nothing.
+
+    Raises:
+        SinkError: one line naming the option and the path.
+    """
+    from .. import sinks
+
+    out, source = config.output, Path(config.source.uri).expanduser()
+    if out.video and Path(out.video).suffix.lower() == ".jsonl":
+        raise SinkError(f"--output (output.video) takes a video or an image, got {out.video}; JSON lines go to "
+                        f"--jsonl")
+    if out.jsonl and Path(out.jsonl).suffix.lower() != ".jsonl":
+        raise SinkError(f"--jsonl (output.jsonl) takes a .jsonl file, got {out.jsonl}; videos and images go to "
+                        f"--output")
+    paths = [p for p in (out.video, out.jsonl) if p]
+    for path in paths:
+        sinks.check_output(path)
+        target = Path(path).expanduser()
+        if _same_file(target, source):
+            raise SinkError(f"{path} is the source; write the output to another file")
+        if source.is_dir() and target.suffix.lower() in sinks.IMAGE_EXTENSIONS and \
+                _same_file(target.parent, source):
+            raise SinkError(f"{path} is in the source folder {source}, where it could replace an input "
+                            f"picture; write the images elsewhere")
+    return paths
+
+
+def _portable(config: cfg.StreamConfig) -> cfg.StreamConfig:
+    """``config`` with its local paths made absolute, so the saved copy repeats the run from any folder."""
+    from ..weights import registry
+
+    def absolute(value: str | None) -> str | None:  # registry names and camera names stay as they are
+        local = value and value not in registry.REGISTRY and Path(value).expanduser().exists()
+        return str(Path(value).expanduser().resolve()) if local else value
+
+    def absolute_output(value: str | None) -> str | None:
+        return str(Path(value).expanduser().resolve()) if value else value
+
+    return dataclasses.replace(
+        config,
+        source=dataclasses.replace(config.source, uri=absolute(config.source.uri)),
+        detect=dataclasses.replace(config.detect, weights=absolute(config.detect.weights)),
+        enhance=dataclasses.replace(config.enhance, weights=absolute(config.enhance.weights)),
+        classify=dataclasses.replace(config.classify, weights=absolute(config.classify.weights)),
+        output=dataclasses.replace(config.output, video=absolute_output(config.output.video),
+                                   jsonl=absolute_output(config.output.jsonl)))
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    """Whether two paths name one file or folder (existing or not)."""
+    try:
+        if a.exists() and b.exists():
+            return a.samefile(b)
+        return a.resolve() == b.resolve()
+    except OSError:
+        return False
 
 
 def _policy(name: str, live: bool) -> Policy:
@@ -163,7 +228,7 @@ class _stop_on_signals:
     def _handle(self, signum, _frame):
         if self.summary.interrupted and signum == signal.SIGINT:
             raise KeyboardInterrupt
-        self.summary.interrupted = True
+        self.summary.stopped_by = signum
         self.runner.stop()
 
     def __enter__(self):

@@ -120,16 +120,17 @@ def build(config: StreamConfig, models, *, sinks: list, stats: Stats, stop: thre
     ``session.load_models``); ``sinks`` each have write/close; a sink whose
     ``closed_by_user`` turns true (a window closed with q/Esc) sets ``stop``. ``tensor_path`` forces the tensor
     path on or off (None = :func:`on_device`'s rule: on for CUDA); the compute device is the classifier's.
-    ``stills``: the frames are unrelated pictures (images, folders), so the detector searches each one whole
-    instead of following faces from frame to frame. ``frame_size``: (width, height) of every frame, when known
-    (the detector's warm-up needs it; see :func:`warm_ups`).
+    ``stills``: the frames are unrelated pictures (images, folders), so nothing carries over from one to the next:
+    the detector searches each one whole instead of following faces, each picture's faces get track ids of their
+    own (from 0), and no emotion is smoothed and no restoration reused across pictures. ``frame_size``: (width,
+    height) of every frame, when known (the detector's warm-up needs it; see :func:`warm_ups`).
     """
     enhancer, classifier = models.enhancer, models.classifier
     detector = following(models.detector, config.detect.full_every, stills)
     tensors = on_device(models, tensor_path)
     device = torch.device(classifier.device)
     tracker = Tracker(config.track.iou, config.track.max_age)
-    smoother = Smoother(config.track.smooth, config.track.max_age)
+    smoother = Smoother(0.0 if stills else config.track.smooth, config.track.max_age)
     rng = np.random.default_rng(config.degrade.seed)
     size, margin = crop_side(config, classifier), config.align.margin
     transfers = Transfers(device) if tensors else None
@@ -156,6 +157,10 @@ def build(config: StreamConfig, models, *, sinks: list, stats: Stats, stop: thre
         missing = [f for f in frames if f.image is None]
         fetched = iter(transfers.download([f.device_image.permute(1, 2, 0) for f in missing]).wait())
         return [f if f.image is not None else f.replace(image=next(fetched)) for f in frames]
+
+    def track(frame: Frame) -> Frame:
+        fresh = Tracker(config.track.iou, config.track.max_age) if stills else tracker
+        return frame.replace(faces=fresh.update(frame.faces))
 
     def crop(frame: Frame) -> Frame:
         faces = align.crop(frame.image, frame.faces, size, margin)
@@ -235,11 +240,12 @@ def build(config: StreamConfig, models, *, sinks: list, stats: Stats, stop: thre
 
     stages = [
         Stage("detect", detect_on_device if tensors else detect, batch=DETECT_BATCH, start=start.get("detect")),
-        Stage("track", _per_frame(lambda f: f.replace(faces=tracker.update(f.faces)))),
+        Stage("track", _per_frame(track)),
         Stage("crop", _per_frame(crop_on_device if tensors else crop)),
     ]
     if enhancer is not None:
-        policy = RestorePolicy(config.enhance.below, config.enhance.reuse_every, config.enhance.reuse_iou)
+        reuse_every = 0 if stills else config.enhance.reuse_every
+        policy = RestorePolicy(config.enhance.below, reuse_every, config.enhance.reuse_iou)
         restore = enhancer.enhance_tensor if tensors else enhancer.enhance
 
         def enhance(frames: list[Frame]) -> list[Frame]:

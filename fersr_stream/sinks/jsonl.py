@@ -4,6 +4,7 @@ last written frame even when the run is killed.
 Schema of a line::
 
     {"frame": 12,                 # Frame.index
+     "file": "a12.png",           # image and folder sources only: the picture's file name
      "time": 0.48,                # seconds (pts * time_base), null when the source has no timestamps
      "faces": [{
         "box": [x1, y1, x2, y2],  # ints, source-frame pixels
@@ -54,8 +55,9 @@ def _face_records(faces: Faces) -> list[dict]:
 def frame_record(frame: Frame) -> dict:
     """The JSON object of one frame (see the module docstring)."""
     time = frame.time
-    return {"frame": frame.index, "time": None if time is None else round(time, _DIGITS),
-            "faces": _face_records(frame.faces)}
+    record = {"frame": frame.index} if frame.name is None else {"frame": frame.index, "file": frame.name}
+    record.update(time=None if time is None else round(time, _DIGITS), faces=_face_records(frame.faces))
+    return record
 
 
 class JsonlSink(Sink):

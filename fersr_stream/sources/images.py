@@ -112,7 +112,7 @@ class ImageSource(Source):
             except SourceError as exc:
                 log.warning("skipping %s", exc)
                 continue
-            yield Frame(index=index, image=image, pts=index, time_base=self.info.time_base)
+            yield Frame(index=index, image=image, pts=index, time_base=self.info.time_base, name=path.name)
             index += 1
 
     def close(self) -> None:

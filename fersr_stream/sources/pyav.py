@@ -9,6 +9,7 @@ fails mid-way raises :class:`SourceError`.
 from __future__ import annotations
 
 import logging
+import mimetypes
 import os
 import re
 import sys
@@ -164,6 +165,9 @@ def open_file(path: str | Path) -> PyAVSource:
     try:
         container = av.open(label)
     except (av.FFmpegError, OSError) as exc:
+        if (mimetypes.guess_type(label)[0] or "").startswith("video/"):
+            raise SourceError(f"cannot read {label}: the video is damaged, or cut short before its index (an MP4 "
+                              f"whose index is at the end cannot be read at all) ({_reason(exc)})") from None
         raise SourceError(f"not a video or image file: {label} ({_reason(exc)})") from None
     return PyAVSource(container, label, live=False, path=os.path.abspath(label))
 
@@ -239,7 +243,8 @@ def open_camera(index: int | None, uri: str, device: str | None = None) -> PyAVS
     else:
         target, fmt, options = camera_target(index)
     if fmt == "v4l2" and not os.path.exists(target):
-        raise SourceError(f"no camera at {target} ({uri})")
+        also = f"; for the file {uri} here, give ./{uri}" if os.path.isfile(uri) else ""
+        raise SourceError(f"no camera at {target} ({uri}){also}")
     try:
         container = av.open(target, format=fmt, options=options)
     except (av.FFmpegError, OSError, ValueError) as exc:  # ValueError: FFmpeg built without this device format
@@ -249,6 +254,9 @@ def open_camera(index: int | None, uri: str, device: str | None = None) -> PyAVS
 
 def open_network(url: str, open_timeout: float, read_timeout: float) -> PyAVSource:
     """Open an RTSP/RTMP/HTTP(S) stream, RTSP over TCP (no lost UDP packets), with open and read timeouts in s.
+
+    A stream is live (frames may be dropped to keep up), except an HTTP(S) address of a whole file, whose length
+    the container announces: that is read like a local file, every frame.
 
     Raises:
         SourceError: unreachable, refused, timed out, or not a video stream.
@@ -263,4 +271,5 @@ def open_network(url: str, open_timeout: float, read_timeout: float) -> PyAVSour
         reason = (f"no answer within {open_timeout:g} s (source.open_timeout)"
                   if time.monotonic() - started >= open_timeout else _reason(exc))
         raise SourceError(f"cannot open stream {label}: {reason}") from None
-    return PyAVSource(container, label, live=True, path=None)
+    whole_file = url.lower().startswith("http") and (container.duration or 0) > 0
+    return PyAVSource(container, label, live=not whole_file, path=None)

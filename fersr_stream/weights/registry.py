@@ -114,9 +114,16 @@ def get(name: str) -> WeightSpec:
         raise WeightsError(f"unknown weights {name!r}; {hint(name)}") from None
 
 
-def hint(name: str) -> str:
-    """A short pointer for an unknown ``name``: the close registry names, else the listing command."""
+def arch(name: str) -> str:
+    """The architecture part of a registry name: ``gfpgan`` for ``gfpgan.v1_4``."""
+    return name.split(".", 1)[0]
+
+
+def hint(name: str, architecture: str | None = None) -> str:
+    """A short pointer for an unknown ``name``: the close registry names (of ``architecture`` only, when
+    given), else the listing command."""
     import difflib
 
-    close = difflib.get_close_matches(name, REGISTRY, n=3, cutoff=0.4)
+    names = [n for n in REGISTRY if architecture is None or arch(n) == architecture]
+    close = difflib.get_close_matches(name, names, n=3, cutoff=0.4)
     return f"did you mean {', '.join(close)}?" if close else "see `fersr-models list`"

@@ -1,7 +1,8 @@
 """The weights cache: where files live, and how they are downloaded, verified and imported.
 
 Nothing here runs on import or in a constructor: the network is touched only by :func:`download`
-(``fersr-models download NAME``) and by :func:`ensure` when it is allowed to download.
+(``fersr-models download NAME``) and by :func:`ensure` when its caller asks it to download (the stream and the
+study do, once, before they build anything; the loaders never do).
 
 Layout::
 
@@ -9,6 +10,8 @@ Layout::
     <cache>/weights/<name>/<filename>.part     a download in progress, resumed with an HTTP Range request
     <cache>/weights/<name>/<filename>.sha256   stamp "sha256 size mtime_ns": the file as it was when it last
                                                matched its registry hash, so later runs need not rehash it
+    <cache>/weights/<name>/<filename>.lock     held while a process downloads or imports the file, so that two
+                                               processes never write the same ``.part`` file
 
 ``<cache>`` is ``$FERSR_HOME`` if set, else ``$XDG_CACHE_HOME/fersr``, else ``~/.cache/fersr``.
 
@@ -21,11 +24,13 @@ Environment:
         folder (``FERSR_WEIGHTS_MIRROR=file:///data/weights``). Sizes and hashes are checked as usual.
 
 A download streams into the ``.part`` file, hashing while it writes, and checks size and sha256 before an
-``os.replace`` puts it in place, so the final path never holds a partial or unchecked file.
+``os.replace`` puts it in place, so the final path never holds a partial or unchecked file. A second process that
+wants the same file waits for the first one's lock, then finds the file in place.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import http.client
 import os
@@ -45,7 +50,9 @@ from .registry import WeightSpec
 TIMEOUT_S = 30.0
 """Default seconds to wait for a connection or for the next bytes of a response."""
 
-_CHUNK = 1 << 20
+_CHUNK = 1 << 20  # bytes hashed at a time; a network read returns at most this many
+# Values of ``--...-weights`` that can only be meant as files (so a missing one is "not found", not a typo'd name).
+_FILE_SUFFIXES = (".pth", ".pt", ".onnx", ".safetensors", ".ckpt", ".bin", ".hdf5", ".h5")
 # A dropped connection is resumed at most this many times per URL in one call, and only after an attempt that
 # made progress, so a server that always fails at the same byte cannot loop forever.
 _RESUMES = 5
@@ -89,38 +96,55 @@ def sha256_file(file: str | os.PathLike) -> str:
     return digest.hexdigest()
 
 
-def ensure(name_or_path: str, download: bool = True, quiet: bool = False) -> Path:
-    """The local file for a path or a registry name, downloading it only when allowed.
+def ensure(name_or_path: str, download: bool = False, quiet: bool = False, arch: str | None = None) -> Path:
+    """The local file for a registry name or a path; a registry file is downloaded only when ``download`` is set.
 
     Args:
-        name_or_path: an existing file (returned as is, unchecked) or a registry name such as ``gfpgan.v1_4``.
-        download: fetch a registry file that is not cached (never when ``FERSR_OFFLINE`` is set).
-        quiet: no progress bar.
+        name_or_path: a registry name such as ``gfpgan.v1_4`` (names win over same-named files in the working
+            folder), or an existing file (returned as is, unchecked).
+        download: fetch a registry file that is not cached (never when ``FERSR_OFFLINE`` is set). Loaders leave
+            it off; the commands that know a run needs the file turn it on before building anything.
+        quiet: no progress bar or download message.
+        arch: the architecture the caller loads (the part of registry names before the dot, e.g. ``yunet``): a
+            registry name of another architecture is refused before anything is fetched.
 
     Returns:
         The file's path. A cached file is checked by size, and by sha256 once per (size, mtime).
 
     Raises:
-        WeightsError: neither a file nor a registry name; a cached file that fails its check; a file that is
-            not cached and may not be, or could not be, downloaded. The message says which command fixes it.
+        WeightsError: neither a file nor a registry name; a registry name of another architecture; a cached file
+            that fails its check; a file that is not cached and may not be, or could not be, downloaded. The
+            message says which command fixes it.
     """
-    given = Path(name_or_path).expanduser()
-    if given.is_file():
-        return given
     if name_or_path not in registry.REGISTRY:
-        if given.exists():
-            raise WeightsError(f"{name_or_path} is a folder, not a weights file")
-        raise WeightsError(f"no such weights file or registry name: {name_or_path}; {registry.hint(name_or_path)}")
+        return _given_file(name_or_path, arch)
     spec = registry.get(name_or_path)
+    if arch is not None and registry.arch(spec.name) != arch:
+        same = [name for name in registry.REGISTRY if registry.arch(name) == arch]
+        raise WeightsError(f"{spec.name} holds {registry.arch(spec.name)} weights, not {arch}; give "
+                           f"{' or '.join(same)}, or a file")
     dest = path(spec.name)
     if dest.exists():
         problem = _problem(dest, spec, trust_stamp=True)
         if problem:
-            raise WeightsError(f"{problem}; run `fersr-models download {spec.name} --force`")
+            raise WeightsError(f"{problem}; {_fix(spec, dest, again=True)}")
         return dest
     if not download:
         raise WeightsError(f"weights {spec.name} are not cached; {_fix(spec, dest)}")
     return _download(spec, dest, force=False, quiet=quiet, urls=None, timeout=TIMEOUT_S)
+
+
+def _given_file(name_or_path: str, arch: str | None) -> Path:
+    """``name_or_path`` as an existing file, or the WeightsError that says what it is instead."""
+    given = Path(name_or_path).expanduser()
+    if given.is_file():
+        return given
+    if given.exists():
+        raise WeightsError(f"{name_or_path} is a folder, not a weights file")
+    if len(given.parts) > 1 or given.suffix.lower() in _FILE_SUFFIXES:
+        raise WeightsError(f"weights file not found: {name_or_path}")
+    near = registry.hint(name_or_path, arch)
+    raise WeightsError(f"no such weights file or registry name: {name_or_path}; {near}")
 
 
 def download(name: str, force: bool = False, quiet: bool = False, urls: tuple[str, ...] | None = None,
@@ -185,34 +209,40 @@ def import_file(src: str | os.PathLike, name: str) -> Path:
     size = src.stat().st_size
     if size != spec.size:
         raise WeightsError(f"{src} has {size} bytes but {spec.name} has {spec.size}; "
-                           f"is it the file from {spec.urls[0]}? nothing was imported")
+                           f"is it the file from {spec.urls[0]}? nothing was imported{_OWN_FILE}")
     dest = path(spec.name)
     tmp = dest.with_name(dest.name + ".import")
     digest = hashlib.sha256()
     try:
         dest.parent.mkdir(parents=True, exist_ok=True)
-        with open(src, "rb") as fin, open(tmp, "wb") as fout:
-            while chunk := fin.read(_CHUNK):
-                digest.update(chunk)
-                fout.write(chunk)
-            os.fsync(fout.fileno())
-        if digest.hexdigest() != spec.sha256:
-            tmp.unlink()
-            raise WeightsError(f"{src} has sha256 {digest.hexdigest()[:12]}..., {spec.name} has "
-                               f"{spec.sha256[:12]}...; nothing was imported")
-        os.replace(tmp, dest)
+        with _locked(dest, spec, quiet=True):
+            with open(src, "rb") as fin, open(tmp, "wb") as fout:
+                while chunk := fin.read(_CHUNK):
+                    digest.update(chunk)
+                    fout.write(chunk)
+                os.fsync(fout.fileno())
+            if digest.hexdigest() != spec.sha256:
+                tmp.unlink()
+                raise WeightsError(f"{src} has sha256 {digest.hexdigest()[:12]}..., {spec.name} has "
+                                   f"{spec.sha256[:12]}...; nothing was imported{_OWN_FILE}")
+            os.replace(tmp, dest)
+            _write_stamp(dest, spec)
+            # A download of this name that was interrupted earlier is now moot.
+            dest.with_name(dest.name + ".part").unlink(missing_ok=True)
     except OSError as e:
         tmp.unlink(missing_ok=True)
         raise WeightsError(f"cannot write {dest}: {e.strerror or e}; set FERSR_HOME to a writable folder") from None
-    _write_stamp(dest, spec)
-    # A download of this name that was interrupted earlier is now moot.
-    dest.with_name(dest.name + ".part").unlink(missing_ok=True)
     return dest
 
 
-def _fix(spec: WeightSpec, dest: Path) -> str:
-    """The two ways to get a missing file, and where it is expected."""
-    get = f"run `fersr-models download {spec.name}`"
+# Said when a file is refused as a registry entry: a checkpoint of one's own is used by its path instead.
+_OWN_FILE = (" (a checkpoint of your own needs no import: give its path where a name would go, e.g. "
+             "--enhancer-weights FILE or --detector-weights FILE)")
+
+
+def _fix(spec: WeightSpec, dest: Path, again: bool = False) -> str:
+    """The two ways to get a missing (or, with ``again``, a bad) file, and where it is expected."""
+    get = f"run `fersr-models download {spec.name}{' --force' if again else ''}`"
     if offline():
         get = f"unset FERSR_OFFLINE and {get}"
     return (f"{get}, or fetch {spec.urls[0]} by hand and run `fersr-models import FILE --as {spec.name}` "
@@ -275,23 +305,86 @@ def _download(spec: WeightSpec, dest: Path, force: bool, quiet: bool, urls: tupl
               timeout: float) -> Path:
     """Try each URL in turn; put the checked file at ``dest`` or raise one WeightsError naming every failure."""
     if offline():
-        raise WeightsError(f"weights {spec.name} are not cached and FERSR_OFFLINE is set; {_fix(spec, dest)}")
+        again = dest.exists()
+        state = "cannot be downloaded again" if again else "are not cached"
+        raise WeightsError(f"weights {spec.name} {state} and FERSR_OFFLINE is set; {_fix(spec, dest, again)}")
     sources = _sources(spec, urls)
     failures = []
     try:
         dest.parent.mkdir(parents=True, exist_ok=True)
-        part = _Part(dest.with_name(dest.name + ".part"), fresh=force)
-        for url in sources:
-            failure = _fetch(url, part, spec, quiet, timeout)
-            if failure is None:
-                os.replace(part.path, dest)
-                _write_stamp(dest, spec)
-                return dest
-            failures.append(f"{url}: {failure}")
+        with _locked(dest, spec, quiet):
+            if not force and dest.exists() and _problem(dest, spec, trust_stamp=True) is None:
+                return dest  # another process fetched it while this one waited for the lock
+            part = _Part(dest.with_name(dest.name + ".part"), fresh=force)
+            if not quiet:
+                print(f"fersr: downloading {spec.name} ({spec.size / 1e6:.1f} MB, {spec.licence}) to {dest}",
+                      file=sys.stderr)
+            for url in sources:
+                failure = _fetch(url, part, spec, quiet, timeout)
+                if failure is None:
+                    os.replace(part.path, dest)
+                    _write_stamp(dest, spec)
+                    return dest
+                failures.append(f"{url}: {failure}")
     except OSError as e:
         # Network errors are turned into _NetworkError where they arise; what is left is the local disk.
         raise WeightsError(f"cannot write {dest}: {e.strerror or e}; set FERSR_HOME to a writable folder") from None
-    raise WeightsError(f"could not download {spec.name} ({'; '.join(failures)}); {_fix(spec, dest)}")
+    mirror = os.environ.get("FERSR_WEIGHTS_MIRROR", "").strip()
+    where = f"check the mirror FERSR_WEIGHTS_MIRROR={mirror}, or unset it; " if mirror and not urls else ""
+    raise WeightsError(f"could not download {spec.name} ({'; '.join(failures)}); {where}{_fix(spec, dest)}")
+
+
+@contextlib.contextmanager
+def _locked(dest: Path, spec: WeightSpec, quiet: bool):
+    """Hold ``dest``'s lock file (waiting, with a message, while another process holds it).
+
+    The operating system drops the lock when its holder exits, so a killed download never leaves it held.
+    """
+    with open(dest.with_name(dest.name + ".lock"), "a+b") as handle:
+        if not _try_lock(handle, wait=False):
+            if not quiet:
+                print(f"fersr: waiting for another process that is fetching {spec.name}", file=sys.stderr)
+            _try_lock(handle, wait=True)
+        try:
+            yield
+        finally:
+            _unlock(handle)
+
+
+def _try_lock(handle, wait: bool) -> bool:
+    """Lock ``handle``'s file; False when another process holds it and ``wait`` is off."""
+    if os.name == "nt":
+        import msvcrt
+        import time
+
+        handle.seek(0)
+        while True:
+            try:
+                msvcrt.locking(handle.fileno(), msvcrt.LK_NBLCK, 1)
+                return True
+            except OSError:
+                if not wait:
+                    return False
+                time.sleep(0.5)
+    import fcntl
+
+    try:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+    except BlockingIOError:
+        return False
+    return True
+
+
+def _unlock(handle) -> None:
+    if os.name == "nt":
+        import msvcrt
+
+        handle.seek(0)
+        msvcrt.locking(handle.fileno(), msvcrt.LK_UNLCK, 1)
+    else:
+        import fcntl
+
+        fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
 
 
 class _NetworkError(Exception):
@@ -419,12 +512,13 @@ def _transfer(url: str, part: _Part, spec: WeightSpec, quiet: bool, timeout: flo
             total = int(length) if length and length.isdigit() else None
         if total is not None and total != spec.size:
             raise _BadContent(f"serves {total} bytes, expected {spec.size}")
-        bar = tqdm(total=spec.size, initial=part.size, unit="B", unit_scale=True, unit_divisor=1024,
+        bar = tqdm(total=spec.size, initial=part.size, unit="B", unit_scale=True, unit_divisor=1000,
                    desc=spec.name, disable=quiet or not sys.stderr.isatty())
         with bar, open(part.path, "ab") as f:
             while True:
                 try:
-                    chunk = response.read(_CHUNK)
+                    # read1: whatever one read of the socket brings, so a stall loses nothing already received
+                    chunk = response.read1(_CHUNK)
                 except (OSError, http.client.HTTPException) as e:
                     raise _NetworkError(_reason(e)) from None
                 if not chunk:

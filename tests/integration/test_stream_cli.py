@@ -74,12 +74,20 @@ def test_image_source_to_image_output(tmp_path, astronaut):
     (["--source", "SRC", "--jsonl", "x.jsonl", "--set", "track.smoth=0.1"], "did you mean 'track.smooth'"),
     (["--source", "SRC", "--output", "out.xyz"], "xyz"),
     (["--source", "SRC", "--jsonl", "x.jsonl", "--set", "classify.max_wait=-1"], "classify.max_wait must be >= 0"),
+    (["--source", "SRC", "--jsonl", "x.jsonl", "--set", "track.smooth=1.5"], "track.smooth must be in [0, 1)"),
+    (["--source", "SRC", "--jsonl", "x.jsonl", "--set", "detect.scale_factor=1"], "detect.scale_factor must be > 1"),
+    (["--source", "SRC", "--jsonl", "x.jsonl", "--set", "detect=3"], "give its keys, e.g. detect.name=..."),
+    (["--source", "SRC", "--output", "SRC"], "is the source; write the output to another file"),
+    (["--source", "SRC", "--jsonl", "x.mp4"], "--jsonl (output.jsonl) takes a .jsonl file, got x.mp4"),
+    (["--source", "SRC", "--output", "x.jsonl"], "--output (output.video) takes a video or an image"),
+    (["--source", "SRC", "--jsonl", "x.jsonl", "--detector-weights", "y.onnx"], "detect.weights (y.onnx) is for"),
     # a folder whose permission bits let root in but whose file system refuses new files
     pytest.param(["--source", "SRC", "--output", "/proc/out.mp4"], "cannot write output: /proc/out.mp4",
                  marks=pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="needs Linux /proc")),
 ])
 def test_bad_input_is_one_line_and_exit_2(make_clip, tmp_path, args, message):
     clip, _ = make_clip(n_frames=3)
+    before = clip.read_bytes()
     args = [str(clip) if a == "SRC" else a for a in args]
     proc = subprocess.run([sys.executable, "-m", "fersr_stream.cli.stream", *args], cwd=tmp_path,
                           capture_output=True, text=True, timeout=120)
@@ -87,6 +95,19 @@ def test_bad_input_is_one_line_and_exit_2(make_clip, tmp_path, args, message):
     assert message in proc.stderr
     assert "Traceback" not in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    assert clip.read_bytes() == before
+
+
+def test_an_image_output_in_the_source_folder_is_refused(tmp_path, astronaut):
+    import cv2
+
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    cv2.imwrite(str(folder / "a.png"), astronaut)
+    result = CliRunner().invoke(stream, ["--source", str(folder), "--output", str(folder / "a.png")])
+    assert result.exit_code == 2 and "is the source" not in result.output and "in the source folder" in result.output
+    result = CliRunner().invoke(stream, ["--source", str(folder), "--jsonl", str(folder / "faces.jsonl")])
+    assert result.exit_code == 0, result.output  # what cannot be read back as a picture may go there
 
 
 def test_text_file_and_empty_folder_sources(tmp_path):
@@ -98,7 +119,8 @@ def test_text_file_and_empty_folder_sources(tmp_path):
         assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
 
 
-def test_sigint_leaves_a_playable_partial_video(make_clip, tmp_path):
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_leaves_a_playable_partial_video(make_clip, tmp_path, sig):
     clip, _ = make_clip(n_frames=600, width=320, height=240, fps=25)
     out, jsonl = tmp_path / "partial.mp4", tmp_path / "partial.jsonl"
     # --simulate-lr + bicubic restore slows each frame a little so the run is still going when interrupted.
@@ -108,9 +130,9 @@ def test_sigint_leaves_a_playable_partial_video(make_clip, tmp_path):
     deadline = time.time() + 60
     while time.time() < deadline and (not jsonl.exists() or len(jsonl.read_text().splitlines()) < 20):
         time.sleep(0.1)
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(sig)
     _, err = proc.communicate(timeout=60)
-    assert proc.returncode == 0, err
+    assert proc.returncode == 128 + sig, err  # 130, 143: not mistaken for a complete run
     assert "stopped early" in err
     n, fps, _, _ = decode_info(out)
     lines = jsonl.read_text().splitlines()
@@ -158,15 +180,57 @@ def test_odd_sized_grayscale_folder_to_video(tmp_path, astronaut_face):
     assert faces[0] == 0 and all(k >= 1 for k in faces[1:])  # "blank" sorts first
 
 
-def test_missing_weights_leave_existing_outputs_untouched(make_clip, tmp_path, monkeypatch):
+@pytest.mark.parametrize("args, message", [
+    (["--enhancer", "gfpgan"], "fersr-models download gfpgan.v1_4"),  # missing weights, offline
+    (["--set", "source.policy=foo"], "unknown source.policy 'foo'"),
+    (["--set", "degrade.interpolation=foo"], "degrade.interpolation 'foo' is unknown"),
+    (["--set", "track.smooth=2"], "track.smooth must be in [0, 1)"),
+    (["--set", "align.size=0", "--enhancer", "bicubic"], "align.size must be at least 16"),
+])
+def test_a_failing_run_leaves_existing_outputs_untouched(make_clip, tmp_path, monkeypatch, args, message):
     clip, _ = make_clip(n_frames=3)
-    jsonl = tmp_path / "keep.jsonl"
-    jsonl.write_text('{"frame": 0}\n')
+    outputs = {tmp_path / "keep.mp4": b"an earlier video", tmp_path / "keep.jsonl": b'{"frame": 0}\n',
+               tmp_path / "keep.fersr.yaml": b"earlier: config\n"}
+    for path, data in outputs.items():
+        path.write_bytes(data)
     monkeypatch.setenv("FERSR_HOME", str(tmp_path / "home"))
     monkeypatch.setenv("FERSR_OFFLINE", "1")
-    result = CliRunner().invoke(stream, ["--source", str(clip), "--jsonl", str(jsonl), "--enhancer", "gfpgan"])
-    assert result.exit_code == 2 and "fersr-models download gfpgan.v1_4" in result.output
-    assert jsonl.read_text() == '{"frame": 0}\n'
+    result = CliRunner().invoke(stream, ["--source", str(clip), "--output", str(tmp_path / "keep.mp4"),
+                                         "--jsonl", str(tmp_path / "keep.jsonl"), *args])
+    assert result.exit_code == 2 and message in result.output, result.output
+    assert {path: path.read_bytes() for path in outputs} == outputs
+
+
+def test_pictures_of_a_folder_are_read_each_on_its_own(tmp_path, astronaut):
+    """No track, smoothing or restoration carries over from one unrelated picture to the next."""
+    import cv2
+
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    other = cv2.GaussianBlur(astronaut, (0, 0), 3)[:, ::-1].copy()  # another picture: blurred, mirrored
+    cv2.imwrite(str(folder / "1.png"), cv2.cvtColor(astronaut, cv2.COLOR_RGB2BGR))
+    cv2.imwrite(str(folder / "2.png"), cv2.cvtColor(other, cv2.COLOR_RGB2BGR))
+    flags = ["--simulate-lr", "16", "--enhancer", "bicubic", "--reuse-every", "8"]
+    assert invoke("--source", folder, "--jsonl", tmp_path / "both.jsonl", *flags).exit_code == 0
+    assert invoke("--source", folder / "2.png", "--jsonl", tmp_path / "alone.jsonl", *flags).exit_code == 0
+    both = [json.loads(line) for line in (tmp_path / "both.jsonl").read_text().splitlines()]
+    alone = json.loads((tmp_path / "alone.jsonl").read_text())
+    assert [r["file"] for r in both] == ["1.png", "2.png"] and alone["file"] == "2.png"
+    assert both[1]["faces"] == alone["faces"] and both[1]["faces"]  # as if it were read alone
+    assert [f["track"] for r in both for f in r["faces"]][:2] == [0, 0]
+
+
+def test_the_saved_config_repeats_the_run_from_another_folder(make_clip, tmp_path, monkeypatch):
+    clip, _ = make_clip(n_frames=4)
+    monkeypatch.chdir(clip.parent)
+    assert invoke("--source", clip.name, "--jsonl", "first.jsonl").exit_code == 0
+    saved = clip.parent / "first.fersr.yaml"
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    result = invoke("--config", saved, "--jsonl", "again.jsonl")
+    assert result.exit_code == 0, result.output
+    assert (elsewhere / "again.jsonl").read_text() == (clip.parent / "first.jsonl").read_text()
 
 
 def test_simulated_low_resolution_bicubic_restorer_differs_from_plain_lr(make_clip, tmp_path):

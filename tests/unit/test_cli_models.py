@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import random
 import subprocess
 import sys
@@ -57,6 +58,9 @@ def test_list_json_shows_licences_and_cache_state(tiny):
     assert by_name[NAME]["cached"] is False and by_name[NAME]["size_bytes"] == len(DATA)
     assert run("download", "-q", NAME).exit_code == 0
     assert {row["name"]: row for row in json.loads(run("list", "--json").stdout)}[NAME]["cached"] is True
+    store.path(NAME).write_bytes(DATA[:-1])  # a file of the wrong size is not "cached"
+    assert {row["name"]: row for row in json.loads(run("list", "--json").stdout)}[NAME]["cached"] is False
+    assert re.search(rf"^{re.escape(NAME)} .* bad size$", run("list").stdout, re.M)
 
 
 def test_list_table_and_kind_filter(tiny):

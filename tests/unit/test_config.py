@@ -27,7 +27,7 @@ def test_bad_types_and_shapes(tmp_path):
         cfg.load(None, ["overlay.inset=maybe"])
     with pytest.raises(ConfigError, match="key=value"):
         cfg.load(None, ["track.smooth"])
-    with pytest.raises(ConfigError, match="is a section"):
+    with pytest.raises(ConfigError, match=r"'track' is a section; give its keys, e.g. track.iou=\.\.\.$"):
         cfg.load(None, ["track=1"])
     with pytest.raises(ConfigError, match="not found"):
         cfg.load(tmp_path / "missing.yaml")
@@ -35,6 +35,25 @@ def test_bad_types_and_shapes(tmp_path):
     bad.write_text("- a\n- b\n")
     with pytest.raises(ConfigError, match="mapping"):
         cfg.load(bad)
+
+
+@pytest.mark.parametrize("setting, message", [
+    ("track.smooth=1.5", r"track.smooth must be in \[0, 1\)"),
+    ("track.smooth=nan", r"track.smooth must be in \[0, 1\)"),
+    ("track.max_age=-1", "track.max_age must be >= 0"),
+    ("detect.scale_factor=1.0", "detect.scale_factor must be > 1"),
+    ("detect.full_every=0", "detect.full_every must be at least 1"),
+    ("align.size=0", "align.size must be at least 16"),
+    ("align.margin=-1", "align.margin must be >= 0"),
+    ("degrade.jpeg=0", "degrade.jpeg must be a quality in 1..100"),
+    ("enhance.reuse_iou=2", r"enhance.reuse_iou must be in \[0, 1\]"),
+    ("classify.batch=0", "classify.batch must be at least 1"),
+    ("source.queue_size=0", "source.queue_size must be at least 1"),
+    ("max_frames=0", "max_frames must be at least 1"),
+])
+def test_values_out_of_range_are_refused_when_the_config_is_made(setting, message):
+    with pytest.raises(ConfigError, match=f"^{message}.*, got "):
+        cfg.load(None, [setting])
 
 
 def test_save_round_trip(tmp_path):

@@ -379,13 +379,15 @@ def test_yunet_registry_name_goes_through_the_store(fake_yunet, monkeypatch):
 
     class Store:
         @staticmethod
-        def ensure(name):
-            asked.append(name)
+        def ensure(name, download=False, quiet=False, arch=None):
+            asked.append((name, download, arch))
             return fake_yunet
 
     monkeypatch.setattr(fersr_stream.weights, "store", Store, raising=False)
     detect.create(DetectConfig(name="yunet"))
-    assert asked == ["yunet.2023mar"]
+    assert asked == [("yunet.2023mar", False, "yunet")]  # building looks in the cache only
+    detect.fetch(DetectConfig(name="yunet"))
+    assert asked[1:] == [("yunet.2023mar", True, "yunet")]  # the explicit step downloads
 
 
 def test_yunet_missing_file(tmp_path):

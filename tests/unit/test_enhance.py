@@ -122,6 +122,10 @@ def test_missing_registry_weights_name_the_download_command(monkeypatch, tmp_pat
     one_line(error)
 
 
+class _Opaque:
+    """A pickled object that torch.load(weights_only=True) refuses."""
+
+
 def test_corrupt_files_are_one_line_weights_errors(tmp_path, restoreformer_file):
     garbage = tmp_path / "GFPGANv1.4.pth"
     garbage.write_bytes(b"not a checkpoint" * 100)
@@ -135,6 +139,12 @@ def test_corrupt_files_are_one_line_weights_errors(tmp_path, restoreformer_file)
     with pytest.raises(WeightsError, match=f"{truncated} as a RestoreFormer checkpoint") as error:
         enhance.create(EnhanceConfig(name="restoreformer", weights=str(truncated)), CPU)
     one_line(error)
+
+    pickled = tmp_path / "pickled.pth"
+    torch.save({"params_ema": {"conv.weight": torch.zeros(1)}, "opt": _Opaque()}, pickled)
+    with pytest.raises(WeightsError, match="GFPGAN checkpoint: it holds pickled Python objects besides tensors, "
+                                           "which fersr does not load$") as error:  # not torch's weights_only advice
+        enhance.create(EnhanceConfig(name="gfpgan", weights=str(pickled)), CPU)
 
     not_tensors = tmp_path / "odd.pth"
     torch.save({"params_ema": {"epoch": 3}}, not_tensors)

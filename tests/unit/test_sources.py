@@ -122,7 +122,8 @@ def test_mp4_cut_before_its_index_is_a_source_error(make_clip):
     path, _ = make_clip("clip.mp4", n_frames=30)
     data = path.read_bytes()
     path.write_bytes(data[: len(data) // 2])  # the moov index sits at the end, so nothing can be decoded
-    with pytest.raises(SourceError, match="not a video or image file"):
+    with pytest.raises(SourceError, match=r"^cannot read .*clip.mp4: the video is damaged, or cut short before its "
+                                          r"index"):
         open_source(str(path))
 
 
@@ -254,6 +255,25 @@ def test_unreachable_and_silent_urls(tmp_path):
             open_source(f"http://127.0.0.1:{server.getsockname()[1]}/x.mp4", config)
     with pytest.raises(SourceError, match="unsupported URL scheme"):
         open_source("ftp://example.com/x.mp4")
+
+
+def test_a_video_file_over_http_is_read_like_a_file(make_clip, tmp_path):
+    """Its length is known, so no frame may be dropped (a live stream's policy would drop them)."""
+    import functools
+    import http.server
+    import threading
+
+    path, _ = make_clip("clip.mkv", n_frames=12)
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(path.parent))
+    handler.log_message = lambda *args: None
+    with http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler) as server:
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        try:
+            with open_source(f"http://127.0.0.1:{server.server_address[1]}/{path.name}") as source:
+                assert not source.info.live and source.info.frame_count == 12
+                assert len(list(source)) == 12
+        finally:
+            server.shutdown()
 
 
 def test_redact_hides_only_the_password():

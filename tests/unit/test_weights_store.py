@@ -276,8 +276,11 @@ def test_ensure_downloads_through_mirror(server, home, monkeypatch):
                       len(DATA), "MIT", "restorer")
     monkeypatch.setitem(registry.REGISTRY, NAME, spec)
     monkeypatch.setenv("FERSR_WEIGHTS_MIRROR", server.url + "/")
-    assert store.ensure(NAME, quiet=True).read_bytes() == DATA
+    assert store.ensure(NAME, download=True, quiet=True).read_bytes() == DATA
     assert server.requests == [None]
+    monkeypatch.setenv("FERSR_WEIGHTS_MIRROR", server.url + "/elsewhere")
+    with pytest.raises(WeightsError, match=f"check the mirror FERSR_WEIGHTS_MIRROR={server.url}/elsewhere"):
+        store.download(NAME, force=True, quiet=True)
     monkeypatch.setenv("FERSR_WEIGHTS_MIRROR", "no-scheme.example")
     with pytest.raises(WeightsError, match="FERSR_WEIGHTS_MIRROR must be a URL"):
         store.download(NAME, force=True)
@@ -289,10 +292,83 @@ def test_ensure_with_a_path_or_an_unknown_name(tmp_path, home):
     assert store.ensure(str(weights)) == weights
     with pytest.raises(WeightsError, match="folder"):
         store.ensure(str(tmp_path))
-    with pytest.raises(WeightsError, match="no such weights file or registry name: nothing.pth"):
-        store.ensure("nothing.pth")
+    for missing in ("nothing.pth", "files/nothing", str(tmp_path / "nothing.onnx")):  # paths, not names
+        with pytest.raises(WeightsError, match=f"^weights file not found: {re.escape(missing)}$"):
+            store.ensure(missing)
     with pytest.raises(WeightsError, match="did you mean gfpgan.v1_4"):
         store.ensure("gfpgan.v1.4")
+    with pytest.raises(WeightsError, match="did you mean codeformer.v0_1[?]$"):  # only names of that architecture
+        store.ensure("codeformer.v1", arch="codeformer")
+
+
+def test_a_registry_name_wins_over_a_same_named_file(tmp_path, home, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    Path("yunet.2023mar").write_bytes(b"not the registry file")
+    with pytest.raises(WeightsError, match="yunet.2023mar are not cached"):
+        store.ensure("yunet.2023mar")
+
+
+def test_a_name_of_another_architecture_is_refused_before_any_download(server, tiny, monkeypatch):
+    monkeypatch.setenv("FERSR_WEIGHTS_MIRROR", server.url)
+    with pytest.raises(WeightsError, match="^retinaface.mobilenet0_25 holds retinaface weights, not yunet; "
+                                           "give yunet.2023mar, or a file$"):
+        store.ensure("retinaface.mobilenet0_25", download=True, arch="yunet")
+    assert server.requests == []
+    assert store.ensure(NAME, download=True, quiet=True, arch="test").read_bytes() == DATA
+
+
+def test_loaders_never_download_and_fetch_does(server, home, monkeypatch):
+    """Constructors and loaders only look in the cache; detect.fetch / enhance.fetch (what the stream and the
+    study call before building anything) download."""
+    from fersr_stream import detect, enhance
+    from fersr_stream.config import DetectConfig, EnhanceConfig
+
+    monkeypatch.setenv("FERSR_WEIGHTS_MIRROR", server.url)
+    for name in ("yunet.2023mar", "retinaface.resnet50", "gfpgan.v1_4"):  # each served as tiny.pth
+        spec = registry.get(name)
+        monkeypatch.setitem(registry.REGISTRY, name, WeightSpec(
+            name, (f"https://example.invalid/{name}/tiny.pth",), hashlib.sha256(DATA).hexdigest(), len(DATA),
+            spec.licence, spec.kind))
+    builds = [lambda: detect.create(DetectConfig(name="yunet")),
+              lambda: detect.create(DetectConfig(name="retinaface"), "cpu"),
+              lambda: enhance.create(EnhanceConfig(name="gfpgan"), "cpu")]
+    for build in builds:
+        with pytest.raises(WeightsError, match="are not cached; run `fersr-models download"):
+            build()
+    assert server.requests == []
+
+    with pytest.raises(Exception, match="detect_width"):  # settings are checked before anything is fetched
+        detect.fetch(DetectConfig(name="yunet", detect_width=0))
+    assert server.requests == []
+    detect.fetch(DetectConfig(name="yunet"), quiet=True)
+    detect.fetch(DetectConfig(name="retinaface"), quiet=True)
+    enhance.fetch(EnhanceConfig(name="gfpgan"), quiet=True)
+    detect.fetch(DetectConfig(name="haar"))
+    enhance.fetch(EnhanceConfig(name="bicubic"))
+    assert len(server.requests) == 3
+    for name in ("yunet.2023mar", "retinaface.resnet50", "gfpgan.v1_4"):
+        assert store.path(name).read_bytes() == DATA
+
+
+def test_two_downloads_of_one_file_take_turns(server, tiny):
+    """A second download of the same file waits for the first (no shared .part written twice), then finds it."""
+    results = {}
+
+    def second():
+        results["second"] = store.download(NAME, quiet=True)
+
+    other = threading.Thread(target=second)
+
+    def midway():  # the first download is half way: start the second one and give it time to collide
+        other.start()
+        time.sleep(0.5)
+
+    server.midway = midway
+    assert store.download(NAME, quiet=True).read_bytes() == DATA
+    other.join(10)
+    assert results["second"] == store.path(NAME) and store.path(NAME).read_bytes() == DATA
+    assert server.requests == [None]  # the second one found the file in place
+    assert store.verify(NAME)
 
 
 def test_stamp_spares_rehashing(server, tiny, monkeypatch):
@@ -314,6 +390,13 @@ def test_stamp_spares_rehashing(server, tiny, monkeypatch):
     final.write_bytes(bytes(len(DATA)))  # same size, other bytes, new mtime
     with pytest.raises(WeightsError, match="sha256.*--force"):
         store.ensure(NAME)
+    monkeypatch.setenv("FERSR_OFFLINE", "1")  # then the fix is a download after unsetting it, or an import
+    with pytest.raises(WeightsError, match="sha256.*; unset FERSR_OFFLINE and run `fersr-models download "
+                                           f"{NAME} --force`, or .* `fersr-models import FILE --as {NAME}`"):
+        store.ensure(NAME)
+    with pytest.raises(WeightsError, match=f"^weights {NAME} cannot be downloaded again and FERSR_OFFLINE is set"):
+        store.download(NAME, force=True)
+    monkeypatch.delenv("FERSR_OFFLINE")
     with pytest.raises(WeightsError, match="sha256"):
         store.verify(NAME)
 
@@ -342,14 +425,14 @@ def test_import_checks_the_hash(tmp_path, tiny):
     with pytest.raises(WeightsError, match="no such file"):
         store.import_file(tmp_path / "absent.pth", NAME)
     assert not final.exists()
-    assert not final.parent.exists() or list(final.parent.iterdir()) == []
+    assert not final.parent.exists() or [p.name for p in final.parent.iterdir()] == ["tiny.pth.lock"]
 
     _part().write_bytes(DATA[:10])  # an earlier interrupted download
     right = tmp_path / "right.pth"
     right.write_bytes(DATA)
     assert store.import_file(right, NAME) == final
     assert final.read_bytes() == DATA
-    assert sorted(p.name for p in final.parent.iterdir()) == ["tiny.pth", "tiny.pth.sha256"]
+    assert sorted(p.name for p in final.parent.iterdir()) == ["tiny.pth", "tiny.pth.lock", "tiny.pth.sha256"]
 
 
 def test_sha256_file(tmp_path):
