@@ -188,12 +188,21 @@ class StreamConfig:
 
 
 def _coerce(value, hint, key: str):
-    """Convert a YAML/CLI value to the annotated type (int, float, bool, str, Optional of those)."""
-    args = typing.get_args(hint)
+    """Convert a YAML/CLI value to the annotated type (int, float, bool, str, Optional and tuples of those).
+
+    A tuple key takes a YAML list, or a string of comma-separated items (``train.models=resnet18,vgg16``).
+    """
     if typing.get_origin(hint) in (typing.Union, types.UnionType):
         if value is None or (isinstance(value, str) and value.lower() in ("none", "null", "")):
             return None
-        hint = next(a for a in args if a is not type(None))
+        hint = next(a for a in typing.get_args(hint) if a is not type(None))
+    if value is None:
+        raise ConfigError(f"config key {key!r} needs a value")
+    if typing.get_origin(hint) is tuple:
+        if isinstance(value, str):
+            value = [item.strip() for item in value.split(",") if item.strip()]
+        items = value if isinstance(value, (list, tuple)) else [value]
+        return tuple(_coerce(item, typing.get_args(hint)[0], key) for item in items)
     try:
         if hint is bool:
             if isinstance(value, str):

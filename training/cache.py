@@ -40,7 +40,7 @@ from fersr_stream import degrade as fdegrade
 from fersr_stream.config import DegradeConfig, EnhanceConfig
 from fersr_stream.errors import FersrError
 
-from .config import RestorerSpec
+from .config import RestorerSpec, weights_id
 
 VERSION = 2  # bump when restoration changes meaning, so old entries are not reused
 # (2: restorers take the LR image at its own size instead of the enlarged LR crop)
@@ -94,14 +94,9 @@ def in_shard(key: str, shard: tuple[int, int]) -> bool:
 
 def weights_sha256(spec: RestorerSpec) -> str:
     """The sha256 identifying a restorer's weights (``none`` for bicubic): registry value, or the file's hash."""
-    from fersr_stream.weights import registry, store
-
     if spec.name == "bicubic":
         return "none"
-    name = spec.weights or default_weights(spec.name)
-    if name in registry.REGISTRY:
-        return registry.get(name).sha256
-    return store.sha256_file(store.ensure(name))
+    return weights_id(spec.weights or default_weights(spec.name))
 
 
 def default_weights(restorer: str) -> str:

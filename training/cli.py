@@ -42,7 +42,8 @@ def _common(f):
         click.option("--device", help="auto, cpu, cuda, cuda:N"),
         click.option("--no-pretrained", is_flag=True, help="random initialisation instead of ImageNet weights"),
         click.option("--no-detect", is_flag=True, help="fixed face box instead of the detector"),
-        click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="override a config key"),
+        click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
+                     help="override a config key, e.g. train.epochs=10 or 'phases.widths=[8,16]'"),
         click.option("--quiet", is_flag=True, help="no progress bars"),
     ]
     for option in reversed(options):
@@ -50,12 +51,27 @@ def _common(f):
     return f
 
 
-@click.group(name="fersr-train", cls=Group)
+_EXAMPLES = """\b
+Examples:
+  fersr-train data --data /data/KDEF_and_AKDEF            what the loader sees, and every file it fixes or drops
+  fersr-train run --config configs/train/smoke.yaml       a first try, on a drawn (synthetic) set
+  fersr-train run --config configs/train/kdef_three_phase.yaml --data /data/KDEF_and_AKDEF
+  fersr-train run --config configs/train/kdef_three_phase.yaml --data /data/KDEF_and_AKDEF \\
+      --set 'train.models=[resnet18]' --set 'protocol.only_folds=[0]'     one model, one fold first
+  fersr-train restore --config configs/train/kdef_three_phase.yaml --data ... --shard 0/4
+  fersr-train report runs/kdef_three_phase                 rebuild tables, figures and REPORT.md
+"""
+
+
+@click.group(name="fersr-train", cls=Group, epilog=_EXAMPLES, context_settings={"help_option_names": ["-h", "--help"]})
 def cli() -> None:
-    """The KDEF study: does face restoration recover emotion recognition lost to low resolution?"""
+    """The KDEF study: does face restoration recover emotion recognition lost to low resolution?
+
+    Without --config a run takes the built-in defaults: the full study (every model, ImageNet-pretrained).
+    """
 
 
-@cli.command()
+@cli.command(epilog="Example: fersr-train run --config configs/train/smoke.yaml")
 @_common
 def run(config_path, data, overrides, quiet, **flags) -> None:
     """Run the study (skipping finished cells) and write its report."""
@@ -66,7 +82,7 @@ def run(config_path, data, overrides, quiet, **flags) -> None:
     click.echo(f"report: {folder / 'REPORT.md'}")
 
 
-@cli.command()
+@cli.command(epilog="Example: fersr-train restore --config configs/train/kdef_three_phase.yaml --data DIR --shard 1/4")
 @_common
 @click.option("--shard", default="0/1", show_default=True, help="fill only faces of shard i of n")
 def restore(config_path, data, overrides, quiet, shard, **flags) -> None:
@@ -84,16 +100,22 @@ def restore(config_path, data, overrides, quiet, shard, **flags) -> None:
     click.echo(f"restorer calls: {study.cache.calls}")
 
 
-@cli.command()
+@cli.command(epilog="Example: fersr-train data --data /data/KDEF_and_AKDEF --angles S --sessions A")
 @click.option("--data", required=True, help="dataset folder")
 @click.option("--kind", type=click.Choice(["kdef", "folders"]), default="kdef", show_default=True)
+@click.option("--angles", default=",".join(tconfig.ANGLES), show_default=True, help="KDEF views to count")
+@click.option("--sessions", default=",".join(tconfig.SESSIONS), show_default=True, help="KDEF sessions to count")
 @click.option("--person-regex", help="folders: regex whose first group is the person id")
 @click.option("--json", "as_json", is_flag=True, help="machine-readable output")
-def data(data, kind, person_regex, as_json) -> None:
+def data(data, kind, angles, sessions, person_regex, as_json) -> None:
     """Count a dataset's images per emotion, angle, session and person; list every excluded or renamed file."""
     from . import folders, kdef
 
-    dataset = kdef.load(data) if kind == "kdef" else folders.load(data, person_regex)
+    def items(text: str) -> tuple[str, ...]:
+        return tuple(item.strip() for item in text.split(",") if item.strip())
+
+    chosen = tconfig.DataConfig(angles=items(angles), sessions=items(sessions))  # checks the names given
+    dataset = kdef.load(data, chosen.angles, chosen.sessions) if kind == "kdef" else folders.load(data, person_regex)
     summary = dataset.summary()
     if as_json:
         click.echo(json.dumps(summary, indent=1))
@@ -108,7 +130,7 @@ def data(data, kind, person_regex, as_json) -> None:
         click.echo(f"  {issue.file}: {issue.action}: {issue.reason}")
 
 
-@cli.command()
+@cli.command(epilog="Example: fersr-train synth /tmp/synthetic-kdef --people 6")
 @click.argument("out", type=click.Path(file_okay=False))
 @click.option("--people", default=4, show_default=True, help="identities (half female, half male)")
 @click.option("--width", default=140, show_default=True, help="image width in px (KDEF is 562)")
@@ -119,16 +141,22 @@ def synth(out, people, width, seed) -> None:
 
     if people < 2 or width < 48:
         raise click.BadParameter("need --people >= 2 and --width >= 48")
+    synthetic.claim(out)
     root = synthetic.write(Path(out), people, width, seed)
     click.echo(f"wrote {people * 70} images to {root}")
 
 
-@cli.command()
+@cli.command(epilog="Example: fersr-train report runs/kdef_three_phase")
 @click.argument("folder", type=click.Path(exists=True, file_okay=False))
 def report(folder) -> None:
     """Rebuild the tables, figures and REPORT.md of an experiment folder from its cell metrics."""
+    from fersr_stream.errors import ConfigError
+
     from . import report as report_
 
+    if not (Path(folder) / "run.json").is_file():
+        raise ConfigError(f"{folder} is not an experiment folder (it has no run.json); give <out>/<name>, "
+                          f"e.g. runs/kdef_three_phase")
     click.echo(f"report: {report_.write(Path(folder))}")
 
 

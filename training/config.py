@@ -8,6 +8,7 @@ anything is written.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 from dataclasses import dataclass, field
@@ -16,6 +17,7 @@ from pathlib import Path
 from fersr_stream import config as stream_config
 from fersr_stream import degrade
 from fersr_stream.config import DegradeConfig
+from fersr_stream.detect import DETECTORS
 from fersr_stream.errors import ConfigError
 
 ANGLES = ("FL", "HL", "S", "HR", "FR")
@@ -24,6 +26,16 @@ TRAINABLE = ("resnet18", "resnet50", "vgg16", "vgg19")
 ZERO_SHOT = ("mini_xception",)
 ARMS = ("hr", "lr", "restored")
 RESTORERS = ("bicubic", "gfpgan", "codeformer", "restoreformer")
+MAX_INPUT = 1024  # px: the networks' input side (ImageNet models take 224)
+
+
+def _widths(key: str, values: tuple) -> None:
+    """Face widths in px: integers >= 2, each once."""
+    _members(key, values, (), int)
+    if any(w < 2 for w in values):
+        raise ConfigError(f"config key {key!r}: widths must be >= 2 px")
+    if len(set(values)) < len(values):
+        raise ConfigError(f"config key {key!r} names a width twice: {list(values)}")
 
 
 def _members(key: str, values: tuple, allowed: tuple, kind: type = str) -> tuple:
@@ -72,6 +84,11 @@ class FacesConfig:
     def __post_init__(self) -> None:
         if self.size < 16:
             raise ConfigError(f"config key 'faces.size' must be >= 16, got {self.size}")
+        if self.margin < 0:
+            raise ConfigError(f"config key 'faces.margin' must be >= 0 (a fraction of the face box), got {self.margin}")
+        if self.detector not in DETECTORS:
+            raise ConfigError(f"config key 'faces.detector': unknown value {self.detector!r}; "
+                              f"choose from {', '.join(DETECTORS)}")
 
 
 @dataclass(frozen=True)
@@ -93,6 +110,8 @@ class ProtocolConfig:
             raise ConfigError(f"config key 'protocol.val_fraction' must be in (0, 0.5), got {self.val_fraction}")
         if self.only_folds is not None:
             _members("protocol.only_folds", self.only_folds, (), int)
+            if not self.only_folds:
+                raise ConfigError("config key 'protocol.only_folds' must name a fold (leave it unset for all folds)")
             bad = [k for k in self.only_folds if not 0 <= k < self.folds]
             if bad:
                 raise ConfigError(f"config key 'protocol.only_folds': fold {bad[0]} outside 0..{self.folds - 1}")
@@ -125,11 +144,19 @@ class TrainConfig:
             raise ConfigError("config key 'train.models' must name at least one model")
         if self.schedule not in ("full", "pipeline"):
             raise ConfigError(f"config key 'train.schedule': unknown value {self.schedule!r}; choose full or pipeline")
-        for key in ("input_size", "epochs", "batch"):
+        for key in ("input_size", "epochs", "batch", "unfreeze_every"):
             if getattr(self, key) < 1:
                 raise ConfigError(f"config key 'train.{key}' must be >= 1")
-        if self.workers < 0:
-            raise ConfigError("config key 'train.workers' must be >= 0")
+        for key in ("workers", "patience", "head_epochs", "weight_decay"):
+            if getattr(self, key) < 0:
+                raise ConfigError(f"config key 'train.{key}' must be >= 0")
+        for key in ("lr", "head_lr"):
+            if not getattr(self, key) > 0:
+                raise ConfigError(f"config key 'train.{key}' must be > 0")
+        if self.input_size > MAX_INPUT:
+            raise ConfigError(f"config key 'train.input_size' must be at most {MAX_INPUT} px, got {self.input_size}")
+        if self.threads is not None and self.threads < 1:
+            raise ConfigError("config key 'train.threads' must be >= 1 (or empty: torch's default)")
 
 
 @dataclass(frozen=True)
@@ -148,13 +175,14 @@ class PhasesConfig:
     degrade: DegradeConfig = field(default_factory=DegradeConfig)
 
     def __post_init__(self) -> None:
-        _members("phases.widths", self.widths, (), int)
-        if any(w < 2 for w in self.widths):
-            raise ConfigError("config key 'phases.widths': widths must be >= 2 px")
+        _widths("phases.widths", self.widths)
         _members("phases.arms", self.arms, ARMS)
+        if not self.arms:
+            raise ConfigError("config key 'phases.arms' must name at least one arm")
         _members("phases.restorers", self.restorers, ())
-        for spec in self.restorers:
-            parse_restorer(spec)
+        tags = [parse_restorer(spec).tag for spec in self.restorers]
+        if len(set(tags)) < len(tags):
+            raise ConfigError(f"config key 'phases.restorers' names one restorer twice: {list(self.restorers)}")
         if self.degrade.width is not None:
             raise ConfigError("config key 'phases.degrade.width' must stay empty: 'phases.widths' sets it per cell")
         try:  # a bad interpolation or JPEG quality fails here, before any work
@@ -175,6 +203,9 @@ class CacheConfig:
 class ReportConfig:
     example_widths: tuple[int, ...] = (16,)  # face widths shown in the example grids
 
+    def __post_init__(self) -> None:
+        _widths("report.example_widths", self.example_widths)
+
 
 @dataclass(frozen=True)
 class StudyConfig:
@@ -192,10 +223,14 @@ class StudyConfig:
     report: ReportConfig = field(default_factory=ReportConfig)
 
     def __post_init__(self) -> None:
-        too_wide = [w for w in self.phases.widths if w >= self.faces.size]
-        if too_wide:
-            raise ConfigError(f"config key 'phases.widths': {too_wide[0]} px is not lower than the face crops "
-                              f"(faces.size = {self.faces.size} px)")
+        shown = self.report.example_widths
+        for key, widths in (("phases.widths", self.phases.widths), ("report.example_widths", shown)):
+            too_wide = [w for w in widths if w >= self.faces.size]
+            if too_wide:
+                raise ConfigError(f"config key {key!r}: {too_wide[0]} px is not lower than the face crops "
+                                  f"(faces.size = {self.faces.size} px)")
+        if not self.name.strip() or not self.out.strip():
+            raise ConfigError("config keys 'name' and 'out' must not be empty")
 
     @property
     def folder(self) -> Path:
@@ -216,11 +251,33 @@ class RestorerSpec:
 
     @property
     def tag(self) -> str:
-        """A file-name-safe label, e.g. ``codeformer@0.7``."""
+        """A file-name-safe label, e.g. ``codeformer@0.7``; given weights add a short hash of their content, so
+        results and cached faces never outlive a weights file replaced in place."""
         tag = self.name if self.name != "codeformer" else f"{self.name}@{self.fidelity:g}"
         if self.weights:
-            tag += "-" + hashlib.sha256(self.weights.encode()).hexdigest()[:6]
+            tag += "-" + weights_id(self.weights)[:6]
         return tag
+
+
+def weights_id(weights: str) -> str:
+    """The sha256 that identifies restorer weights: a registry entry's, else the file's own (hashed once per size
+    and modification time); the path's while there is no file (a run stops on that before it uses any tag)."""
+    from fersr_stream.weights import registry
+
+    if weights in registry.REGISTRY:
+        return registry.get(weights).sha256
+    path = Path(weights).expanduser()
+    if path.is_file():
+        stat = path.stat()
+        return _file_sha256(str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+    return hashlib.sha256(weights.encode()).hexdigest()
+
+
+@functools.lru_cache(maxsize=None)
+def _file_sha256(path: str, size: int, mtime_ns: int) -> str:
+    from fersr_stream.weights import store
+
+    return store.sha256_file(path)
 
 
 def parse_restorer(spec: str) -> RestorerSpec:
@@ -231,6 +288,8 @@ def parse_restorer(spec: str) -> RestorerSpec:
         raise ConfigError(f"config key 'phases.restorers': unknown restorer {name!r}; "
                           f"choose from {', '.join(RESTORERS)}")
     fidelity = 0.5
+    if at and name != "codeformer":
+        raise ConfigError(f"config key 'phases.restorers': {spec!r}: only codeformer takes a fidelity (@w)")
     if at:
         try:
             fidelity = float(fid)
@@ -250,12 +309,12 @@ def save(config: StudyConfig, path: str | Path) -> None:
     stream_config.save(config, path)
 
 
-def fingerprint(config: StudyConfig) -> str:
-    """A hash of what decides what a cell's model and numbers mean (data, faces, protocol, training, degradation).
+def fingerprinted(config: StudyConfig) -> dict:
+    """What decides what a cell's model and numbers mean: data, faces, protocol, training, degradation.
 
-    A rerun into an existing experiment folder must match it. Widths, restorers, arms, cache and report may change
-    freely because every cell is keyed by its own conditions; the degradation recipe (blur, noise, JPEG, LR
-    interpolation) is not in a cell's name, so it is part of the fingerprint.
+    A rerun into an existing experiment folder must match it. Widths, restorers, arms, models, the folds run,
+    cache and report may change freely because every cell is keyed by its own conditions; the degradation recipe
+    (blur, noise, JPEG, LR interpolation) is not in a cell's name, so it is part of it.
     """
     keep = {k: dataclasses.asdict(getattr(config, k)) for k in ("data", "faces", "protocol")}
     keep["degrade"] = dataclasses.asdict(config.phases.degrade)
@@ -264,4 +323,22 @@ def fingerprint(config: StudyConfig) -> str:
         train.pop(operational)
     keep["train"] = train
     keep["data"].pop("root")  # the same dataset may be mounted elsewhere on another machine
-    return hashlib.sha256(json.dumps(keep, sort_keys=True, default=list).encode()).hexdigest()[:16]
+    keep["protocol"].pop("only_folds")  # which folds run, not what a fold is: a pilot fold can grow to the study
+    return json.loads(json.dumps(keep, default=list))
+
+
+def fingerprint(config: StudyConfig) -> str:
+    """A short hash of :func:`fingerprinted`."""
+    return hashlib.sha256(json.dumps(fingerprinted(config), sort_keys=True).encode()).hexdigest()[:16]
+
+
+def differences(earlier: dict, now: dict, prefix: str = "") -> list[str]:
+    """The dotted keys whose values differ between two :func:`fingerprinted` dicts."""
+    out = []
+    for key in sorted(set(earlier) | set(now)):
+        a, b = earlier.get(key), now.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += differences(a, b, f"{prefix}{key}.")
+        elif a != b:
+            out.append(prefix + key)
+    return out

@@ -60,6 +60,7 @@ class Dataset:
     kind: str
     samples: tuple[Sample, ...]
     issues: tuple[Issue, ...]
+    synthetic: bool = False  # drawn by training.synthetic (its marker file is beside the tree): never KDEF results
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -83,7 +84,7 @@ class Dataset:
 
     def summary(self) -> dict:
         """Counts plus every issue, for ``fersr-train data --json`` and the run folder."""
-        return {"root": str(self.root), "kind": self.kind, "counts": self.counts(),
+        return {"root": str(self.root), "kind": self.kind, "synthetic": self.synthetic, "counts": self.counts(),
                 "issues": [vars(i) for i in self.issues]}
 
     def require_complete(self) -> None:

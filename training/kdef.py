@@ -24,11 +24,15 @@ NAME = re.compile(r"^(?P<session>[AB])(?P<gender>[FM])(?P<id>\d{2})"
                   r"(?P<emotion>AF|AN|DI|HA|NE|SA|SU)(?P<angle>FL|HL|S|HR|FR)$")
 FOLDER = re.compile(r"^[AB][FM]\d{2}$")
 MISNAMED = {"AF31V": "AF31SAHL", "AM31H": "AM31SUHR"}
+# Written beside the KDEF folder of a tree that training.synthetic drew, so that what is trained on it says so.
+SYNTHETIC_MARKER = "SYNTHETIC.txt"
 
 
 def find_root(path: str | Path) -> Path:
     """The folder holding the ``AF01``-style person folders: ``path`` itself or ``path/KDEF``."""
     path = Path(path)
+    if path.is_file():
+        raise DatasetError(f"{path} is a file; give the dataset folder (KDEF, or KDEF_and_AKDEF above it)")
     if not path.is_dir():
         raise DatasetError(f"dataset folder not found: {path}")
     for candidate in (path, path / "KDEF"):
@@ -94,7 +98,8 @@ def load(path: str | Path, angles=("FL", "HL", "S", "HR", "FR"), sessions=("A", 
                 rel = samples[stem].path.relative_to(root).as_posix()
                 issues.append(Issue(rel, "kept", f"unusual size {size[1]}x{size[0]} (most are {usual[1]}x{usual[0]}); "
                                                  "fixed crops use a centred window of the usual aspect"))
-    dataset = Dataset(root, "kdef", tuple(samples[k] for k in sorted(samples)), tuple(issues))
+    dataset = Dataset(root, "kdef", tuple(samples[k] for k in sorted(samples)), tuple(issues),
+                      synthetic=(root.parent / SYNTHETIC_MARKER).is_file())
     if not dataset.samples:
         raise DatasetError(f"no usable KDEF images in {root} for angles {'/'.join(angles)} "
                            f"and sessions {'/'.join(sessions)}")

@@ -59,12 +59,17 @@ def phase_of(arm: str, test: Condition) -> str:
 
 
 def load_dataset(config: StudyConfig, dist_: engine.Dist | None = None) -> Dataset:
-    """The configured dataset; a synthetic one is generated (by rank 0) into ``data.root`` when absent."""
+    """The configured dataset; a synthetic one is generated (by rank 0) into ``data.root`` when absent.
+
+    A synthetic set is written only into a new or empty folder, and only a tree it wrote is read back as one: a
+    dataset of the user's is never written to, nor trained on under the synthetic label.
+    """
     data = config.data
     if data.kind == "folders":
         return folders.load(data.root, data.person_regex)
     if data.kind == "synthetic":
         root = Path(data.root) if data.root else config.folder.parent / "synthetic-kdef"
+        synthetic.claim(root)
         if not (root / "KDEF").is_dir() and (dist_ is None or dist_.main):
             synthetic.write(root, data.synth_people, data.synth_width, data.synth_seed)
         if dist_ is not None:
@@ -111,9 +116,11 @@ class Study:
             enhance.fetch(EnhanceConfig(name=spec.name, weights=spec.weights))
         run_json = self.folder / "run.json"
         if run_json.is_file():
-            earlier = json.loads(run_json.read_text()).get("fingerprint")
-            if earlier != tconfig.fingerprint(c):
-                raise ConfigError(f"{self.folder} holds a run with other data/faces/protocol/train settings; "
+            earlier = json.loads(run_json.read_text())
+            if earlier.get("fingerprint") != tconfig.fingerprint(c):
+                differ = tconfig.differences(earlier.get("settings", {}), tconfig.fingerprinted(c))
+                which = f" ({', '.join(differ)} differ)" if differ else ""
+                raise ConfigError(f"{self.folder} holds a run with other data/faces/protocol/train settings{which}; "
                                   "choose another name (--set name=...) or out folder")
             saved = self.folder / "splits.json"
             if saved.is_file() and splits.load(saved) != self.folds:
@@ -124,7 +131,8 @@ class Study:
         c = self.config
         self.folder.mkdir(parents=True, exist_ok=True)
         tconfig.save(c, self.folder / "config.yaml")
-        _write_json(self.folder / "run.json", {"fingerprint": tconfig.fingerprint(c), "world_size": self.dist.world,
+        _write_json(self.folder / "run.json", {"fingerprint": tconfig.fingerprint(c),
+                                               "settings": tconfig.fingerprinted(c), "world_size": self.dist.world,
                                                "device": str(self.device), "torch": torch.__version__})
         _write_json(self.folder / "data.json", self.dataset.summary())
         splits.save(self.folds, c.protocol, self.folder / "splits.json")
@@ -178,7 +186,8 @@ class Study:
         return self.folder
 
     def _examples(self) -> None:
-        """figures/examples_w<W>.png: one test face per emotion as HR, LR and each restorer's output."""
+        """figures/examples_w<W>.png: one test face per emotion as HR, LR and each restorer's output (drawn again
+        on every run, from the cache, so that it shows the restorers of the current config)."""
         folds = self.config.protocol.only_folds or (0,)
         test = self.folds[folds[0]].test
         by_emotion: dict[int, int] = {}
@@ -193,8 +202,6 @@ class Study:
         keys = [self.keys[i] for i in idx]
         for width in self.config.report.example_widths:
             path = self.folder / "figures" / f"examples_w{width}.png"
-            if path.is_file():
-                continue
             shown = [Condition(), Condition(width)] + [Condition(width, r) for r in self.restorers]
             for condition in shown[2:]:
                 self.cache.fill(condition, crops, keys)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 from collections import defaultdict
 from pathlib import Path
 
@@ -28,8 +29,7 @@ def load_cells(folder: Path) -> list[dict]:
 
 
 def _order(c: dict):
-    return (c["model"], c["arm"], c["train"], -1 if c["width"] is None else c["width"],
-            {"hr": 0, "none": 1}.get(c["restorer"], 2), c["restorer"], c["fold"])
+    return (*_order_row(c), c["fold"])
 
 
 def summarise(cells: list[dict]) -> list[dict]:
@@ -49,7 +49,9 @@ def summarise(cells: list[dict]) -> list[dict]:
 
 
 def _order_row(r: dict):
-    return (r["model"], r["arm"], r["train"], -1 if r["width"] is None else r["width"],
+    # training conditions in natural order: lr8 before lr16
+    train = tuple((0, int(part), "") if part.isdigit() else (1, 0, part) for part in re.split(r"(\d+)", r["train"]))
+    return (r["model"], r["arm"], train, -1 if r["width"] is None else r["width"],
             {"hr": 0, "none": 1}.get(r["restorer"], 2), r["restorer"])
 
 
@@ -306,7 +308,7 @@ def _report_text(folder: Path, cfg: dict, tests, table, plots, confusions) -> st
     found = json.loads((folder / "faces.json").read_text()) if (folder / "faces.json").is_file() else {}
     counts = data.get("counts", {})
     issues = data.get("issues", [])
-    synthetic = cfg.get("data", {}).get("kind") == "synthetic"
+    synthetic = cfg.get("data", {}).get("kind") == "synthetic" or data.get("synthetic", False)
     parts = [f"# {cfg.get('name', folder.name)}: restoration before emotion classification", ""]
     if synthetic:
         parts += ["> **Synthetic data.** These numbers come from procedurally drawn faces in KDEF's layout; they "
@@ -329,8 +331,9 @@ def _report_text(folder: Path, cfg: dict, tests, table, plots, confusions) -> st
         f"input {train.get('input_size')} px, up to {train.get('epochs')} epochs.",
         "- Phases: (1) train and test on HR face crops; (2) test the same model on crops degraded to a given "
         "width with fersr_stream's `degrade` (widths are those of the whole face crop, margin included, in the "
-        "low-resolution image); (3) restore those LR images and test again. `mini_xception` is the shipped FER2013 "
-        "model, tested zero-shot.",
+        "low-resolution image); (3) restore those LR images and test again."
+        + (" `mini_xception` is the shipped FER2013 model, tested zero-shot (not trained here)."
+           if "mini_xception" in train.get("models", []) else ""),
         _lr_note(cfg),
         "", "## Accuracy", "", table, "",
         "## Restored vs. LR (McNemar, pooled over folds)", "",

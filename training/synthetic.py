@@ -15,6 +15,9 @@ import cv2
 import numpy as np
 
 from fersr_stream.classify.labels import KDEF_CODES
+from fersr_stream.errors import ConfigError
+
+from .kdef import SYNTHETIC_MARKER
 
 ANGLES = ("FL", "HL", "S", "HR", "FR")
 YAW = {"FL": -1.0, "HL": -0.5, "S": 0.0, "HR": 0.5, "FR": 1.0}  # subject turned to their left = negative
@@ -50,6 +53,17 @@ def person_ids(n: int) -> list[str]:
     return [f"{'FM'[i % 2]}{i // 2 + 1:02d}" for i in range(n)]
 
 
+def claim(out: str | Path) -> None:
+    """Raise ConfigError unless ``out`` is new, empty, or holds a set that :func:`write` drew: a synthetic set
+    never goes into, nor is read from, a folder of the user's (a real KDEF would be trained on as "synthetic")."""
+    out = Path(out)
+    if (out / SYNTHETIC_MARKER).is_file() or not out.exists():
+        return
+    if not out.is_dir() or any(out.iterdir()):
+        raise ConfigError(f"the synthetic set is written into a new or empty folder, and {out} holds other files "
+                          f"(a real dataset is used with data.kind kdef, the default)")
+
+
 def write(out: str | Path, people: int | list[str] = 4, width: int = 140, seed: int = 0,
           quality: int = 95) -> Path:
     """Write ``out/KDEF/<AF01>/<AF01AFS.JPG>`` for every person x 7 emotions x 5 angles x 2 sessions.
@@ -63,6 +77,9 @@ def write(out: str | Path, people: int | list[str] = 4, width: int = 140, seed: 
     """
     ids = person_ids(people) if isinstance(people, int) else list(people)
     root = Path(out) / "KDEF"
+    root.mkdir(parents=True, exist_ok=True)
+    (root.parent / SYNTHETIC_MARKER).write_text("Procedurally drawn faces in KDEF's layout, written by fersr-train "
+                                                "(training/synthetic.py): not KDEF, and not real faces.\n")
     height = int(round(width * 762 / 562))
     for pid in ids:
         identity = _identity(pid, seed)

@@ -9,6 +9,7 @@ must be the one asked for. Every failure is one :class:`WeightsError` line namin
 from __future__ import annotations
 
 import functools
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -101,7 +102,9 @@ def load_network(name: str, weights: str | None = None) -> nn.Module:
     path = Path(store.ensure(weights or arch.default_weights, arch=name))
     state = read_state_dict(path, arch.arch_id)
     try:
-        descriptor = ModelLoader(registry=_spandrel_registry()).load_from_state_dict(state)
+        with warnings.catch_warnings():  # spandrel's GFPGAN scripts a helper with torch.jit, which torch deprecates
+            warnings.filterwarnings("ignore", message=r"`torch\.jit\.script` is deprecated", category=FutureWarning)
+            descriptor = ModelLoader(registry=_spandrel_registry()).load_from_state_dict(state)
     except UnsupportedModelError:
         raise WeightsError(f"{path} is not a {arch.arch_id} checkpoint (no known architecture matches its "
                            f"keys)") from None

@@ -120,6 +120,7 @@ def test_smoke_study_end_to_end_then_rerun_does_nothing(tmp_path, monkeypatch, m
                                       "--set", "protocol.seed=5"],
                                 prog_name="fersr-train")
     assert result.exit_code == 2 and "holds a run with other" in result.stderr
+    assert "(protocol.seed differ)" in result.stderr  # the key that differs is named
 
 
 def test_restore_shards_in_two_processes_then_the_run_restores_nothing(tmp_path, monkeypatch):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -43,16 +44,43 @@ def test_synth_writes_kdef_layout(tmp_path):
     result = _invoke(["synth", str(tmp_path / "s"), "--people", "2", "--width", "48"])
     assert result.exit_code == 0, result.output
     assert len(list((tmp_path / "s" / "KDEF").glob("*/*.JPG"))) == 140
+    summary = json.loads(_invoke(["data", "--data", str(tmp_path / "s"), "--json"]).stdout)
+    assert summary["synthetic"] is True  # a study on it is reported as synthetic, however it is given
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "keep.txt").write_text("x")
+    result = _invoke(["synth", str(tmp_path / "mine")])
+    assert result.exit_code == 2 and "new or empty folder" in result.stderr
+    assert [p.name for p in (tmp_path / "mine").iterdir()] == ["keep.txt"]
+
+
+def test_data_counts_a_selection_of_views_and_sessions(tree):
+    summary = json.loads(_invoke(["data", "--data", str(tree), "--angles", "S", "--sessions", "A", "--json"]).stdout)
+    assert summary["synthetic"] is True and set(summary["counts"]["angle"]) == {"S"}
+    assert set(summary["counts"]["session"]) == {"A"}
+    result = _invoke(["data", "--data", str(tree), "--angles", "S,XX"])
+    assert result.exit_code == 2 and "unknown value 'XX'" in result.stderr
+
+
+def test_report_needs_an_experiment_folder(tmp_path):
+    (tmp_path / "notes.txt").write_text("x")
+    result = _invoke(["report", str(tmp_path)])
+    assert result.exit_code == 2 and "not an experiment folder" in result.stderr
+    assert [p.name for p in tmp_path.iterdir()] == ["notes.txt"]
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--data", "{nokdef}"], "is not a KDEF folder"),
-    (["--data", "{missing}"], "dataset folder not found"),
+    (["--data", "{nokdef}", "--no-pretrained"], "is not a KDEF folder"),
+    (["--data", "{missing}", "--no-pretrained"], "dataset folder not found"),
+    (["--data", "{afile}", "--no-pretrained"], "is a file; give the dataset folder"),
     (["--data", "{tree}", "--set", "train.models=[resnet19]"], "unknown value 'resnet19'"),
     (["--data", "{tree}", "--set", "train.epoch=3"], "did you mean 'train.epochs'"),
     (["--data", "{tree}", "--config", "{missing}"], "config file not found"),
     (["--data", "{tree}", "--set", "protocol.split=image", "--set", "train.models=[resnet18]"], "--no-pretrained"),
-    (["--data", "{empty}"], "no usable KDEF images"),
+    (["--data", "{empty}", "--no-pretrained"], "no usable KDEF images"),
+    (["--data", "{tree}", "--no-pretrained", "--set", "protocol.split=image", "--set", "faces.detector=yunet"],
+     "fersr-models download yunet.2023mar"),
+    (["--data", "{tree}", "--set", "train.lr=-1"], "'train.lr' must be > 0"),
+    (["--config", "{smoke}", "--data", "{nokdef}"], "the synthetic set is written into a new or empty folder"),
     (["--data", "{partial}", "--no-pretrained"], "partial dataset"),
     (["--data", "{tree}", "--no-pretrained", "--set", "protocol.split=image", "--set", "phases.restorers=[gfpgan]"],
      "gfpgan.v1_4"),
@@ -71,8 +99,10 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(tmp_path, tree, monkeyp
         for f in folder.iterdir():
             if "DI" not in f.name[4:]:
                 (partial / folder.name / f.name).symlink_to(f)
+    (tmp_path / "afile").write_text("x")
     fill = {"nokdef": tmp_path / "nokdef", "missing": tmp_path / "missing", "tree": tree,
-            "empty": tmp_path / "empty", "partial": partial}
+            "empty": tmp_path / "empty", "partial": partial, "afile": tmp_path / "afile",
+            "smoke": Path(__file__).resolve().parents[2] / "configs" / "train" / "smoke.yaml"}
     args = [a.format(**fill) for a in args]
     out = tmp_path / "runs"
     result = _invoke(["run", "--out", str(out), "--quiet", *args])
@@ -80,3 +110,4 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(tmp_path, tree, monkeyp
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("fersr-train: error:") and message in lines[0]
     assert not out.exists()
+    assert [p.name for p in (tmp_path / "nokdef").iterdir()] == ["photo.jpg"]  # a user's folder is never written

@@ -28,13 +28,30 @@ def test_overrides_and_errors():
              "train.models=[resnet19]": "unknown value 'resnet19'",
              "phases.restorers=[gfpan]": "unknown restorer 'gfpan'",
              "phases.restorers=['codeformer@2']": "must be in [0, 1]",
-             "phases.widths=8": "expected tuple",
+             "phases.widths=[8, x]": "expected int, got 'x'",
+             "phases.widths=[8, 8]": "names a width twice",
              "phases.arms=[hr, sr]": "unknown value 'sr'",
+             "phases.arms=[]": "must name at least one arm",
+             "phases.restorers=[gfpgan@0.3]": "only codeformer takes a fidelity",
              "protocol.only_folds=[7]": "outside 0..4",
-             "data.angles=[S, XX]": "unknown value 'XX'"}
+             "protocol.only_folds=[]": "must name a fold",
+             "data.angles=[S, XX]": "unknown value 'XX'",
+             "data.sessions=AB": "unknown value 'AB'",  # a scalar is one item, not its letters
+             "train.lr=-1": "'train.lr' must be > 0",
+             "train.weight_decay=-1": "'train.weight_decay' must be >= 0",
+             "train.patience=-2": "'train.patience' must be >= 0",
+             "train.input_size=100000": "at most 1024 px",
+             "faces.detector=haarr": "unknown value 'haarr'",
+             "faces.margin=-1": "'faces.margin' must be >= 0",
+             "report.example_widths=[0]": "widths must be >= 2 px",
+             "report.example_widths=[300]": "300 px is not lower than the face crops",
+             "name=": "config key 'name' needs a value"}
     for item, message in cases.items():
         with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace("]", r"\]")):
             config.load(None, [item])
+    # a list key also takes one item, or comma-separated items, without brackets
+    cfg = config.load(None, ["train.models=resnet18", "phases.widths=8,16", "data.angles=S"])
+    assert (cfg.train.models, cfg.phases.widths, cfg.data.angles) == (("resnet18",), (8, 16), ("S",))
 
 
 def test_fingerprint_ignores_operational_keys():
@@ -46,6 +63,21 @@ def test_fingerprint_ignores_operational_keys():
     assert config.fingerprint(a) != config.fingerprint(config.load(None, ["phases.degrade.blur=1.0"]))
     assert config.fingerprint(a) == config.fingerprint(config.load(None, ["phases.widths=[8]",
                                                                           "phases.restorers=[bicubic]"]))
+    # which folds run is not what a fold is: a pilot fold can grow into the full study
+    assert config.fingerprint(a) == config.fingerprint(config.load(None, ["protocol.only_folds=[0]"]))
+    other = config.load(None, ["train.lr=0.1", "phases.degrade.blur=1.0"])
+    assert config.differences(config.fingerprinted(a), config.fingerprinted(other)) == ["degrade.blur", "train.lr"]
+
+
+def test_a_restorer_file_is_tagged_by_its_content(tmp_path):
+    weights = tmp_path / "mine.pth"
+    weights.write_bytes(b"one")
+    spec = config.parse_restorer(f"gfpgan:{weights}")
+    first = spec.tag
+    assert first.startswith("gfpgan-") and first == config.parse_restorer(f"gfpgan:{weights}").tag
+    weights.write_bytes(b"other")  # replaced in place: new results, not the old file's
+    assert config.parse_restorer(f"gfpgan:{weights}").tag != first
+    assert config.parse_restorer("gfpgan:gfpgan.v1_3").tag == "gfpgan-c953a8"  # a registry entry: its sha256
 
 
 @pytest.fixture(scope="module")
