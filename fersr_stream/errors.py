@@ -12,7 +12,7 @@ def one_line(error: BaseException, limit: int = 160) -> str:
     """
     text = " ".join(str(error).split()) or type(error).__name__
     if text.startswith("Weights only load failed"):
-        return "it holds pickled Python objects besides tensors, which fersr does not load"
+        return "torch will not read it as plain tensors (pickled objects besides tensors, or not a checkpoint)"
     first = text.split(". ", 1)[0]
     if len(first) <= limit:
         return first

@@ -166,8 +166,8 @@ def open_file(path: str | Path) -> PyAVSource:
         container = av.open(label)
     except (av.FFmpegError, OSError) as exc:
         if (mimetypes.guess_type(label)[0] or "").startswith("video/"):
-            raise SourceError(f"cannot read {label}: the video is damaged, or cut short before its index (an MP4 "
-                              f"whose index is at the end cannot be read at all) ({_reason(exc)})") from None
+            raise SourceError(f"cannot read {label}: not a video, or a damaged one (an MP4 cut short before its "
+                              f"index, which sits at its end, cannot be read at all) ({_reason(exc)})") from None
         raise SourceError(f"not a video or image file: {label} ({_reason(exc)})") from None
     return PyAVSource(container, label, live=False, path=os.path.abspath(label))
 

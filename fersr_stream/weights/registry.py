@@ -125,5 +125,5 @@ def hint(name: str, architecture: str | None = None) -> str:
     import difflib
 
     names = [n for n in REGISTRY if architecture is None or arch(n) == architecture]
-    close = difflib.get_close_matches(name, names, n=3, cutoff=0.4)
+    close = [n for n in names if arch(n) == name] or difflib.get_close_matches(name, names, n=3, cutoff=0.4)
     return f"did you mean {', '.join(close)}?" if close else "see `fersr-models list`"

@@ -105,6 +105,7 @@ def test_import_right_and_wrong(tiny, tmp_path):
 
 def test_user_errors_are_one_line_with_exit_2(tiny, monkeypatch):
     assert_one_line_error(run("path", "gfpgan.v1.4"), "unknown weights", "did you mean gfpgan.v1_4")
+    assert_one_line_error(run("download", "gfpgan"), "did you mean gfpgan.v1_3, gfpgan.v1_4?")  # its versions only
     assert_one_line_error(run("download"), "Missing argument", "fersr-models download --help")
     assert_one_line_error(run("frobnicate"), "No such command")
     # an unknown name is refused before anything is fetched

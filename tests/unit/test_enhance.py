@@ -142,8 +142,8 @@ def test_corrupt_files_are_one_line_weights_errors(tmp_path, restoreformer_file)
 
     pickled = tmp_path / "pickled.pth"
     torch.save({"params_ema": {"conv.weight": torch.zeros(1)}, "opt": _Opaque()}, pickled)
-    with pytest.raises(WeightsError, match="GFPGAN checkpoint: it holds pickled Python objects besides tensors, "
-                                           "which fersr does not load$") as error:  # not torch's weights_only advice
+    with pytest.raises(WeightsError, match="GFPGAN checkpoint: torch will not read it as plain tensors "
+                                           r"\(pickled objects besides tensors, or not a checkpoint\)$") as error:
         enhance.create(EnhanceConfig(name="gfpgan", weights=str(pickled)), CPU)
 
     not_tensors = tmp_path / "odd.pth"
