@@ -28,8 +28,8 @@ def create(config: DetectConfig, device=None) -> Detector:
         ConfigError: an unknown detector name.
         WeightsError: its weights are not cached (see :func:`fetch`) or not usable.
     """
-    module = _backend(config)
-    return getattr(module, DETECTORS[config.name.strip().lower()][1])(config, device)
+    name, module = _backend(config)
+    return getattr(module, DETECTORS[name][1])(config, device)
 
 
 def fetch(config: DetectConfig, quiet: bool = False) -> None:
@@ -42,22 +42,23 @@ def fetch(config: DetectConfig, quiet: bool = False) -> None:
         ConfigError: as :func:`create`.
         WeightsError: weights of another detector, offline, or the download failed (the message says what fixes it).
     """
-    default = getattr(_backend(config), "DEFAULT_WEIGHTS", None)
+    name, module = _backend(config)
+    default = getattr(module, "DEFAULT_WEIGHTS", None)
     if default is not None:
         from ..weights import store
 
-        store.ensure(str(config.weights or default), download=True, quiet=quiet, arch=config.name.strip().lower())
+        store.ensure(str(config.weights or default), download=True, quiet=quiet, arch=name)
 
 
 def _backend(config: DetectConfig):
-    """The backend module of ``config.name`` (the values' ranges are checked by DetectConfig itself)."""
+    """``config.name``, normalised, and its backend module (the values' ranges are checked by DetectConfig)."""
     name = (config.name or "").strip().lower()
     if name not in DETECTORS:
         raise ConfigError(f"unknown detector {config.name!r}; choose one of: {', '.join(DETECTORS)}")
     if name == "haar" and config.weights:
         raise ConfigError(f"detect.weights ({config.weights}) is for yunet and retinaface; Haar uses OpenCV's own "
                           f"cascade (add --detector yunet or retinaface)")
-    return importlib.import_module(f"{__name__}.{DETECTORS[name][0]}")
+    return name, importlib.import_module(f"{__name__}.{DETECTORS[name][0]}")
 
 
 __all__ = ["DETECTORS", "Detector", "create", "fetch"]
