@@ -104,25 +104,24 @@ def face_affines(faces: Faces, size: int = 512, margin: float = 0.25) -> np.ndar
     return affines
 
 
-def crop(image: np.ndarray, faces: Faces, size: int = 512, margin: float = 0.25) -> Faces:
-    """Cut one aligned crop per face with OpenCV: ``faces`` with ``affines`` and ``crops`` (N, size, size, 3) uint8
-    filled. Frames that are tensors are cut by :func:`crop_torch`.
+def crop(image: np.ndarray, affines: np.ndarray, size: int = 512) -> np.ndarray:
+    """Cut one crop per affine with OpenCV (bilinear, GFPGAN's grey beyond the frame); frames that are tensors are
+    cut by :func:`crop_torch`.
 
     Args:
         image: (H, W, 3) uint8 RGB frame.
-        faces: the frame's faces; landmarks, when present, give FFHQ alignment, else boxes give box crops.
+        affines: (N, 2, 3) frame -> crop affines (see :func:`face_affines`).
         size: crop side in pixels.
-        margin: box-crop border (see :func:`box_affines`).
+
+    Returns:
+        (N, size, size, 3) uint8 RGB crops.
     """
-    affines = face_affines(faces, size, margin)
-    if len(faces) == 0:
-        crops = np.zeros((0, size, size, 3), np.uint8)
-    else:
-        crops = np.stack([
-            cv2.warpAffine(image, a, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT,
-                           borderValue=BORDER_RGB)
-            for a in affines])
-    return faces.replace(affines=affines, crops=crops)
+    if len(affines) == 0:
+        return np.zeros((0, size, size, 3), np.uint8)
+    return np.stack([
+        cv2.warpAffine(image, a, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT,
+                       borderValue=BORDER_RGB)
+        for a in affines])
 
 
 def crop_torch(images: torch.Tensor, affines: np.ndarray, size: int = 512) -> torch.Tensor:
@@ -225,7 +224,7 @@ def paste_back(image: np.ndarray, crops: np.ndarray, affines: np.ndarray, feathe
 
     Args:
         image: (H, W, 3) uint8 RGB frame.
-        crops: (N, S, S, 3) uint8 RGB crops (e.g. ``faces.processed``).
+        crops: (N, S, S, 3) uint8 RGB crops (e.g. the host images of ``faces.crops``).
         affines: (N, 2, 3) frame -> crop affines made for crops of side ``crop_size``.
         feather: width of the soft edge as a fraction of the pasted face's side (0 = hard edge).
         crop_size: the crop side the affines were made for, when the crops were resized since (default S).

@@ -28,15 +28,16 @@ def annotate(image: np.ndarray, faces: Faces, inset: bool = False, copy: bool = 
     """``image`` (H, W, 3) uint8 RGB with each face drawn: on a copy, or on ``image`` itself when ``copy`` is False.
 
     Args:
-        inset: also draw the processed (degraded and/or restored) crop beside the box, so a viewer sees what the
-            classifier saw.
+        inset: also draw each face's crop (``faces.crops``: degraded and/or restored) beside its box, so a viewer
+            sees what the classifier saw.
         copy: False for a caller that owns ``image`` and no longer needs it clean (the stream's overlay stage:
-            a fresh 720p frame copy costs ~2-3 ms in page faults, more than the drawing).
+            a fresh frame copy costs more in page faults than the drawing).
     """
     out = image.copy() if copy else image
     h, w = out.shape[:2]
     scale = max(0.4, min(1.0, h / 720))
     thickness = max(1, round(2 * scale))
+    crops = faces.crops.host() if inset and faces.crops is not None else None
     for i in range(len(faces)):
         x1, y1, x2, y2 = (int(round(v)) for v in faces.boxes[i])
         colour = COLOURS[int(np.argmax(faces.probs[i]))] if faces.probs is not None else (255, 255, 255)
@@ -46,8 +47,8 @@ def annotate(image: np.ndarray, faces: Faces, inset: bool = False, copy: bool = 
         ty = y1 - 4 if y1 - th - base - 4 >= 0 else min(h - 1, y2 + th + 4)
         cv2.rectangle(out, (x1, ty - th - base), (min(w - 1, x1 + tw + 4), ty + base // 2), colour, -1)
         cv2.putText(out, text, (x1 + 2, ty - base // 2), _FONT, 0.6 * scale, (0, 0, 0), thickness, cv2.LINE_AA)
-        if inset and faces.processed is not None:
-            _draw_inset(out, faces.processed[i], x2 + 4, y1, max(48, (y2 - y1) // 2), colour)
+        if crops is not None:
+            _draw_inset(out, crops[i], x2 + 4, y1, max(48, (y2 - y1) // 2), colour)
     return out
 
 

@@ -18,6 +18,8 @@ import numpy as np
 if TYPE_CHECKING:
     import torch
 
+    from .crops import CropBatch
+
 N_EMOTIONS = 7
 
 
@@ -35,7 +37,7 @@ def _check(name: str, array: np.ndarray | None, shape: tuple, dtype, n: int | No
 
 
 def _check_tensor(name: str, tensor, shape: tuple) -> None:
-    """Like :func:`_check` for an optional uint8 torch tensor (the GPU path's twins of the arrays)."""
+    """Like :func:`_check` for an optional uint8 torch tensor (a frame on the compute device)."""
     if tensor is None:
         return
     import torch  # here, not at the top: records are built and read without touching torch
@@ -57,30 +59,21 @@ class Faces:
         scores: (N,) float32 detector confidence in [0, 1].
         landmarks: (N, 5, 2) float32 (eyes, nose, mouth corners; subject's right eye first) or None.
         affines: (N, 2, 3) float32 maps source-frame pixels to crop pixels, or None before alignment.
-        crops: (N, S, S, 3) uint8 RGB aligned crops as cut from the frame, or None before alignment.
-        processed: (N, S, S, 3) uint8 RGB crops after degrade/enhance (what the classifier reads), or None.
-        lowres: (N, h, w, 3) uint8 RGB simulated low-resolution crops before enlargement (restorers start from
-            these, as in the study), or None when no low resolution is simulated.
         track_ids: (N,) int64, -1 until the tracker assigns one.
         probs: (N, 7) float32 emotion probabilities (smoothed per track after tracking), or None.
         restored: (N,) bool, True where the enhancer ran (or was reused) for that face.
-        device_processed: (N, 3, S, S) uint8 RGB torch tensor on the compute device: ``processed`` on the tensor
-            path (frames on the GPU), where ``crops`` and ``processed`` stay None until the overlay needs them.
-        device_lowres: (N, 3, h, w) uint8 RGB torch tensor: ``lowres`` on the tensor path.
+        crops: the N aligned crops as the classifier reads them (cut, then degraded and/or restored), on the host
+            or on the compute device (:class:`fersr_stream.crops.CropBatch`), or None before cropping.
     """
 
     boxes: np.ndarray
     scores: np.ndarray
     landmarks: np.ndarray | None = None
     affines: np.ndarray | None = None
-    crops: np.ndarray | None = None
-    processed: np.ndarray | None = None
-    lowres: np.ndarray | None = None
     track_ids: np.ndarray | None = None
     probs: np.ndarray | None = None
     restored: np.ndarray | None = None
-    device_processed: torch.Tensor | None = None
-    device_lowres: torch.Tensor | None = None
+    crops: CropBatch | None = None
 
     def __post_init__(self) -> None:
         n = len(self.boxes)
@@ -88,16 +81,13 @@ class Faces:
         _check("scores", self.scores, ("N",), np.float32, n)
         _check("landmarks", self.landmarks, ("N", 5, 2), np.float32, n)
         _check("affines", self.affines, ("N", 2, 3), np.float32, n)
-        _check("crops", self.crops, ("N", None, None, 3), np.uint8, n)
-        _check("processed", self.processed, ("N", None, None, 3), np.uint8, n)
-        _check("lowres", self.lowres, ("N", None, None, 3), np.uint8, n)
         _check("probs", self.probs, ("N", N_EMOTIONS), np.float32, n)
         _check("restored", self.restored, ("N",), np.bool_, n)
         if self.track_ids is None:
             object.__setattr__(self, "track_ids", np.full(n, -1, np.int64))
         _check("track_ids", self.track_ids, ("N",), np.int64, n)
-        _check_tensor("device_processed", self.device_processed, (n, 3, None, None))
-        _check_tensor("device_lowres", self.device_lowres, (n, 3, None, None))
+        if self.crops is not None and len(self.crops) != n:
+            raise ValueError(f"crops: expected {n} crops, got {len(self.crops)}")
 
     def __len__(self) -> int:
         return len(self.boxes)
@@ -112,9 +102,10 @@ class Faces:
 
     def select(self, keep: np.ndarray) -> "Faces":
         """The subset of faces given by a boolean mask or an index array."""
-        changes = {f.name: getattr(self, f.name)[keep] for f in dataclasses.fields(self)
-                   if getattr(self, f.name) is not None}
-        return dataclasses.replace(self, **changes)
+        changes = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        changes = {name: value[keep] for name, value in changes.items() if value is not None and name != "crops"}
+        crops = None if self.crops is None else self.crops.select(keep)
+        return dataclasses.replace(self, **changes, crops=crops)
 
     @property
     def widths(self) -> np.ndarray:

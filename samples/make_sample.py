@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 from skimage import data
 
-from fersr_stream import synthetic
+from fersr_stream.testing import synthetic
 
 # LFW faces (indices into lfw_subset) that OpenCV's Haar cascade finds when enlarged.
 LFW_PICKS = (0, 25)

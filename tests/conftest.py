@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from fersr_stream import synthetic
+from fersr_stream.testing import synthetic
 
 
 @pytest.fixture(scope="session")

@@ -38,6 +38,7 @@ from tqdm import tqdm
 
 from fersr_stream import degrade as fdegrade
 from fersr_stream.config import DegradeConfig, EnhanceConfig
+from fersr_stream.crops import HostCrops
 from fersr_stream.errors import FersrError
 
 from .config import RestorerSpec, weights_id
@@ -101,9 +102,9 @@ def weights_sha256(spec: RestorerSpec) -> str:
 
 def default_weights(restorer: str) -> str:
     """The registry entry an enhancer loads when given no weights."""
-    from fersr_stream.enhance.checkpoints import ARCHITECTURES
+    from fersr_stream.enhance import ENHANCERS
 
-    return ARCHITECTURES[restorer].default_weights
+    return ENHANCERS.get(restorer).default_weights
 
 
 class RestorationCache:
@@ -222,12 +223,10 @@ class RestorationCache:
 
             config = EnhanceConfig(name=spec.name, weights=spec.weights, fidelity=spec.fidelity, batch=self.batch)
             self._enhancers[spec.tag] = enhance.create(config, self.device)
-        out = self._enhancers[spec.tag].enhance(np.ascontiguousarray(low))
+        out = self._enhancers[spec.tag].enhance(HostCrops(np.ascontiguousarray(low)))
         self.calls += 1
         self.restored += len(low)
-        if out.shape[1] != size:
-            out = np.stack([cv2.resize(f, (size, size), interpolation=cv2.INTER_AREA) for f in out])
-        return out
+        return out.resize(size, "area").host()
 
     def load(self, condition: Condition, crops: np.ndarray, keys: list[str]) -> np.ndarray:
         """(N, S, S, 3) uint8 faces as the classifier sees them under ``condition`` (HR, LR or restored)."""

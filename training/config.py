@@ -16,16 +16,20 @@ from pathlib import Path
 
 from fersr_stream import config as stream_config
 from fersr_stream import degrade
+from fersr_stream.classify.checkpoint import ARCHITECTURES
 from fersr_stream.config import DegradeConfig
 from fersr_stream.detect import DETECTORS
+from fersr_stream.enhance import ENHANCERS
 from fersr_stream.errors import ConfigError
+from fersr_stream.weights.registry import REGISTRY
 
 ANGLES = ("FL", "HL", "S", "HR", "FR")
 SESSIONS = ("A", "B")
-TRAINABLE = ("resnet18", "resnet50", "vgg16", "vgg19")
-ZERO_SHOT = ("mini_xception",)
+# classifier networks with ImageNet weights are fine-tuned; the others (the shipped mini-Xception) run zero-shot
+TRAINABLE = tuple(name for name in ARCHITECTURES.names() if f"{name}.imagenet" in REGISTRY)
+ZERO_SHOT = tuple(name for name in ARCHITECTURES.names() if name not in TRAINABLE)
 ARMS = ("hr", "lr", "restored")
-RESTORERS = ("bicubic", "gfpgan", "codeformer", "restoreformer")
+RESTORERS = tuple(name for name in ENHANCERS.names() if name != "none")
 MAX_INPUT = 1024  # px: the networks' input side (ImageNet models take 224)
 
 
@@ -88,7 +92,7 @@ class FacesConfig:
             raise ConfigError(f"config key 'faces.margin' must be >= 0 (a fraction of the face box), got {self.margin}")
         if self.detector not in DETECTORS:
             raise ConfigError(f"config key 'faces.detector': unknown value {self.detector!r}; "
-                              f"choose from {', '.join(DETECTORS)}")
+                              f"choose from {', '.join(DETECTORS.names())}")
 
 
 @dataclass(frozen=True)

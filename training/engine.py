@@ -28,6 +28,7 @@ from tqdm import tqdm
 
 from fersr_stream.classify import Classifier
 from fersr_stream.classify.labels import Emotion
+from fersr_stream.crops import HostCrops
 from fersr_stream.weights.registry import Preprocessing
 
 from .config import TrainConfig
@@ -199,7 +200,7 @@ def atomic_save(obj, path: Path) -> None:
 def evaluate(classifier: Classifier, split: Split) -> tuple[float, float, np.ndarray]:
     """(accuracy, mean cross-entropy, (N, 7) probabilities) of ``classifier`` on ``split`` (in eval mode)."""
     classifier.model.eval()
-    probs = classifier.classify(np.ascontiguousarray(split.crops))
+    probs = classifier.classify(HostCrops(np.ascontiguousarray(split.crops)))
     p = np.clip(probs[np.arange(len(split.labels)), split.labels], 1e-12, 1.0)
     return float((probs.argmax(1) == split.labels).mean()), float(-np.log(p).mean()), probs
 
@@ -257,7 +258,7 @@ def fit(model: nn.Module, arch: str, train: Split, val: Split, config: TrainConf
         for images, labels in tqdm(loader, desc=f"{desc} epoch {epoch + 1}/{config.epochs}", unit="batch",
                                    leave=False, disable=not (progress and dist_.main)):
             wait += time.perf_counter() - tick
-            x = judge.preprocess(images.numpy())
+            x = judge.preprocess(HostCrops(images.numpy()))
             y = labels.to(device)
             logits = net(x)
             loss = loss_fn(logits, y)

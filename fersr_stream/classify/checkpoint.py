@@ -4,7 +4,7 @@ Format ``fersr-classifier/1`` is a ``.safetensors`` file whose tensors are the m
 metadata (str -> str) holds:
 
 - ``format``: ``"fersr-classifier/1"``;
-- ``arch``: one of :data:`ARCHS` (mini_xception, resnet18, resnet50, vgg16, vgg19);
+- ``arch``: a name in :data:`ARCHITECTURES` (mini_xception, resnet18, resnet50, vgg16, vgg19);
 - ``labels``: JSON list of :class:`~fersr_stream.classify.labels.Emotion` labels in the network's output order,
   e.g. ``["angry", "disgusted", ...]``; each of the seven emotions exactly once;
 - ``preprocessing``: JSON object of :class:`~fersr_stream.weights.registry.Preprocessing` fields
@@ -28,24 +28,26 @@ import torch
 from torch import nn
 
 from ..errors import SinkError, WeightsError
+from ..registry import Registry
 from ..weights.registry import Preprocessing
 from .labels import Emotion
 
 FORMAT = "fersr-classifier/1"
-ARCHS = ("mini_xception", "resnet18", "resnet50", "vgg16", "vgg19")
+# classifier networks by name: each entry builds a randomly initialised network, ``(num_classes) -> nn.Module``
+ARCHITECTURES = Registry("classifier architecture", {
+    "mini_xception": "fersr_stream.classify.mini_xception:MiniXception",
+    "resnet18": "fersr_stream.classify.torchvision_cnn:resnet18",
+    "resnet50": "fersr_stream.classify.torchvision_cnn:resnet50",
+    "vgg16": "fersr_stream.classify.torchvision_cnn:vgg16",
+    "vgg19": "fersr_stream.classify.torchvision_cnn:vgg19",
+})
 _RESERVED = ("format", "arch", "labels", "preprocessing")
 _TORCH_SUFFIXES = (".pt", ".pth")
 
 
 def build(arch: str, num_classes: int = 7) -> nn.Module:
     """A randomly initialised classifier network of ``arch`` with ``num_classes`` outputs."""
-    if arch == "mini_xception":
-        from .mini_xception import MiniXception
-
-        return MiniXception(num_classes)
-    from . import torchvision_cnn
-
-    return torchvision_cnn.build(arch, num_classes)
+    return ARCHITECTURES.get(arch)(num_classes)
 
 
 def _check_labels(labels) -> tuple[Emotion, ...]:
@@ -69,14 +71,14 @@ def save_checkpoint(path: str | Path, model: nn.Module, arch: str, labels, prepr
     Args:
         path: ``.safetensors`` (preferred), ``.pt`` or ``.pth``.
         model: the network; its state dict is saved (copied to CPU) as the tensors.
-        arch: one of :data:`ARCHS`.
+        arch: a name in :data:`ARCHITECTURES`.
         labels: the emotion of each output column (Emotion members or their labels/codes).
         preprocessing: what the network expects of its input.
         **meta: free-form extra metadata, stored as strings (e.g. source, sha256, licence).
     """
     path = Path(path)
-    if arch not in ARCHS:
-        raise ValueError(f"unknown arch {arch!r}; expected one of {', '.join(ARCHS)}")
+    if arch not in ARCHITECTURES:
+        raise ValueError(f"unknown arch {arch!r}; expected one of {', '.join(ARCHITECTURES.names())}")
     clash = sorted(set(meta) & set(_RESERVED))
     if clash:
         raise ValueError(f"metadata keys {clash} are reserved")
@@ -159,8 +161,9 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu"
         raise WeightsError(f"{path} is not a fersr classifier checkpoint (format={header.get('format')!r}, "
                            f"expected {FORMAT!r})")
     arch = header.get("arch")
-    if arch not in ARCHS:
-        raise WeightsError(f"{path}: unknown classifier arch {arch!r}; expected one of {', '.join(ARCHS)}")
+    if arch not in ARCHITECTURES:
+        raise WeightsError(f"{path}: unknown classifier arch {arch!r}; expected one of "
+                           f"{', '.join(ARCHITECTURES.names())}")
     try:
         labels = _check_labels(_json_field(header, "labels", path))
         fields = dict(_json_field(header, "preprocessing", path))

@@ -7,6 +7,8 @@ Input: (N, 3, H, W) float, normalised as ImageNet (see the registry's preprocess
 
 from __future__ import annotations
 
+import functools
+
 import torchvision
 from torch import nn
 
@@ -19,7 +21,6 @@ _CONSTRUCTORS = {
     "vgg16": torchvision.models.vgg16,
     "vgg19": torchvision.models.vgg19,
 }
-ARCHS = tuple(_CONSTRUCTORS)
 
 
 def build(arch: str, num_classes: int = 7, backbone_state_dict: dict | None = None) -> nn.Module:
@@ -32,7 +33,7 @@ def build(arch: str, num_classes: int = 7, backbone_state_dict: dict | None = No
             replaced; None leaves the network randomly initialised.
     """
     if arch not in _CONSTRUCTORS:
-        raise ValueError(f"unknown torchvision arch {arch!r}; expected one of {', '.join(ARCHS)}")
+        raise ValueError(f"unknown torchvision arch {arch!r}; expected one of {', '.join(_CONSTRUCTORS)}")
     model = _CONSTRUCTORS[arch](weights=None)
     if backbone_state_dict is not None:
         try:
@@ -45,3 +46,10 @@ def build(arch: str, num_classes: int = 7, backbone_state_dict: dict | None = No
     else:
         model.classifier[-1] = nn.Linear(model.classifier[-1].in_features, num_classes)
     return model
+
+
+# the entries of fersr_stream.classify.checkpoint.ARCHITECTURES
+resnet18 = functools.partial(build, "resnet18")
+resnet50 = functools.partial(build, "resnet50")
+vgg16 = functools.partial(build, "vgg16")
+vgg19 = functools.partial(build, "vgg19")

@@ -5,6 +5,8 @@ from __future__ import annotations
 import click
 
 from .. import config as cfg
+from ..detect import DETECTORS
+from ..enhance import ENHANCERS
 from ..pipeline.session import run
 from . import Command, run_cli
 
@@ -59,10 +61,12 @@ def resolve_config(config_path: str | None, sets: tuple[str, ...], flags: dict) 
 @click.option("--max-frames", type=click.IntRange(min=1), help="Stop after this many frames  [default: all].")
 @click.option("--simulate-lr", type=click.IntRange(min=4), metavar="PX",
               help="Degrade each face as if it were PX pixels wide.")
-@click.option("--detector", type=click.Choice(["haar", "yunet", "retinaface"]), help="Face detector [default: haar].")
+@click.option("--detector", type=click.Choice(DETECTORS.names()),
+              help=f"Face detector  [default: {_DEFAULTS.detect.name}].")
 @click.option("--detector-weights", metavar="NAME|PATH", help="Registry name or file for yunet/retinaface.")
-@click.option("--enhancer", type=click.Choice(["none", "bicubic", "gfpgan", "codeformer", "restoreformer"]),
-              help="Face restoration before classification [default: none]. CodeFormer is non-commercial.")
+@click.option("--enhancer", type=click.Choice(ENHANCERS.names()),
+              help=f"Face restoration before classification  [default: {_DEFAULTS.enhance.name}]. CodeFormer's "
+                   f"weights are non-commercial.")
 @click.option("--enhancer-weights", metavar="NAME|PATH", help="Registry name or checkpoint for the enhancer.")
 @click.option("--fidelity", type=click.FloatRange(0, 1),
               help=f"CodeFormer fidelity weight w (0 quality .. 1 fidelity)  [default: {_DEFAULTS.enhance.fidelity}].")

@@ -1,35 +1,32 @@
-"""Face detectors behind one interface: ``detector.detect(frames) -> list[Faces]``.
+"""Face detectors behind one interface (:class:`Detector`): ``detector.detect(frames) -> list[Faces]``.
 
-Each backend lives in its own module and is imported only when asked for, so a stream that uses Haar never
-loads torch-based detectors. A backend class takes ``(config: DetectConfig, device)`` and finds its weights in the
-cache, never downloading them: a command calls :func:`fetch` first.
+Each backend lives in its own module, registered once in :data:`DETECTORS` and imported only when asked for, so a
+stream that uses Haar never loads the torch-based detectors. A backend finds its weights in the cache, never
+downloading them: a command calls :func:`fetch` first.
 """
 
 from __future__ import annotations
 
-import importlib
-
 from ..config import DetectConfig
 from ..errors import ConfigError
+from ..registry import Registry
 from .base import Detector
 
-# name -> (module in this package, class in it)
-DETECTORS: dict[str, tuple[str, str]] = {
-    "haar": ("haar", "HaarDetector"),
-    "yunet": ("yunet", "YuNetDetector"),
-    "retinaface": ("retinaface", "RetinaFaceDetector"),
-}
+DETECTORS = Registry("detector", {
+    "haar": "fersr_stream.detect.haar:HaarDetector",
+    "yunet": "fersr_stream.detect.yunet:YuNetDetector",
+    "retinaface": "fersr_stream.detect.retinaface:RetinaFaceDetector",
+})
 
 
 def create(config: DetectConfig, device=None) -> Detector:
-    """Build the detector named by ``config.name`` (haar | yunet | retinaface) for ``device``.
+    """Build the detector named by ``config.name`` for ``device``.
 
     Raises:
-        ConfigError: an unknown detector name.
+        ConfigError: an unknown detector name, or weights given to a detector that takes none.
         WeightsError: its weights are not cached (see :func:`fetch`) or not usable.
     """
-    name, module = _backend(config)
-    return getattr(module, DETECTORS[name][1])(config, device)
+    return _backend(config)(config, device)
 
 
 def fetch(config: DetectConfig, quiet: bool = False) -> None:
@@ -42,23 +39,22 @@ def fetch(config: DetectConfig, quiet: bool = False) -> None:
         ConfigError: as :func:`create`.
         WeightsError: weights of another detector, offline, or the download failed (the message says what fixes it).
     """
-    name, module = _backend(config)
-    default = getattr(module, "DEFAULT_WEIGHTS", None)
-    if default is not None:
+    backend = _backend(config)
+    if backend.default_weights is not None:
         from ..weights import store
 
-        store.ensure(str(config.weights or default), download=True, quiet=quiet, arch=name)
+        store.ensure(str(config.weights or backend.default_weights), download=True, quiet=quiet,
+                     arch=DETECTORS.check(config.name))
 
 
-def _backend(config: DetectConfig):
-    """``config.name``, normalised, and its backend module (the values' ranges are checked by DetectConfig)."""
-    name = (config.name or "").strip().lower()
-    if name not in DETECTORS:
-        raise ConfigError(f"unknown detector {config.name!r}; choose one of: {', '.join(DETECTORS)}")
-    if name == "haar" and config.weights:
-        raise ConfigError(f"detect.weights ({config.weights}) is for yunet and retinaface; Haar uses OpenCV's own "
-                          f"cascade (add --detector yunet or retinaface)")
-    return name, importlib.import_module(f"{__name__}.{DETECTORS[name][0]}")
+def _backend(config: DetectConfig) -> type[Detector]:
+    """The class of ``config.name``'s backend, once the name and its weights setting are known to fit."""
+    backend = DETECTORS.get(config.name)
+    if config.weights and not backend.takes_weights:
+        takers = [name for name in DETECTORS.names() if DETECTORS.get(name).takes_weights]
+        raise ConfigError(f"detect.weights ({config.weights}) is for {' and '.join(takers)}; "
+                          f"{DETECTORS.check(config.name)} uses no weights file")
+    return backend
 
 
 __all__ = ["DETECTORS", "Detector", "create", "fetch"]

@@ -7,7 +7,7 @@ backend only reports what it saw in the small image.
 
 from __future__ import annotations
 
-from typing import Protocol
+import abc
 
 import cv2
 import numpy as np
@@ -15,11 +15,42 @@ import numpy as np
 from ..types import Faces
 
 
-class Detector(Protocol):
-    """A face detector: RGB uint8 (H, W, 3) frames in, one :class:`Faces` per frame out (boxes in source pixels)."""
+class Detector(abc.ABC):
+    """A face detector: RGB uint8 (H, W, 3) frames in, one :class:`Faces` per frame out (boxes in source pixels).
 
+    Backends are built as ``cls(config: DetectConfig, device)`` and find their weights in the cache (a command
+    calls :func:`fersr_stream.detect.fetch` first). The class attributes declare what a backend can do; the hooks
+    below have defaults, so the stream asks the attributes rather than probing for methods.
+
+    Attributes:
+        default_weights: the registry entry fetched when ``config.weights`` is unset (None: nothing to fetch).
+        takes_weights: whether ``config.weights`` means anything to it.
+        reads_tensors: :meth:`detect_tensors` reads frames on the compute device (else the stream gives it host
+            frames, fetched from the device once where they were decoded there).
+        follows: :meth:`detect_near` searches a region around a known face for a fraction of a whole-frame search.
+    """
+
+    default_weights: str | None = None
+    takes_weights: bool = True
+    reads_tensors: bool = False
+    follows: bool = False
+
+    @abc.abstractmethod
     def detect(self, images: list[np.ndarray]) -> list[Faces]:
-        ...
+        """One Faces per (H, W, 3) uint8 RGB frame."""
+
+    def detect_tensors(self, frames: list) -> list[Faces]:
+        """One Faces per (3, H, W) uint8 RGB frame tensor on the compute device (where :attr:`reads_tensors`)."""
+        raise NotImplementedError(f"{type(self).__name__} reads host frames only")
+
+    def detect_near(self, image: np.ndarray, box: np.ndarray) -> Faces:
+        """Faces of about the size of ``box`` (x1, y1, x2, y2 source pixels) near it (where :attr:`follows`)."""
+        raise NotImplementedError(f"{type(self).__name__} cannot search near a known face")
+
+    def warm_up(self, frame_size: tuple[int, int], batches: int) -> None:
+        """Run once on the detect stage's thread before the stream: on CUDA, one batch of each of 1..``batches``
+        frames of ``frame_size`` (width, height), so cuDNN's per-thread plans are built before the first frame.
+        Nothing by default (host detectors)."""
 
 
 def check_image(image: np.ndarray) -> None:

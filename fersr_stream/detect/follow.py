@@ -16,17 +16,18 @@ import numpy as np
 
 from ..track import iou_matrix
 from ..types import Faces
+from .base import Detector
 
 _SAME_FACE = 0.5  # two boxes overlapping this much (IoU) are one face found from two regions
 
 
-class FollowingDetector:
-    """Wraps a detector with ``detect_near(image, box) -> Faces`` (see module docstring).
+class FollowingDetector(Detector):
+    """Wraps a detector that :attr:`~Detector.follows` (see module docstring).
 
     Frames must come in order, from one video, through one thread.
     """
 
-    def __init__(self, detector, every: int):
+    def __init__(self, detector: Detector, every: int):
         self.detector, self.every = detector, every
         self._count = 0
         self._regions = np.zeros((0, 4), np.float32)  # where the faces were last seen, source pixels
@@ -74,8 +75,8 @@ def _distinct(boxes: np.ndarray, scores: np.ndarray) -> np.ndarray:
     return np.array(sorted(keep), np.int64)
 
 
-def following(detector, every: int, stills: bool):
+def following(detector: Detector, every: int, stills: bool) -> Detector:
     """``detector`` made to follow faces between whole-frame searches, when it can and the frames are a video."""
-    if every > 1 and not stills and hasattr(detector, "detect_near"):
+    if every > 1 and not stills and detector.follows:
         return FollowingDetector(detector, every)
     return detector

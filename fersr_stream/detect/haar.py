@@ -22,7 +22,7 @@ import numpy as np
 from ..config import DetectConfig
 from ..errors import WeightsError
 from ..types import Faces
-from .base import check_image, downscale, shrink, to_faces
+from .base import Detector, check_image, downscale, shrink, to_faces
 
 CASCADE = "haarcascade_frontalface_default.xml"
 _WINDOW = 24  # the cascade's training window: nothing smaller can be found
@@ -44,12 +44,15 @@ def weight_to_score(weights: np.ndarray) -> np.ndarray:
     return (1.0 / (1.0 + np.exp(-(np.asarray(weights, np.float64) - _WEIGHT_OFFSET)))).astype(np.float32)
 
 
-class HaarDetector:
+class HaarDetector(Detector):
     """Haar cascade on the grayscale frame, shrunk to ``config.detect_width``.
 
     Faces narrower than ``config.min_face`` source pixels are not searched for (nor are faces narrower than the
     24-pixel cascade window in the shrunk frame); landmarks are None. Not thread-safe: call from one thread.
     """
+
+    takes_weights = False  # the cascade ships inside opencv-python
+    follows = True
 
     def __init__(self, config: DetectConfig, device=None):
         del device  # OpenCV runs on the CPU

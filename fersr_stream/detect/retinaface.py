@@ -27,7 +27,7 @@ from .. import resize as _resize
 from ..config import DetectConfig
 from ..errors import WeightsError, one_line
 from ..types import Faces
-from .base import check_image, downscale, to_faces
+from .base import Detector, check_image, downscale, to_faces
 
 DEFAULT_WEIGHTS = "retinaface.resnet50"
 BACKBONES = ("mobilenet0.25", "resnet50")
@@ -251,7 +251,7 @@ def decode_landmarks(offsets: torch.Tensor, priors: torch.Tensor) -> torch.Tenso
 # --- detector ------------------------------------------------------------------------------------------------------
 
 
-class RetinaFaceDetector:
+class RetinaFaceDetector(Detector):
     """RetinaFace on frames shrunk to ``config.detect_width``, batched across frames of the same size.
 
     Args:
@@ -262,7 +262,8 @@ class RetinaFaceDetector:
         net: an already built network (tests); default: loaded from ``config.weights``.
     """
 
-    name = "retinaface"
+    default_weights = DEFAULT_WEIGHTS
+    reads_tensors = True
 
     def __init__(self, config: DetectConfig, device: torch.device | str | None = None, net: RetinaFace | None = None):
         self.config = config
@@ -290,6 +291,14 @@ class RetinaFaceDetector:
                 raise ValueError(f"detect_tensors: expected a (3, H, W) uint8 RGB frame tensor, got {got}")
         return self._grouped(frames, lambda frame: (frame.shape[1], frame.shape[2], 3),
                              lambda same: self._prepare_tensors(torch.stack([f.to(self.device) for f in same])))
+
+    def warm_up(self, frame_size: tuple[int, int], batches: int) -> None:
+        """On CUDA, one batch of each of 1..``batches`` blank frames of ``frame_size`` (width, height)."""
+        if self.device.type != "cuda":
+            return
+        frame = torch.zeros((3, frame_size[1], frame_size[0]), dtype=torch.uint8, device=self.device)
+        for n in range(1, batches + 1):
+            self.detect_tensors([frame] * n)
 
     def _grouped(self, images: list, shape_of, prepare) -> list[Faces]:
         """Run frames of equal shape as one batch each; ``prepare`` turns a group into the network's input."""

@@ -16,7 +16,7 @@ import numpy as np
 from ..config import DetectConfig
 from ..errors import WeightsError
 from ..types import Faces
-from .base import check_image, downscale, to_faces
+from .base import Detector, check_image, downscale, to_faces
 
 DEFAULT_WEIGHTS = "yunet.2023mar"
 NMS_THRESHOLD = 0.3  # OpenCV Zoo's demo value
@@ -41,11 +41,13 @@ def _cv_reason(exc: cv2.error) -> str:
     return text.split("error: ", 1)[-1][:200]
 
 
-class YuNetDetector:
+class YuNetDetector(Detector):
     """YuNet on the frame shrunk to ``config.detect_width``; faces below ``config.min_face`` source px are dropped.
 
     Not thread-safe (the OpenCV object keeps its input size): call from one thread.
     """
+
+    default_weights = DEFAULT_WEIGHTS
 
     def __init__(self, config: DetectConfig, device=None):
         del device  # OpenCV's DNN runs on the CPU here

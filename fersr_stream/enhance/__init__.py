@@ -1,9 +1,9 @@
-"""Face restoration behind one interface: ``enhancer.enhance(crops) -> crops``.
+"""Face restoration behind one interface (:class:`Enhancer`): ``enhancer.enhance(crops) -> crops``.
 
-Crops are (N, S, S, 3) uint8 RGB aligned faces (N may be 0). ``none`` returns them unchanged; ``bicubic`` (the
-baseline) and the networks return (N, 512, 512, 3) uint8 RGB. Networks (gfpgan, codeformer, restoreformer) load
-their weights in :func:`create`, from a registry name or a file, never downloading them: a command calls
-:func:`fetch` first.
+Crops are :class:`fersr_stream.crops.CropBatch` objects of aligned faces (on the host or the compute device).
+``none`` returns them unchanged; ``bicubic`` (the baseline) and the networks return 512 px crops. Each enhancer is
+registered once in :data:`ENHANCERS`; networks (gfpgan, codeformer, restoreformer) load their weights in
+:func:`create`, from a registry name or a file, never downloading them: a command calls :func:`fetch` first.
 """
 
 from __future__ import annotations
@@ -12,12 +12,16 @@ import torch
 
 from .. import device as _device
 from ..config import EnhanceConfig
-from ..errors import ConfigError
+from ..registry import Registry
 from .base import BicubicEnhancer, Enhancer, IdentityEnhancer
-from .checkpoints import ARCHITECTURES, load_network
-from .restorers import RESTORERS, SIZE, RestorerEnhancer
 
-NAMES = ("none", "bicubic", *ARCHITECTURES)
+ENHANCERS = Registry("enhancer", {
+    "none": "fersr_stream.enhance.base:IdentityEnhancer",
+    "bicubic": "fersr_stream.enhance.base:BicubicEnhancer",
+    "gfpgan": "fersr_stream.enhance.restorers:GFPGANEnhancer",
+    "codeformer": "fersr_stream.enhance.restorers:CodeFormerEnhancer",
+    "restoreformer": "fersr_stream.enhance.restorers:RestoreFormerEnhancer",
+})
 
 
 def create(config: EnhanceConfig, device: torch.device | str | None = None) -> Enhancer:
@@ -32,13 +36,8 @@ def create(config: EnhanceConfig, device: torch.device | str | None = None) -> E
         ConfigError: an unknown name.
         WeightsError: weights that are not cached (see :func:`fetch`), unreadable, or of another architecture.
     """
-    name = _checked(config)
     device = device if isinstance(device, torch.device) else _device.resolve(device or "auto")
-    if name == "none":
-        return IdentityEnhancer(device)
-    if name == "bicubic":
-        return BicubicEnhancer(SIZE, device)
-    return RESTORERS[name](load_network(name, config.weights), config, device)
+    return ENHANCERS.get(config.name).build(config, device)
 
 
 def fetch(config: EnhanceConfig, quiet: bool = False) -> None:
@@ -50,19 +49,17 @@ def fetch(config: EnhanceConfig, quiet: bool = False) -> None:
         ConfigError: as :func:`create`.
         WeightsError: weights of another network, offline, or the download failed (the message says what fixes it).
     """
-    name = _checked(config)
-    if name in ARCHITECTURES:
+    enhancer = ENHANCERS.get(config.name)
+    if enhancer.default_weights is not None:
         from ..weights import store
 
-        store.ensure(config.weights or ARCHITECTURES[name].default_weights, download=True, quiet=quiet, arch=name)
+        store.ensure(config.weights or enhancer.default_weights, download=True, quiet=quiet,
+                     arch=ENHANCERS.check(config.name))
 
 
-def _checked(config: EnhanceConfig) -> str:
-    """The enhancer's name, checked (the values' ranges are checked by EnhanceConfig itself)."""
-    name = (config.name or "").strip().lower()
-    if name not in NAMES:
-        raise ConfigError(f"unknown enhancer {config.name!r}; choose one of: {', '.join(NAMES)}")
-    return name
+def networks() -> tuple[str, ...]:
+    """The enhancers that run a restoration network (the ones with weights)."""
+    return tuple(name for name in ENHANCERS.names() if ENHANCERS.get(name).default_weights is not None)
 
 
-__all__ = ["NAMES", "BicubicEnhancer", "Enhancer", "IdentityEnhancer", "RestorerEnhancer", "create", "fetch"]
+__all__ = ["ENHANCERS", "BicubicEnhancer", "Enhancer", "IdentityEnhancer", "create", "fetch", "networks"]

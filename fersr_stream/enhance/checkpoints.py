@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import functools
 import warnings
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -18,20 +17,6 @@ from torch import nn
 
 from ..errors import WeightsError, one_line
 
-
-@dataclass(frozen=True)
-class Architecture:
-    """A restorer spandrel can build. ``arch_id``: spandrel's id; ``default_weights``: registry name."""
-
-    arch_id: str
-    default_weights: str
-
-
-ARCHITECTURES: dict[str, Architecture] = {
-    "gfpgan": Architecture("GFPGAN", "gfpgan.v1_4"),
-    "codeformer": Architecture("CodeFormer", "codeformer.v0_1"),
-    "restoreformer": Architecture("RestoreFormer", "restoreformer.v1"),
-}
 
 # Where upstream training code nests the weights, most wanted first (the EMA weights are the ones released).
 _WRAPPERS = ("params_ema", "params", "state_dict", "model_state_dict", "model", "net", "netG")
@@ -80,12 +65,13 @@ def read_state_dict(path: Path, arch_id: str) -> dict[str, torch.Tensor]:
     return state
 
 
-def load_network(name: str, weights: str | None = None) -> nn.Module:
-    """Build the restorer ``name`` (gfpgan | codeformer | restoreformer) from its checkpoint, on CPU, in eval mode.
+def load_network(restorer, weights: str | None = None) -> nn.Module:
+    """Build ``restorer``'s network from its checkpoint, on CPU, in eval mode.
 
     Args:
-        name: a key of :data:`ARCHITECTURES`.
-        weights: registry name or file path; None = the architecture's default registry entry.
+        restorer: a :class:`~fersr_stream.enhance.restorers.RestorerEnhancer` class: its ``arch_id`` (spandrel's
+            name, which the checkpoint must hold) and ``default_weights``.
+        weights: registry name or file path; None = the restorer's default registry entry.
 
     Returns:
         The bare network (spandrel's ``ImageModelDescriptor.model``), which takes and returns [-1, 1] NCHW.
@@ -96,25 +82,25 @@ def load_network(name: str, weights: str | None = None) -> nn.Module:
     """
     from spandrel import ModelLoader, UnsupportedModelError
 
-    from ..weights import store
+    from ..weights import registry, store
 
-    arch = ARCHITECTURES[name]
-    path = Path(store.ensure(weights or arch.default_weights, arch=name))
-    state = read_state_dict(path, arch.arch_id)
+    arch_id, default = restorer.arch_id, restorer.default_weights
+    path = Path(store.ensure(weights or default, arch=registry.arch(default)))
+    state = read_state_dict(path, arch_id)
     try:
         with warnings.catch_warnings():  # spandrel's GFPGAN scripts a helper with torch.jit, which torch deprecates
             warnings.filterwarnings("ignore", message=r"`torch\.jit\.script` is deprecated", category=FutureWarning)
             descriptor = ModelLoader(registry=_spandrel_registry()).load_from_state_dict(state)
     except UnsupportedModelError:
-        raise WeightsError(f"{path} is not a {arch.arch_id} checkpoint (no known architecture matches its "
+        raise WeightsError(f"{path} is not a {arch_id} checkpoint (no known architecture matches its "
                            f"keys)") from None
     except (RuntimeError, KeyError, ValueError, IndexError, AttributeError) as exc:
         # spandrel recognised some keys but the tensors do not fit (truncated or edited file)
-        raise WeightsError(f"{path} is not a usable {arch.arch_id} checkpoint: {one_line(exc)}") from None
+        raise WeightsError(f"{path} is not a usable {arch_id} checkpoint: {one_line(exc)}") from None
     found = descriptor.architecture.id
-    if found != arch.arch_id:
-        raise WeightsError(f"{path} holds a {found} network, expected {arch.arch_id}; give a {arch.arch_id} "
-                           f"checkpoint (e.g. {arch.default_weights})")
+    if found != arch_id:
+        raise WeightsError(f"{path} holds a {found} network, expected {arch_id}; give a {arch_id} "
+                           f"checkpoint (e.g. {default})")
     model = descriptor.model
     model.eval().requires_grad_(False)
     return model

@@ -2,51 +2,55 @@
 
 The upstream inference scripts restore one face at a time; here every call runs chunks of ``batch`` faces on CUDA
 (on a CPU batches run slower per face, so there the chunks are single faces).
-Crops go in as (N, S, S, 3) uint8 RGB, are resized to 512 when S differs, and reach the network as float
-[-1, 1] NCHW; its [-1, 1] output is clamped and rounded back to uint8 exactly as upstream's ``tensor2img`` does.
-spandrel's descriptor call assumes [0, 1] images, so the bare module is called instead, with the keyword each
-architecture expects. On CUDA the forward runs under fp16 autocast (and channels_last where the network allows);
-on CPU in fp32. ``enhance_tensor`` takes (N, 3, S, S) uint8 tensors already on the device (the GPU path) through
-the same forward, so both entry points give the same pixels for the same 512-px crops. ``enhance.compile``
-wraps the network in ``torch.compile`` (worth it on CUDA for long runs; the first batches pay the compile).
+Crops (a :class:`~fersr_stream.crops.CropBatch`, on the host or the device) are resized to 512 when their side
+differs, and reach the network as float [-1, 1] NCHW; its [-1, 1] output is clamped and rounded back to uint8
+exactly as upstream's ``tensor2img`` does, and returned in the crops' own kind, so host and device crops give the
+same pixels for the same 512-px crops. spandrel's descriptor call assumes [0, 1] images, so the bare module is
+called instead, with the keyword each architecture expects. On CUDA the forward runs under fp16 autocast (and
+channels_last where the network allows); on CPU in fp32. ``enhance.compile`` wraps the network in
+``torch.compile`` (worth it on CUDA for long runs; the first batches pay the compile).
 """
 
 from __future__ import annotations
 
 import contextlib
 
-import numpy as np
 import torch
 from torch import nn
 
 from ..config import EnhanceConfig
+from ..crops import CropBatch, DeviceCrops
 from ..device import batch_rows, padded
-from .base import check_crops, check_crops_tensor, resize_crops, resize_crops_tensor
+from .base import Enhancer, enlarge_or_shrink
+from .checkpoints import load_network
 from .modconv import batch_modulated_convs
 from .resample import resample_resblocks
 
 SIZE = 512  # the side all three networks were trained on (CodeFormer's 16 x 16 token grid assumes it)
 
 
-class RestorerEnhancer:
+class RestorerEnhancer(Enhancer):
     """The shared batching loop; subclasses say how to call their network.
 
     Args:
         model: the bare network (from :func:`fersr_stream.enhance.checkpoints.load_network`), on any device.
         config: ``batch`` (faces per forward), and what the subclass reads (``fidelity``, ``seed``).
         device: where to compute.
+
+    Attributes:
+        arch_id: spandrel's name of the architecture, which a checkpoint must hold.
     """
 
-    name = "restorer"
     size = SIZE
+    arch_id = ""
     channels_last = True  # whether the network tolerates channels_last activations
 
     def __init__(self, model: nn.Module, config: EnhanceConfig, device: torch.device):
+        super().__init__(torch.device(device))
         self.config = config
-        self.device = torch.device(device)
         self._cuda = self.device.type == "cuda"
-        # On a CPU a batch only adds memory traffic: GFPGAN took 3.8-4.2 s a face one at a time here, 4.2-4.4 in
-        # pairs and 4.5-4.7 in fours, so there ``batch`` faces still arrive per call but run one per forward.
+        # On a CPU a batch only adds memory traffic (a face costs more in pairs or fours than alone there), so
+        # ``batch`` faces still arrive per call but run one per forward.
         self.batch = max(1, int(config.batch)) if self._cuda else 1
         self.fp16 = self._cuda  # fp16 autocast, CUDA only; the GPU benchmark turns it off to measure fp32
         model = model.eval().requires_grad_(False).to(self.device)
@@ -56,33 +60,34 @@ class RestorerEnhancer:
             model = _compiled(model)
         self.model = model
 
-    def enhance(self, crops: np.ndarray) -> np.ndarray:
-        """(N, S, S, 3) uint8 RGB -> (N, 512, 512, 3) uint8 RGB restored faces (N may be 0)."""
-        check_crops(crops)
-        crops = resize_crops(crops, self.size)
-        out = np.empty_like(crops)
-        for start in range(0, len(crops), self.batch):
-            chunk = torch.from_numpy(np.ascontiguousarray(crops[start:start + self.batch]))
-            restored = self._run(chunk.to(self.device, non_blocking=True).permute(0, 3, 1, 2))
-            out[start:start + len(chunk)] = restored.permute(0, 2, 3, 1).cpu().numpy()
-        return out
+    @classmethod
+    def build(cls, config: EnhanceConfig, device: torch.device) -> Enhancer:
+        return cls(load_network(cls, config.weights), config, device)
 
-    def enhance_tensor(self, crops: torch.Tensor) -> torch.Tensor:
-        """(N, 3, S, S) uint8 RGB tensor -> (N, 3, 512, 512) uint8 RGB on ``device``, without a host round trip.
+    def enhance(self, crops: CropBatch) -> CropBatch:
+        """Restored 512 px crops of ``crops`` (N may be 0), of the input's kind.
 
-        Crops of another side are resized on the device as :meth:`enhance` resizes them on the host.
+        Crops of another side are resized first (bicubic up, area down), on the host or the device as they are.
         """
-        check_crops_tensor(crops)
-        crops = resize_crops_tensor(crops.to(self.device), self.size)
+        crops = enlarge_or_shrink(crops, self.size)
         if len(crops) == 0:
             return crops
-        return torch.cat([self._run(crops[start:start + self.batch]) for start in range(0, len(crops), self.batch)])
+        chunks = [self._run(crops.select(slice(start, start + self.batch)).tensor(self.device))
+                  for start in range(0, len(crops), self.batch)]
+        return crops.like(torch.cat(chunks))
+
+    def warm_up(self, side: int) -> None:
+        """On CUDA, one padded batch of each size the stream will run (see :meth:`rows`) of ``side`` px crops."""
+        if self.device.type != "cuda":
+            return
+        for n in sorted({self.rows(n) for n in range(1, self.batch + 1)}):
+            self.enhance(DeviceCrops(torch.zeros((n, 3, side, side), dtype=torch.uint8, device=self.device)))
 
     def rows(self, n: int) -> int:
         """Rows a chunk of ``n`` faces runs as: on CUDA the next power of two (``device.batch_rows``), else ``n``.
 
-        A face restores the same, within a level, in any batch (``tests/unit/test_enhance.py``), so the padding
-        rows change only the shape.
+        A face restores the same, within a level, in any batch (``tests/unit/enhance/test_enhance.py``), so the
+        padding rows change only the shape.
         """
         return batch_rows(n, self.batch, self.device)
 
@@ -144,7 +149,8 @@ class GFPGANEnhancer(RestorerEnhancer):
     Not channels_last: the encoder flattens its features with ``view``, and the modulated weights are 5-D.
     """
 
-    name = "gfpgan"
+    arch_id = "GFPGAN"
+    default_weights = "gfpgan.v1_4"
     channels_last = False
 
     def __init__(self, model: nn.Module, config: EnhanceConfig, device: torch.device):
@@ -164,7 +170,8 @@ class CodeFormerEnhancer(RestorerEnhancer):
     less faithful; 1 = most faithful to the input). The network has no noise, so it is deterministic as is.
     """
 
-    name = "codeformer"
+    arch_id = "CodeFormer"
+    default_weights = "codeformer.v0_1"
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # spandrel's CodeFormer names upstream's ``w`` ``weight``; an unknown keyword would be silently ignored
@@ -175,15 +182,9 @@ class CodeFormerEnhancer(RestorerEnhancer):
 class RestoreFormerEnhancer(RestorerEnhancer):
     """RestoreFormer (VQ autoencoder with multi-head cross attention; no noise injection, deterministic)."""
 
-    name = "restoreformer"
+    arch_id = "RestoreFormer"
+    default_weights = "restoreformer.v1"
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         image, _ = self.model(x)
         return image
-
-
-RESTORERS: dict[str, type[RestorerEnhancer]] = {
-    "gfpgan": GFPGANEnhancer,
-    "codeformer": CodeFormerEnhancer,
-    "restoreformer": RestoreFormerEnhancer,
-}

@@ -1,32 +1,32 @@
-"""Which faces to restore: restoration costs ~100-200x classification, so restore only what needs it.
+"""Which faces to restore: restoration costs far more than classification, so restore only what needs it.
 
 - ``below``: only faces narrower than this many source pixels are restored (larger ones are classified as cropped);
 - ``reuse_every``: a track reuses its last restored crop for up to K frames while its box stays put (IoU with the box
   it was restored at >= ``reuse_iou``), instead of restoring again.
 
-The crops are ``faces.processed`` arrays, or on the tensor path ``faces.device_processed`` tensors (see
-:meth:`RestorePolicy.apply`); the policy is the same for both.
+The crops are each face's :class:`~fersr_stream.crops.CropBatch` (host or device); the policy is the same for both.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-import cv2
 import numpy as np
-import torch
 
-from .. import resize as _resize
+from .. import crops as _crops
+from ..crops import CropBatch
 from ..track import iou_matrix
 from ..types import Frame
 
 
 @dataclass
 class _Entry:
+    """A track's last restoration: its box and frame, and the restored crop (or its slot in the pending batch)."""
+
     box: np.ndarray
     frame: int
-    crop: np.ndarray | torch.Tensor | None  # None while its restoration is pending in the current batch
-    slot: int  # index into the pending list while crop is None
+    slot: int
+    crop: CropBatch | None = None  # one crop; None while its restoration is pending in the current batch
 
 
 class RestorePolicy:
@@ -34,84 +34,67 @@ class RestorePolicy:
         self.below, self.reuse_every, self.reuse_iou = below, reuse_every, reuse_iou
         self._tracks: dict[int, _Entry] = {}
 
-    def apply(self, frames: list[Frame], enhance, on_device: bool = False) -> tuple[list[Frame], int, int]:
+    def apply(self, frames: list[Frame], enhance) -> tuple[list[Frame], int, int]:
         """Restore the faces of ``frames`` (in order) that need it with one batched ``enhance`` call.
 
         Args:
             frames: frames whose faces carry their crops.
-            enhance: crops in, restored crops out, batched: (N, S, S, 3) uint8 arrays, or with ``on_device``
-                (N, 3, S, S) uint8 tensors.
-            on_device: read and write ``faces.device_processed`` (tensors on the compute device) instead of
-                ``faces.processed``.
+            enhance: crops in, restored crops out (``Enhancer.enhance``).
 
         Returns:
-            the frames with the crops and ``faces.restored`` set, the number of restorations made and the number
+            the frames with their crops and ``faces.restored`` set, the number of restorations made and the number
             of restorations reused.
         """
-        field = "device_processed" if on_device else "processed"
-        low_field = "device_lowres" if on_device else "lowres"  # restorers start from the small image if any
-        stack = torch.stack if on_device else np.stack
-        pending: list = []
-        plans = []  # per frame: list of ("keep" | "new" | "reuse", slot-or-crop)
-        reused = 0
-        for frame in frames:
-            faces, plan = frame.faces, []
-            for i in range(len(faces)):
-                if self.below is not None and faces.widths[i] >= self.below:
-                    plan.append(("keep", None))
-                    continue
-                tid = int(faces.track_ids[i])
-                entry = self._tracks.get(tid) if tid >= 0 and self.reuse_every > 0 else None
-                if entry is not None and frame.index - entry.frame < self.reuse_every and \
-                        iou_matrix(faces.boxes[i:i + 1], entry.box[None])[0, 0] >= self.reuse_iou:
-                    plan.append(("reuse", entry))
-                    reused += 1
-                    continue
-                source = getattr(faces, low_field)
-                pending.append((source if source is not None else getattr(faces, field))[i])
-                if tid >= 0 and self.reuse_every > 0:
-                    self._tracks[tid] = _Entry(faces.boxes[i].copy(), frame.index, None, len(pending) - 1)
-                plan.append(("new", len(pending) - 1))
-            plans.append(plan)
-        restored = enhance(stack(pending)) if pending else None
+        pending: list[CropBatch] = []  # one crop each, restored together below
+        plans = [self._plan(frame, pending) for frame in frames]
+        restored = enhance(_crops.cat(pending)) if pending else None
         for entry in self._tracks.values():
             if entry.crop is None:
-                entry.crop = restored[entry.slot]
-        out = []
-        for frame, plan in zip(frames, plans):
-            faces = frame.faces
-            if not plan:
-                out.append(frame.replace(faces=faces.replace(restored=np.zeros(0, bool))))
-                continue
-            current = getattr(faces, field)
-            crops, flags = [], []
-            for i, (kind, ref) in enumerate(plan):
-                if kind == "keep":
-                    crops.append(current[i])
-                elif kind == "new":
-                    crops.append(restored[ref])
-                else:
-                    crops.append(ref.crop if ref.crop is not None else restored[ref.slot])
-                flags.append(kind != "keep")
-            size = tuple(current.shape[2:4] if on_device else current.shape[1:3])
-            processed = stack([_fit(c, size) for c in crops])
-            out.append(frame.replace(faces=faces.replace(**{field: processed}, restored=np.array(flags))))
+                entry.crop = restored.select([entry.slot])
+        out = [self._restored(frame, plan, restored) for frame, plan in zip(frames, plans)]
         self._forget(frames[-1].index if frames else 0)
+        reused = sum(kind == "reuse" for plan in plans for kind, _ in plan)
         return out, len(pending), reused
+
+    def _plan(self, frame: Frame, pending: list[CropBatch]) -> list[tuple[str, object]]:
+        """Per face of ``frame``: ("keep", None), ("new", slot in ``pending``, where its crop is added) or ("reuse",
+        the track's entry)."""
+        faces, plan = frame.faces, []
+        for i in range(len(faces)):
+            if self.below is not None and faces.widths[i] >= self.below:
+                plan.append(("keep", None))
+                continue
+            tid = int(faces.track_ids[i])
+            tracked = tid >= 0 and self.reuse_every > 0
+            entry = self._tracks.get(tid) if tracked else None
+            if entry is not None and frame.index - entry.frame < self.reuse_every and \
+                    iou_matrix(faces.boxes[i:i + 1], entry.box[None])[0, 0] >= self.reuse_iou:
+                plan.append(("reuse", entry))
+                continue
+            pending.append(faces.crops.restorable().select([i]))  # restorers start from the small image if any
+            if tracked:
+                self._tracks[tid] = _Entry(faces.boxes[i].copy(), frame.index, len(pending) - 1)
+            plan.append(("new", len(pending) - 1))
+        return plan
+
+    @staticmethod
+    def _restored(frame: Frame, plan: list, restored: CropBatch | None) -> Frame:
+        """``frame`` with each face's crop as planned, at the frame's crop side, and its ``restored`` flags."""
+        faces = frame.faces
+        if not plan:
+            return frame.replace(faces=faces.replace(restored=np.zeros(0, bool)))
+        picked = []
+        for i, (kind, ref) in enumerate(plan):
+            if kind == "keep":
+                picked.append(faces.crops.select([i]))
+            elif kind == "new":
+                picked.append(restored.select([ref]))
+            else:
+                picked.append(ref.crop if ref.crop is not None else restored.select([ref.slot]))
+        # restorers return their own side (e.g. 512 from 128); the crops of one record keep one side
+        side = faces.crops.side
+        crops = _crops.cat([crop.resize(side, "area") for crop in picked])
+        return frame.replace(faces=faces.replace(crops=crops, restored=np.array([k != "keep" for k, _ in plan])))
 
     def _forget(self, now: int) -> None:
         self._tracks = {t: e for t, e in self._tracks.items() if now - e.frame < max(self.reuse_every, 1)}
-
-
-def _fit(crop: np.ndarray | torch.Tensor, shape: tuple[int, int]) -> np.ndarray | torch.Tensor:
-    """Crops keep one size inside a Faces record; restorers may return another (e.g. 512 from 128).
-
-    ``crop``: (S, S, 3) uint8 array, or (3, S, S) uint8 tensor shrunk on its device with the same weights.
-    """
-    if isinstance(crop, torch.Tensor):
-        if tuple(crop.shape[1:]) == shape:
-            return crop
-        return _resize.to_uint8(_resize.resize(crop, shape, "area"))
-    if crop.shape[:2] == shape:
-        return crop
-    return cv2.resize(crop, (shape[1], shape[0]), interpolation=cv2.INTER_AREA)

@@ -25,10 +25,10 @@ import queue
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from collections.abc import Iterable
 
 from ..types import Frame
+from .stages.base import Stage
 from .stats import Stats
 
 _EOS = object()  # end-of-stream sentinel, passed down every queue
@@ -52,28 +52,6 @@ def lower_priority(levels: int) -> None:
 class Policy(enum.Enum):
     WAIT = "wait"
     DROP_OLDEST = "drop_oldest"
-
-
-@dataclass
-class Stage:
-    """One step of the pipeline, run on its own thread.
-
-    Attributes:
-        name: shown in ``--stats``.
-        fn: takes a list of frames (1..batch, in order) and returns them processed, in order.
-        batch: most frames handed to ``fn`` at once (stages that batch on a device).
-        max_wait: seconds to wait for a batch to fill once its first frame arrived (bounds latency); the stage
-            waits only while a later stage has frames queued.
-        start: called once on the stage's thread before the first frame is read (warm-ups).
-        close: called once when the stage's thread ends, however it ends (sinks finalize here).
-    """
-
-    name: str
-    fn: Callable[[list[Frame]], list[Frame]]
-    batch: int = 1
-    max_wait: float = 0.0
-    start: Callable[[], None] | None = None
-    close: Callable[[], None] | None = None
 
 
 class _DropOldestQueue(queue.Queue):
@@ -183,8 +161,6 @@ class Runner:
 
     def _await_starts(self) -> None:
         """Wait until every stage's ``start`` has returned (or the run stops); the wait is ``Stats.warm_up``."""
-        if all(stage.start is None for stage in self.stages):
-            return
         for started in self._started:
             while not (started.wait(_POLL) or self.stop_event.is_set()):
                 pass
@@ -231,8 +207,7 @@ class Runner:
         later = self._queues[self._queues.index(inbox) + 1:]
         try:
             try:
-                if stage.start is not None:
-                    stage.start()
+                stage.start()
             finally:
                 started.set()
             done = False
@@ -241,7 +216,7 @@ class Runner:
                 if not batch:
                     continue
                 t0, c0 = time.perf_counter(), time.thread_time()
-                out = stage.fn(batch)
+                out = stage.process(batch)
                 self.stats.record(stage.name, len(batch), time.perf_counter() - t0, time.thread_time() - c0)
                 if outbox is None:
                     if out and self.stats.first_out is None:
@@ -254,8 +229,7 @@ class Runner:
             if outbox is not None:
                 self._put(outbox, _EOS)
         finally:
-            if stage.close is not None:
-                stage.close()
+            stage.close()
 
 
 def run_serially(stages: list[Stage], frames: list[Frame]) -> list[Frame]:
@@ -267,7 +241,7 @@ def run_serially(stages: list[Stage], frames: list[Frame]) -> list[Frame]:
     for stage in stages:
         done: list[Frame] = []
         for start in range(0, len(frames), stage.batch):
-            done += stage.fn(frames[start:start + stage.batch])
+            done += stage.process(frames[start:start + stage.batch])
         frames = done
     return frames
 
@@ -275,5 +249,4 @@ def run_serially(stages: list[Stage], frames: list[Frame]) -> list[Frame]:
 def start_here(stages: list[Stage]) -> None:
     """Run every stage's ``start`` hook on this thread, for stages that will run on it (serially)."""
     for stage in stages:
-        if stage.start is not None:
-            stage.start()
+        stage.start()

@@ -3,101 +3,21 @@ the runner's threads, and finalize every output however the run ends."""
 
 from __future__ import annotations
 
-import collections
 import dataclasses
 import signal
 import threading
-from dataclasses import dataclass
 from pathlib import Path
-
-import numpy as np
-from tqdm import tqdm
 
 from .. import config as cfg
 from .. import degrade
 from .. import device as devices
-from ..classify.labels import Emotion
 from ..errors import ConfigError, SinkError
+from ..sinks.progress import ProgressSink
 from . import stages as stage_builder
+from .models import Models, load_models
 from .runner import Policy, Runner
 from .stats import Stats
-
-
-class Summary:
-    """Counts gathered while writing, printed as one screen at the end."""
-
-    def __init__(self):
-        self.frames = 0
-        self.faces = 0
-        self.tracks: set[int] = set()
-        self.emotions: collections.Counter = collections.Counter()
-        self.stats: Stats | None = None
-        self.outputs: list[str] = []
-        self.stopped_by: int | None = None  # the signal (SIGINT, SIGTERM) that stopped the run early
-
-    @property
-    def interrupted(self) -> bool:
-        return self.stopped_by is not None
-
-    def write(self, frame) -> None:
-        self.frames += 1
-        self.faces += len(frame.faces)
-        self.tracks.update(int(t) for t in frame.faces.track_ids if t >= 0)
-        if frame.faces.probs is not None:
-            self.emotions.update(Emotion(int(k)).label for k in np.argmax(frame.faces.probs, axis=1))
-
-    def close(self) -> None:
-        pass
-
-    def text(self, with_stats: bool = False) -> str:
-        lines = [f"{'stopped early: ' if self.interrupted else ''}{self.frames} frames, {self.faces} faces, "
-                 f"{len(self.tracks)} tracks"]
-        if self.emotions:
-            total = sum(self.emotions.values())
-            shares = (f"{k} {100 * v / total:.0f}%" for k, v in self.emotions.most_common())
-            lines.append("emotions: " + ", ".join(shares))
-        if self.stats is not None:
-            s = self.stats
-            dropped = f", {s.dropped} frames dropped" if s.dropped else ""
-            warm = f" after a {s.warm_up:.1f} s warm-up" if s.warm_up else ""
-            lines.append(f"time: {s.wall:.1f} s{warm}, {s.fps:.1f} fps{dropped}"
-                         + "".join(f", {k} {v}" for k, v in sorted(s.counters.items())))
-            if with_stats:
-                lines.append(s.table())
-        lines += [f"wrote {p}" for p in self.outputs]
-        return "\n".join(lines)
-
-
-class _Progress:
-    """A tqdm bar advanced by the write stage (files with a known length; a counter otherwise)."""
-
-    def __init__(self, total: int | None):
-        self.bar = tqdm(total=total, unit="frame", disable=None, dynamic_ncols=True, leave=False)
-
-    def write(self, frame) -> None:
-        self.bar.update(1)
-
-    def close(self) -> None:
-        self.bar.close()
-
-
-@dataclass
-class Models:
-    detector: object
-    enhancer: object | None  # None when enhance.name is "none"
-    classifier: object
-
-
-def load_models(config: cfg.StreamConfig, device) -> Models:
-    """Detector, enhancer and classifier. Weights the run needs and the cache lacks are downloaded here, once the
-    settings are checked and before anything is built (constructors never download)."""
-    from .. import classify, detect, enhance
-
-    detect.fetch(config.detect)
-    enhance.fetch(config.enhance)
-    return Models(detect.create(config.detect, device),
-                  enhance.create(config.enhance, device) if config.enhance.name != "none" else None,
-                  classify.load(config.classify.weights, device, batch=config.classify.batch))
+from .summary import Summary
 
 
 def run(config: cfg.StreamConfig, models: Models | None = None) -> Summary:
@@ -125,29 +45,39 @@ def run(config: cfg.StreamConfig, models: Models | None = None) -> Summary:
             for path in paths:  # every check is behind us: only now are existing files replaced
                 opened.append(sinks.open_sink(path, source.info, out))
                 summary.outputs.append(path)
-            first = Path(out.video or out.jsonl) if (out.video or out.jsonl) else None
-            if first is not None:
-                cfg.save(_portable(config), first.with_name(first.stem + ".fersr.yaml"))
-            total = None if source.info.live else source.info.frame_count
-            if total is not None and config.max_frames is not None:
-                total = min(total, config.max_frames)
-            progress = _Progress(total)
-            stats, stop = Stats(), threading.Event()
-            stages = stage_builder.build(config, models, sinks=[*opened, summary, progress], stats=stats, stop=stop,
-                                        stills=source.info.stills, frame_size=(source.info.width, source.info.height))
-            # a GPU-decoding source hands frames over as tensors on the tensor path (see stages.source_frames)
-            frames = stage_builder.source_frames(source, models)
-            runner = Runner(frames, stages, policy=policy,
-                            queue_size=config.source.queue_size, max_frames=config.max_frames, stats=stats,
-                            stop_event=stop)
-            heavy = config.enhance.name not in ("none", "bicubic")
-            with _stop_on_signals(runner, summary), devices.stream_threads(device, heavy_model=heavy):
-                runner.run()
-            summary.stats = stats
+            _save_config(config)
+            summary.stats = _run_pipeline(config, models, source, policy, [*opened, summary], summary)
         finally:
             for sink in opened:
                 sink.close()
     return summary
+
+
+def _run_pipeline(config: cfg.StreamConfig, models: Models, source, policy: Policy, sinks: list,
+                  summary: Summary) -> Stats:
+    """Build the stages over ``source`` and run them on the runner's threads until the end, a stop or an error."""
+    info = source.info
+    total = None if info.live else info.frame_count
+    if total is not None and config.max_frames is not None:
+        total = min(total, config.max_frames)
+    stats, stop = Stats(), threading.Event()
+    stages = stage_builder.build(config, models, sinks=[*sinks, ProgressSink(total)], stats=stats, stop=stop,
+                                 stills=info.stills, frame_size=(info.width, info.height))
+    runner = Runner(source.frames(stage_builder.on_device(models)), stages,
+                    policy=policy, queue_size=config.source.queue_size,
+                    max_frames=config.max_frames, stats=stats, stop_event=stop)
+    heavy = config.enhance.name not in ("none", "bicubic")
+    with _stop_on_signals(runner, summary), devices.stream_threads(models.classifier.device, heavy_model=heavy):
+        runner.run()
+    return stats
+
+
+def _save_config(config: cfg.StreamConfig) -> None:
+    """The resolved config beside the first output file, as ``NAME.fersr.yaml``, its paths absolute."""
+    out = config.output
+    if out.video or out.jsonl:
+        first = Path(out.video or out.jsonl)
+        cfg.save(_portable(config), first.with_name(first.stem + ".fersr.yaml"))
 
 
 def check_outputs(config: cfg.StreamConfig) -> list[str]:

@@ -6,6 +6,8 @@ import threading
 import time
 from dataclasses import dataclass, field
 
+_WARM_UP_SHOWN = 0.05  # seconds
+
 
 @dataclass
 class StageStats:
@@ -48,6 +50,11 @@ class Stats:
             self.counters[name] = self.counters.get(name, 0) + n
 
     @property
+    def warmed_up(self) -> bool:
+        """Whether the warm-up took long enough to report (it is a few microseconds where nothing warms up)."""
+        return self.warm_up >= _WARM_UP_SHOWN
+
+    @property
     def wall(self) -> float:
         return (self.finished or time.perf_counter()) - self.started
 
@@ -72,7 +79,7 @@ class Stats:
         rows.append(f"pipeline: {self.frames_out} frames in {self.wall:.2f} s = {self.fps:.1f} fps"
                     f" (read {self.frames_in}, dropped {self.dropped})"
                     + (f"; first frame out after {1000 * self.fill:.0f} ms" if self.fill is not None else "")
-                    + (f"; the stages warmed up for {1000 * self.warm_up:.0f} ms before" if self.warm_up else ""))
+                    + (f"; the stages warmed up for {1000 * self.warm_up:.0f} ms before" if self.warmed_up else ""))
         if self.counters:
             rows.append("counters: " + ", ".join(f"{k} {v}" for k, v in sorted(self.counters.items())))
         return "\n".join(rows)

@@ -2,7 +2,8 @@
 
 - Upload: a host frame is copied into pinned memory and sent to the GPU with ``non_blocking`` on a side CUDA
   stream, so the copy overlaps the compute already queued on the default stream, which then waits for it.
-- Frames a DALI source decoded on the GPU are handed over as tensors and never uploaded (:func:`tensor_frames`).
+- Frames a DALI source decoded on the GPU are handed over as tensors and never uploaded
+  (:meth:`fersr_stream.sources.base.Source.frames`).
 - Download: the overlay's copy back goes into pinned buffers, asynchronously; a CUDA event recorded after the
   copies says when the host may read them, so several frames' copies are in flight while earlier ones are drawn.
 
@@ -11,8 +12,6 @@ so the same stage code runs without CUDA.
 """
 
 from __future__ import annotations
-
-from collections.abc import Iterator
 
 import numpy as np
 import torch
@@ -60,6 +59,17 @@ class Transfers:
             tensor.record_stream(compute)
         return out
 
+    def to_device(self, frames: list[Frame]) -> list[Frame]:
+        """``frames`` each with its ``device_image``, uploading those that have none."""
+        uploads = iter(self.upload([f.image for f in frames if f.device_image is None]))
+        return [f if f.device_image is not None else f.replace(device_image=next(uploads)) for f in frames]
+
+    def to_host(self, frames: list[Frame]) -> list[Frame]:
+        """``frames`` each with its host ``image``, fetching those that were decoded on the device."""
+        missing = [f for f in frames if f.image is None]
+        fetched = iter(self.download([f.device_image.permute(1, 2, 0) for f in missing]).wait())
+        return [f if f.image is not None else f.replace(image=next(fetched)) for f in frames]
+
     def download(self, tensors: list[torch.Tensor]) -> Pending:
         """Start copying ``tensors`` (any layout, e.g. a permuted (H, W, 3) view) to host memory in that shape."""
         if not self.cuda:
@@ -72,12 +82,3 @@ class Transfers:
         event = torch.cuda.Event()
         event.record(torch.cuda.current_stream(self.device))
         return Pending(hosts, event)
-
-
-def tensor_frames(source) -> Iterator[Frame]:
-    """Frames of a source with ``iter_tensors`` (DALI) as tensors where it decoded them: ``image`` None and
-    ``device_image`` a (3, H, W) uint8 view of the decoded batch, with no host copy."""
-    time_base = source.info.time_base
-    for batch in source.iter_tensors():
-        for index, pts, image in zip(batch.indices, batch.pts, batch.images):
-            yield Frame(index=index, image=None, pts=pts, time_base=time_base, device_image=image.permute(2, 0, 1))

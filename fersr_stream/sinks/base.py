@@ -10,7 +10,13 @@ from ..types import Frame
 
 
 class Sink(abc.ABC):
-    """Takes annotated frames (``frame.image`` RGB uint8, ``frame.faces`` the results) in order."""
+    """Takes annotated frames (``frame.image`` RGB uint8, ``frame.faces`` the results) in order.
+
+    Attributes:
+        wants_stop: True once the sink asks the run to end (a window closed with q or Esc).
+    """
+
+    wants_stop = False
 
     @abc.abstractmethod
     def write(self, frame: Frame) -> None:

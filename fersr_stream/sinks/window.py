@@ -22,7 +22,7 @@ def _gui_backend() -> str:
 
 
 class WindowSink(Sink):
-    """Show each frame in a window; :attr:`closed_by_user` turns True on q/Esc or when the window is closed.
+    """Show each frame in a window; :attr:`wants_stop` turns True on q/Esc or when the window is closed.
 
     The window is created on the first :meth:`write`, in the thread that draws (highgui windows belong to the
     thread that made them).
@@ -37,22 +37,22 @@ class WindowSink(Sink):
         if _gui_backend().upper() == "NONE":
             raise SinkError("--show needs OpenCV with a GUI: pip install opencv-python (not opencv-python-headless)")
         self.title = title
-        self.closed_by_user = False
+        self.wants_stop = False
         self._opened = False
 
     def write(self, frame: Frame) -> None:
         """Show ``frame.image`` (RGB) and poll the keyboard for 1 ms."""
-        if self.closed_by_user:
+        if self.wants_stop:
             return
         if not self._opened:
             cv2.namedWindow(self.title, cv2.WINDOW_NORMAL)
             self._opened = True
         elif cv2.getWindowProperty(self.title, cv2.WND_PROP_VISIBLE) < 1:  # closed with the window's X button
-            self.closed_by_user = True
+            self.wants_stop = True
             return
         cv2.imshow(self.title, frame.image[..., ::-1])  # OpenCV shows BGR
         if (cv2.waitKey(1) & 0xFF) in _QUIT_KEYS:
-            self.closed_by_user = True
+            self.wants_stop = True
 
     def close(self) -> None:
         if self._opened:

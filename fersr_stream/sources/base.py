@@ -49,6 +49,11 @@ class Source(abc.ABC):
     def __iter__(self) -> Iterator[Frame]:
         """Yield frames in presentation order, indices from 0."""
 
+    def frames(self, on_device: bool) -> Iterator[Frame]:
+        """The frames the stream reads: for ``on_device`` (the tensor path) a source that decodes on the device
+        hands them over there (``Frame.device_image``, no host copy); by default the frames of :meth:`__iter__`."""
+        return iter(self)
+
     @abc.abstractmethod
     def close(self) -> None:
         """Release the input; safe to call more than once."""

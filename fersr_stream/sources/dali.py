@@ -8,7 +8,8 @@ Two ways to read the same decode:
 - iterate the source: :class:`~fersr_stream.types.Frame` objects with numpy RGB images, like every other source
   (GPU decode then costs one device-to-host copy per batch of frames);
 - :meth:`DaliSource.iter_tensors`: batches of uint8 (F, H, W, 3) RGB torch tensors that stay where DALI decoded
-  them (CUDA or CPU), handed over through DLPack without a copy, for a pipeline that keeps frames on the GPU.
+  them (CUDA or CPU), handed over through DLPack without a copy; :meth:`DaliSource.frames` hands the stream its
+  frames that way on the tensor path, which keeps frames on the GPU.
 
 DALI's CPU decoder reads VP8, VP9 and MJPEG only; the GPU decoder adds H.264, H.265, AV1 and MPEG-4. The codec is
 checked before DALI starts, so an unsupported file is a one-line :class:`SourceError` rather than DALI's log.
@@ -176,6 +177,17 @@ class DaliSource(Source):
             images = batch.images.cpu().numpy()  # a view on CPU; on CUDA the one host copy, per batch
             for index, pts, image in zip(batch.indices, batch.pts, images):
                 yield Frame(index=index, image=image, pts=pts, time_base=time_base)
+
+    def frames(self, on_device: bool) -> Iterator[Frame]:
+        """With ``on_device``, the frames as tensors where DALI decoded them: ``image`` None and ``device_image`` a
+        (3, H, W) uint8 view of the decoded batch, with no host copy; else :meth:`__iter__`'s."""
+        if not on_device:
+            yield from self
+            return
+        time_base = self.info.time_base
+        for batch in self.iter_tensors():
+            for index, pts, image in zip(batch.indices, batch.pts, batch.images):
+                yield Frame(index=index, image=None, pts=pts, time_base=time_base, device_image=image.permute(2, 0, 1))
 
     def close(self) -> None:
         # DALI has no public close: dropping the last reference shuts the pipeline's threads down

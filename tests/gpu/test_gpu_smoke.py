@@ -15,8 +15,9 @@ import numpy as np
 import pytest
 import torch
 
-from fersr_stream.enhance import random_weights as rc
 from fersr_stream import classify, enhance
+from fersr_stream.crops import HostCrops
+from fersr_stream.testing import random_weights as rc
 from fersr_stream.config import EnhanceConfig, OutputConfig
 from fersr_stream.sinks import open_sink, video
 from fersr_stream.sources import SourceInfo, open_source
@@ -76,10 +77,10 @@ def crops(astronaut, astronaut_face, lfw_faces) -> np.ndarray:
 
 
 def test_classify_on_cuda_matches_the_cpu(crops):
-    on_cpu = classify.load(None, "cpu").classify(crops)
+    on_cpu = classify.load(None, "cpu").classify(HostCrops(crops))
     # TF32 convolutions would compare CUDA's reduced precision, not its code path
     with torch.backends.cudnn.flags(enabled=True, allow_tf32=False):
-        on_cuda = classify.load(None, "cuda").classify(crops)
+        on_cuda = classify.load(None, "cuda").classify(HostCrops(crops))
     assert on_cuda.shape == (4, 7) and on_cuda.dtype == np.float32
     np.testing.assert_allclose(on_cuda, on_cpu, atol=1e-3)
 
@@ -87,10 +88,10 @@ def test_classify_on_cuda_matches_the_cpu(crops):
 def test_enhance_on_cuda_is_close_to_the_cpu(crops, tmp_path):
     weights = rc.save_restoreformer(tmp_path / "RestoreFormer.pth")  # small random-init network
     config = EnhanceConfig(name="restoreformer", weights=str(weights), batch=4)
-    on_cpu = enhance.create(config, "cpu").enhance(crops[:1])
+    on_cpu = enhance.create(config, "cpu").enhance(HostCrops(crops[:1])).images
     cuda = enhance.create(config, "cuda")
-    on_cuda = cuda.enhance(crops[:1])
+    on_cuda = cuda.enhance(HostCrops(crops[:1])).images
     assert on_cuda.shape == (1, 512, 512, 3) and on_cuda.dtype == np.uint8
-    np.testing.assert_array_equal(cuda.enhance(crops[:1]), on_cuda)  # deterministic
+    np.testing.assert_array_equal(cuda.enhance(HostCrops(crops[:1])).images, on_cuda)  # deterministic
     # fp16 autocast on CUDA vs fp32 on the CPU: a few levels on average at most
     assert np.abs(on_cuda.astype(int) - on_cpu).mean() < 4

@@ -11,7 +11,7 @@ from click.testing import CliRunner
 
 from fersr_stream import config as cfg
 from fersr_stream.cli.models import cli as models_cli
-from fersr_stream.enhance import random_weights
+from fersr_stream.testing import random_weights
 from fersr_stream.pipeline import session
 from fersr_stream.weights import registry, store
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import cv2
 import numpy as np
 import pytest
@@ -20,6 +22,17 @@ def faces_with(landmarks: np.ndarray | None, boxes: np.ndarray) -> Faces:
     boxes = np.asarray(boxes, np.float32).reshape(-1, 4)
     lms = None if landmarks is None else np.asarray(landmarks, np.float32).reshape(-1, 5, 2)
     return Faces(boxes, np.ones(len(boxes), np.float32), lms)
+
+
+class Cut(NamedTuple):
+    crops: np.ndarray
+    affines: np.ndarray
+
+
+def cut(image: np.ndarray, faces: Faces, size: int = 512, margin: float = 0.25) -> Cut:
+    """The crops the stream cuts for ``faces``: their affines (landmarks, else boxes) applied with OpenCV."""
+    affines = align.face_affines(faces, size, margin)
+    return Cut(align.crop(image, affines, size), affines)
 
 
 def similarity(angle_deg: float, scale: float, shift) -> np.ndarray:
@@ -69,7 +82,7 @@ def test_box_crop_is_square_and_centred():
     image = np.zeros((200, 300, 3), np.uint8)
     image[60:140, 100:180] = 255  # an 80x80 white block: the "face"
     faces = faces_with(None, [[100, 60, 180, 140]])
-    out = align.crop(image, faces, size=64, margin=0.5)  # side 160 -> scale 0.4, block is 32 px in the middle
+    out = cut(image, faces, size=64, margin=0.5)  # side 160 -> scale 0.4, block is 32 px in the middle
     assert out.crops.shape == (1, 64, 64, 3) and out.affines.shape == (1, 2, 3)
     np.testing.assert_allclose(out.affines[0, :, :2], 0.4 * np.eye(2), atol=1e-6)
     # pixel centres are integers: the box centre (139.5, 99.5) lands on the crop centre (31.5, 31.5)
@@ -84,12 +97,12 @@ def test_box_crop_is_square_and_centred():
 
 def test_box_crop_outside_frame_is_grey():
     image = np.zeros((100, 100, 3), np.uint8)
-    out = align.crop(image, faces_with(None, [[0, 0, 40, 40]]), size=32, margin=0.5)
+    out = cut(image, faces_with(None, [[0, 0, 40, 40]]), size=32, margin=0.5)
     assert tuple(out.crops[0, 0, 0]) == align.BORDER_RGB
 
 
 def test_zero_faces(astronaut):
-    out = align.crop(astronaut, Faces.empty(), size=128)
+    out = cut(astronaut, Faces.empty(), size=128)
     assert out.crops.shape == (0, 128, 128, 3) and out.affines.shape == (0, 2, 3)
     assert np.array_equal(align.paste_back(astronaut, out.crops, out.affines), astronaut)
 
@@ -100,14 +113,14 @@ def test_landmark_crop_puts_landmarks_on_template(astronaut):
     inv = cv2.invertAffineTransform(m)
     lms = align.template(512) @ inv[:, :2].T + inv[:, 2]
     faces = faces_with(lms, [[150, 40, 300, 190]])
-    out = align.crop(astronaut, faces, size=512)
+    out = cut(astronaut, faces, size=512)
     mapped = lms @ out.affines[0, :, :2].T + out.affines[0, :, 2]
     np.testing.assert_allclose(mapped, align.template(512), atol=1e-2)
 
 
 def test_crop_then_paste_back_reproduces_frame(astronaut):
     faces = faces_with(None, [[177, 67, 270, 160], [20, 300, 120, 400]])
-    out = align.crop(astronaut, faces, size=256, margin=0.25)
+    out = cut(astronaut, faces, size=256, margin=0.25)
     pasted = align.paste_back(astronaut, out.crops, out.affines, feather=0.1)
     assert pasted is not astronaut and pasted.shape == astronaut.shape
     x1, y1, x2, y2 = 177, 67, 270, 160
@@ -117,7 +130,7 @@ def test_crop_then_paste_back_reproduces_frame(astronaut):
 
 def test_paste_back_changes_only_the_face_region(astronaut):
     faces = faces_with(None, [[200, 200, 300, 300]])
-    out = align.crop(astronaut, faces, size=128, margin=0.0)
+    out = cut(astronaut, faces, size=128, margin=0.0)
     black = np.zeros_like(out.crops)
     pasted = align.paste_back(astronaut, black, out.affines, feather=0.2)
     inner = pasted[225:275, 225:275]
@@ -132,7 +145,7 @@ def test_paste_back_changes_only_the_face_region(astronaut):
 
 def test_paste_back_of_resized_crops(astronaut):
     faces = faces_with(None, [[177, 67, 270, 160]])
-    out = align.crop(astronaut, faces, size=128, margin=0.25)
+    out = cut(astronaut, faces, size=128, margin=0.25)
     bigger = np.stack([cv2.resize(c, (256, 256), interpolation=cv2.INTER_CUBIC) for c in out.crops])
     pasted = align.paste_back(astronaut, bigger, out.affines, crop_size=128)
     assert psnr(pasted[67:160, 177:270], astronaut[67:160, 177:270]) > 30
@@ -140,7 +153,7 @@ def test_paste_back_of_resized_crops(astronaut):
 
 def test_paste_back_at_frame_edge(astronaut):
     faces = faces_with(None, [[-30, -30, 60, 60]])
-    out = align.crop(astronaut, faces, size=64)
+    out = cut(astronaut, faces, size=64)
     pasted = align.paste_back(astronaut, out.crops, out.affines)
     assert pasted.shape == astronaut.shape
     assert psnr(pasted[:60, :60], astronaut[:60, :60]) > 25
@@ -148,7 +161,7 @@ def test_paste_back_at_frame_edge(astronaut):
 
 def test_a_face_past_the_frame_edge_is_pasted_up_to_that_edge():
     frame = np.zeros((200, 300, 3), np.uint8)
-    out = align.crop(frame, faces_with(None, [[20, 50, 120, 150]]), size=128, margin=0.25)  # crop: x -5..145
+    out = cut(frame, faces_with(None, [[20, 50, 120, 150]]), size=128, margin=0.25)  # crop: x -5..145
     pasted = align.paste_back(frame, np.full_like(out.crops, 255), out.affines, feather=0.2)[:, :, 0].astype(int)
     assert (pasted[100, :60] >= 254).all()  # the face goes on past the left edge: no fade there
     assert 0 < pasted[100, 135] < 200 and pasted[100, 147] == 0  # its right edge, inside the frame, fades
@@ -165,7 +178,7 @@ def test_torch_crop_matches_opencv(astronaut, with_landmarks):
     if lms is not None:
         lms = np.concatenate([lms, lms + 30])
     faces = faces_with(lms, boxes)
-    ref = align.crop(astronaut, faces, size=128)
+    ref = cut(astronaut, faces, size=128)
     frame = torch.from_numpy(astronaut).permute(2, 0, 1)
     got = align.crop_torch(frame, ref.affines, 128)
     assert got.shape == (2, 3, 128, 128) and got.dtype == torch.float32

@@ -67,7 +67,7 @@ def test_save_round_trip(tmp_path):
 def test_shipped_configs_load():
     from pathlib import Path
 
-    paths = sorted(Path(__file__).parents[2].joinpath("configs", "stream").glob("*.yaml"))
+    paths = sorted(Path(__file__).resolve().parents[2].joinpath("configs", "stream").glob("*.yaml"))
     assert paths
     for path in paths:
         cfg.load(path)
@@ -76,5 +76,5 @@ def test_shipped_configs_load():
 def test_the_default_config_file_spells_out_every_key_at_its_default():
     from pathlib import Path
 
-    path = Path(__file__).parents[2] / "configs" / "stream" / "default.yaml"
+    path = Path(__file__).resolve().parents[2] / "configs" / "stream" / "default.yaml"
     assert yaml.safe_load(path.read_text()) == cfg.to_dict(cfg.StreamConfig())

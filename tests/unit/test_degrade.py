@@ -5,6 +5,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 import pytest
+import torch
 
 from fersr_stream import degrade
 from fersr_stream.config import DegradeConfig
@@ -114,3 +115,57 @@ def test_unknown_preset_lists_known():
 def test_bad_crops_are_a_bug():
     with pytest.raises(ValueError, match="uint8"):
         degrade.degrade(np.zeros((1, 8, 8, 3), np.float32), DegradeConfig(width=4))
+
+
+# --- the torch twins (crops on a device), against the OpenCV path ----------------------------------------------------
+
+
+def nchw(images: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2)
+
+
+def nhwc(tensor: torch.Tensor) -> np.ndarray:
+    return tensor.permute(0, 2, 3, 1).numpy()
+
+
+@pytest.mark.parametrize("preset", ["resize", "blur", "jpeg"])
+@pytest.mark.parametrize("width", [16, 37])
+def test_degrade_torch_agrees_with_degrade(crops, preset, width):
+    config = degrade.preset(preset, width)
+    ref = degrade.degrade(crops, config)
+    ours = degrade.degrade_torch(nchw(crops), config)
+    assert ours.dtype == torch.uint8 and ours.shape == nchw(crops).shape
+    diff = np.abs(nhwc(ours).astype(int) - ref)
+    # OpenCV rounds its uint8 blur and area shrink in fixed point: a level here and there, which enlarging
+    # (and JPEG, where a level can flip a quantised coefficient) spreads to a few levels at a few pixels
+    assert diff.max() <= 6 and diff.mean() < 0.25
+    # and it is not a no-op: the degradation itself changed the crops far more than the two paths differ
+    assert np.abs(ref.astype(int) - crops).mean() > 10 * max(diff.mean(), 0.1)
+
+
+def test_degrade_torch_keeps_float_input_float(crops):
+    config = degrade.preset("blur", 24)
+    as_uint8 = degrade.degrade_torch(nchw(crops), config)
+    as_float = degrade.degrade_torch(nchw(crops).float() + 0.2, config)  # rounded to the same uint8 first
+    assert as_float.dtype == torch.float32 and torch.equal(as_float, as_uint8.float())
+    unchanged = nchw(crops)
+    assert degrade.degrade_torch(unchanged, DegradeConfig(width=None)) is unchanged
+
+
+def test_degrade_torch_noise_has_the_asked_spread_and_follows_its_generator():
+    grey = torch.full((2, 3, 64, 64), 128, dtype=torch.uint8)
+    # width = crop width: the shrink is the identity, so only the noise changes the pixels
+    config = DegradeConfig(width=64, noise=8.0, interpolation="bilinear")
+    noisy = degrade.degrade_torch(grey, config, torch.Generator().manual_seed(1)).float() - 128
+    assert noisy.std().item() == pytest.approx(8.0, rel=0.05) and abs(noisy.mean().item()) < 0.2
+    again = degrade.degrade_torch(grey, config, torch.Generator().manual_seed(1))
+    assert torch.equal(again.float() - 128, noisy)
+    shared = torch.Generator().manual_seed(1)
+    first, second = (degrade.degrade_torch(grey, config, shared) for _ in range(2))
+    assert not torch.equal(first, second)  # one generator per stream: every frame gets new noise
+    assert torch.equal(degrade.degrade_torch(grey, config), degrade.degrade_torch(grey, config))  # seeded default
+
+
+def test_degrade_torch_rejects_bad_input(crops):
+    with pytest.raises(ValueError, match=r"expected \(N, 3, H, W\) RGB crops, got \(2, 128, 128, 3\)"):
+        degrade.degrade_torch(torch.from_numpy(crops), degrade.preset("resize", 16))

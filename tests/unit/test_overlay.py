@@ -6,14 +6,16 @@ import numpy as np
 
 from fersr_stream import overlay
 from fersr_stream.classify.labels import Emotion
+from fersr_stream.crops import HostCrops
 from fersr_stream.types import Faces
 
 
-def _faces(restored=False, processed=None) -> Faces:
+def _faces(restored=False, crop=None) -> Faces:
     probs = np.full((1, 7), 0.05, np.float32)
     probs[0, Emotion.HAPPY] = 0.7
     return Faces(np.array([[100, 80, 200, 180]], np.float32), np.array([0.9], np.float32),
-                 track_ids=np.array([4]), probs=probs, restored=np.array([restored]), processed=processed)
+                 track_ids=np.array([4]), probs=probs, restored=np.array([restored]),
+                 crops=None if crop is None else HostCrops(crop))
 
 
 def test_box_in_the_emotion_colour_and_label():
@@ -39,7 +41,7 @@ def test_in_place_drawing_returns_the_same_array():
 
 def test_inset_shows_the_processed_face_beside_the_box():
     crop = np.full((1, 64, 64, 3), 200, np.uint8)
-    out = overlay.annotate(np.zeros((240, 320, 3), np.uint8), _faces(processed=crop), inset=True)
+    out = overlay.annotate(np.zeros((240, 320, 3), np.uint8), _faces(crop=crop), inset=True)
     assert (out[100, 220] == 200).all()  # right of the box (x2 + 4), half the box high
-    tiny = overlay.annotate(np.zeros((12, 12, 3), np.uint8), _faces(processed=crop), inset=True)
+    tiny = overlay.annotate(np.zeros((12, 12, 3), np.uint8), _faces(crop=crop), inset=True)
     assert not (tiny == 200).all(axis=2).any()  # no room for an inset: none drawn

@@ -1,0 +1,8 @@
+"""Benchmarks, apart from the stream's modules; each prints speed and accuracy side by side, in one run.
+
+- ``python -m fersr_stream.bench`` (:mod:`.stream`): the stream on a synthetic 720p clip, stages alone and in the
+  pipeline;
+- ``python -m fersr_stream.bench.gpu``: the per-face restoration loop against the batched stages (CUDA, or a small
+  CPU run);
+- ``python -m fersr_stream.bench.restore``: the official GFPGANer loop against ours, on the same clip and weights.
+"""

@@ -1,0 +1,49 @@
+"""Crop: cut each face aligned (FFHQ 5-point template, or a square box crop without landmarks), and make it
+low-resolution on purpose where asked (``--simulate-lr``)."""
+
+from __future__ import annotations
+
+from ... import align, crops
+from ...config import AlignConfig, DegradeConfig, StreamConfig
+from ...crops import Noise
+from ...types import Frame
+from .base import Stage
+
+CLASSIFIER_OVERSAMPLING = 4  # crop side / classifier input side, where only the classifier reads the crops
+
+
+def crop_side(config: StreamConfig, preprocessing) -> int:
+    """Side of the aligned face crops: ``align.size`` where a restorer, the low-resolution simulation or the
+    paste-back reads them. Where only the classifier (and the inset) does, the side whose centre crop (the
+    classifier's ``preprocessing.crop``) is :data:`CLASSIFIER_OVERSAMPLING` times the classifier's input side
+    (``preprocessing.size``), when that is smaller: the shrink to the input is then a 4x4 box average, and the cut
+    costs a fraction of a full-size one, while the classifier's input stays within a few levels of what the full
+    crop gives (``tests/unit/pipeline/test_crop_stage.py``)."""
+    full = config.align.size
+    p = preprocessing
+    if config.enhance.name != "none" or config.degrade.width is not None or config.overlay.paste or p.size is None:
+        return full
+    return min(full, round(CLASSIFIER_OVERSAMPLING * p.size / p.crop))
+
+
+class CropStage(Stage):
+    """Cuts ``size`` px crops (host or device, as the frame is: :func:`fersr_stream.crops.cut`) and degrades them
+    when ``degrade.width`` is set, with one noise source for the whole stream (a run repeats exactly)."""
+
+    name = "crop"
+
+    def __init__(self, size: int, align_config: AlignConfig, degrade_config: DegradeConfig):
+        self.size, self.margin, self.degrade = size, align_config.margin, degrade_config
+        self.noise = Noise(degrade_config.seed)
+
+    def process(self, frames: list[Frame]) -> list[Frame]:
+        return [self._crop(frame) for frame in frames]
+
+    def _crop(self, frame: Frame) -> Frame:
+        faces = frame.faces
+        affines = align.face_affines(faces, self.size, self.margin)
+        cut = crops.cut(frame, affines, self.size)
+        if self.degrade.width is not None and len(faces):
+            # the classifier sees the low-resolution face enlarged; a restorer starts from the small image itself
+            cut = cut.degrade(self.degrade, self.noise)
+        return frame.replace(faces=faces.replace(affines=affines, crops=cut))

@@ -1,0 +1,113 @@
+"""fersr-train commands: data summary, synth, and one-line errors (exit 2) that write nothing."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from training import synthetic
+from training.cli import cli
+
+
+def _invoke(args):
+    result = CliRunner().invoke(cli, args, prog_name="fersr-train")
+    return result
+
+
+@pytest.fixture(scope="module")
+def tree(tmp_path_factory):
+    root = synthetic.write(tmp_path_factory.mktemp("kdef"), ["F31", "M31", "F01"], width=56)
+    synthetic.inject_defects(root)
+    return root
+
+
+def test_data_json_lists_counts_and_every_issue(tree):
+    result = _invoke(["data", "--data", str(tree), "--json"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert summary["counts"]["images"] == 207
+    assert set(summary["counts"]) >= {"emotion", "angle", "session", "person"}
+    actions = {i["file"]: i["action"] for i in summary["issues"]}
+    assert actions["AF31/AF31V.JPG"] == "renamed" and list(actions.values()).count("excluded") == 3
+
+
+def test_data_text(tree):
+    result = _invoke(["data", "--data", str(tree)])
+    assert result.exit_code == 0
+    assert "207 usable images" in result.stdout and "AM31/AM31H.JPG: renamed" in result.stdout
+
+
+def test_synth_writes_kdef_layout(tmp_path):
+    result = _invoke(["synth", str(tmp_path / "s"), "--people", "2", "--width", "48"])
+    assert result.exit_code == 0, result.output
+    assert len(list((tmp_path / "s" / "KDEF").glob("*/*.JPG"))) == 140
+    summary = json.loads(_invoke(["data", "--data", str(tmp_path / "s"), "--json"]).stdout)
+    assert summary["synthetic"] is True  # a study on it is reported as synthetic, however it is given
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "keep.txt").write_text("x")
+    result = _invoke(["synth", str(tmp_path / "mine")])
+    assert result.exit_code == 2 and "new or empty folder" in result.stderr
+    assert [p.name for p in (tmp_path / "mine").iterdir()] == ["keep.txt"]
+
+
+def test_data_counts_a_selection_of_views_and_sessions(tree):
+    summary = json.loads(_invoke(["data", "--data", str(tree), "--angles", "S", "--sessions", "A", "--json"]).stdout)
+    assert summary["synthetic"] is True and set(summary["counts"]["angle"]) == {"S"}
+    assert set(summary["counts"]["session"]) == {"A"}
+    result = _invoke(["data", "--data", str(tree), "--angles", "S,XX"])
+    assert result.exit_code == 2 and "unknown value 'XX'" in result.stderr
+
+
+def test_report_needs_an_experiment_folder(tmp_path):
+    (tmp_path / "notes.txt").write_text("x")
+    result = _invoke(["report", str(tmp_path)])
+    assert result.exit_code == 2 and "not an experiment folder" in result.stderr
+    assert [p.name for p in tmp_path.iterdir()] == ["notes.txt"]
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--data", "{nokdef}", "--no-pretrained"], "is not a KDEF folder"),
+    (["--data", "{missing}", "--no-pretrained"], "dataset folder not found"),
+    (["--data", "{afile}", "--no-pretrained"], "is a file; give the dataset folder"),
+    (["--data", "{tree}", "--set", "train.models=[resnet19]"], "unknown value 'resnet19'"),
+    (["--data", "{tree}", "--set", "train.epoch=3"], "did you mean 'train.epochs'"),
+    (["--data", "{tree}", "--config", "{missing}"], "config file not found"),
+    (["--data", "{tree}", "--set", "protocol.split=image", "--set", "train.models=[resnet18]"], "--no-pretrained"),
+    (["--data", "{empty}", "--no-pretrained"], "no usable KDEF images"),
+    (["--data", "{tree}", "--no-pretrained", "--set", "protocol.split=image", "--set", "faces.detector=yunet"],
+     "fersr-models download yunet.2023mar"),
+    (["--data", "{tree}", "--set", "train.lr=-1"], "'train.lr' must be > 0"),
+    (["--config", "{smoke}", "--data", "{nokdef}"], "the synthetic set is written into a new or empty folder"),
+    (["--data", "{partial}", "--no-pretrained"], "partial dataset"),
+    (["--data", "{tree}", "--no-pretrained", "--set", "protocol.split=image", "--set", "phases.restorers=[gfpgan]"],
+     "gfpgan.v1_4"),
+    (["--data", "{tree}", "--set", "phases.degrade.interpolation=cubic"], "phases.degrade.interpolation"),
+    (["--data", "{tree}", "--set", "faces.size=32"], "not lower than the face crops"),
+])
+def test_bad_input_is_one_line_exit_2_and_writes_nothing(tmp_path, tree, monkeypatch, args, message):
+    monkeypatch.setenv("FERSR_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("FERSR_OFFLINE", "1")
+    (tmp_path / "nokdef").mkdir()
+    (tmp_path / "nokdef" / "photo.jpg").write_bytes(b"x")
+    (tmp_path / "empty" / "KDEF" / "AF01").mkdir(parents=True)  # KDEF-shaped, but no image in it
+    partial = tmp_path / "partial" / "KDEF"
+    for folder in tree.iterdir():  # the tree without its disgusted faces
+        (partial / folder.name).mkdir(parents=True)
+        for f in folder.iterdir():
+            if "DI" not in f.name[4:]:
+                (partial / folder.name / f.name).symlink_to(f)
+    (tmp_path / "afile").write_text("x")
+    fill = {"nokdef": tmp_path / "nokdef", "missing": tmp_path / "missing", "tree": tree,
+            "empty": tmp_path / "empty", "partial": partial, "afile": tmp_path / "afile",
+            "smoke": Path(__file__).resolve().parents[3] / "configs" / "train" / "smoke.yaml"}
+    args = [a.format(**fill) for a in args]
+    out = tmp_path / "runs"
+    result = _invoke(["run", "--out", str(out), "--quiet", *args])
+    assert result.exit_code == 2, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("fersr-train: error:") and message in lines[0]
+    assert not out.exists()
+    assert [p.name for p in (tmp_path / "nokdef").iterdir()] == ["photo.jpg"]  # a user's folder is never written
