@@ -7,6 +7,7 @@ tables and figures). A user mistake is one line on stderr and exit code 2 (fersr
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -15,6 +16,7 @@ import click
 from fersr_stream.cli import Group
 
 from . import config as tconfig
+from . import layouts
 
 
 def _load(config_path: str | None, data: str | None, overrides: tuple[str, ...], **flags) -> tconfig.StudyConfig:
@@ -29,19 +31,19 @@ def _load(config_path: str | None, data: str | None, overrides: tuple[str, ...],
     if flags.get("no_pretrained"):
         sets.append("train.pretrained=false")
     if flags.get("no_detect"):
-        sets.append("faces.detect=false")
+        sets.append("faces.crop=box")
     return tconfig.load(config_path, sets + list(overrides))
 
 
 def _common(f):
     options = [
         click.option("--config", "config_path", type=click.Path(dir_okay=False), help="study YAML (configs/train/)"),
-        click.option("--data", help="dataset folder (KDEF, or KDEF_and_AKDEF above it)"),
+        click.option("--data", help="dataset folder (KDEF, or KDEF_and_AKDEF above it; see data.kind for others)"),
         click.option("--out", help="folder holding experiments and the cache"),
         click.option("--name", help="experiment name (its folder under --out)"),
         click.option("--device", help="auto, cpu, cuda, cuda:N"),
         click.option("--no-pretrained", is_flag=True, help="random initialisation instead of ImageNet weights"),
-        click.option("--no-detect", is_flag=True, help="fixed face box instead of the detector"),
+        click.option("--no-detect", is_flag=True, help="KDEF's fixed face box, no detector (faces.crop=box)"),
         click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
                      help="override a config key, e.g. train.epochs=10 or 'phases.widths=[8,16]'"),
         click.option("--quiet", is_flag=True, help="no progress bars"),
@@ -54,6 +56,7 @@ def _common(f):
 _EXAMPLES = """\b
 Examples:
   fersr-train data --data /data/KDEF_and_AKDEF            what the loader sees, and every file it fixes or drops
+  fersr-train data --data /data/fer2013 --kind fer2013    another layout (fer2013 rafdb ckplus jaffe affectnet folders)
   fersr-train run --config configs/train/smoke.yaml       a first try, on a drawn (synthetic) set
   fersr-train run --config configs/train/kdef_three_phase.yaml --data /data/KDEF_and_AKDEF
   fersr-train run --config configs/train/kdef_three_phase.yaml --data /data/KDEF_and_AKDEF \\
@@ -100,31 +103,39 @@ def restore(config_path, data, overrides, quiet, shard, **flags) -> None:
     click.echo(f"restorer calls: {study.cache.calls}")
 
 
-@cli.command(epilog="Example: fersr-train data --data /data/KDEF_and_AKDEF --angles S --sessions A")
-@click.option("--data", required=True, help="dataset folder")
-@click.option("--kind", type=click.Choice(["kdef", "folders"]), default="kdef", show_default=True)
-@click.option("--angles", default=",".join(tconfig.ANGLES), show_default=True, help="KDEF views to count")
-@click.option("--sessions", default=",".join(tconfig.SESSIONS), show_default=True, help="KDEF sessions to count")
+@cli.command(epilog="Example: fersr-train data --data /data/fer2013/fer2013.csv --set data.kind=fer2013")
+@click.option("--data", required=True, help="dataset folder (or FER2013's CSV)")
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), help="study YAML whose data section to use")
+@click.option("--kind", type=click.Choice(layouts.KINDS), help="the layout (data.kind; default kdef)")
+@click.option("--angles", help=f"KDEF views to count, e.g. S,HL (default {','.join(tconfig.ANGLES)})")
+@click.option("--sessions", help=f"KDEF sessions to count (default {','.join(tconfig.SESSIONS)})")
 @click.option("--person-regex", help="folders: regex whose first group is the person id")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="any data.* key, e.g. data.kind=jaffe")
 @click.option("--json", "as_json", is_flag=True, help="machine-readable output")
-def data(data, kind, angles, sessions, person_regex, as_json) -> None:
-    """Count a dataset's images per emotion, angle, session and person; list every excluded or renamed file."""
-    from . import folders, kdef
+def data(data, config_path, kind, angles, sessions, person_regex, overrides, as_json) -> None:
+    """Count a dataset's images per emotion, split part, angle, session and person; list every file set aside."""
+    from .dataset import FRAMINGS
+    from .faces import crop_mode
 
-    def items(text: str) -> tuple[str, ...]:
-        return tuple(item.strip() for item in text.split(",") if item.strip())
-
-    chosen = tconfig.DataConfig(angles=items(angles), sessions=items(sessions))  # checks the names given
-    dataset = kdef.load(data, chosen.angles, chosen.sessions) if kind == "kdef" else folders.load(data, person_regex)
+    flags = {"kind": kind, "angles": angles, "sessions": sessions, "person_regex": person_regex}
+    sets = [f"data.root={data}"] + [f"data.{key}={value}" for key, value in flags.items() if value is not None]
+    config = tconfig.load(config_path, sets + list(overrides))
+    chosen = config.data
+    if chosen.kind == "synthetic":  # a synthetic set is drawn in KDEF's layout
+        chosen = dataclasses.replace(chosen, kind="kdef")
+    dataset = layouts.load(chosen)
     summary = dataset.summary()
     if as_json:
         click.echo(json.dumps(summary, indent=1))
         return
     counts = summary["counts"]
     click.echo(f"{dataset.kind} dataset at {dataset.root}: {counts['images']} usable images")
-    for group in ("emotion", "angle", "session", "person"):
+    for group in ("emotion", "part", "angle", "session", "person"):
         if group in counts:
             click.echo(f"  {group}: " + ", ".join(f"{k} {v}" for k, v in counts[group].items()))
+    click.echo(f"faces: {FRAMINGS[dataset.framing]}; faces.crop={config.faces.crop} -> "
+               f"{crop_mode(config.faces, dataset)}")
+    click.echo(f"protocols (protocol.split): {', '.join(dataset.protocols)}")
     click.echo(f"{len(dataset.issues)} files renamed, excluded or unusual:")
     for issue in dataset.issues:
         click.echo(f"  {issue.file}: {issue.action}: {issue.reason}")

@@ -23,12 +23,16 @@ from fersr_stream.enhance import ENHANCERS
 from fersr_stream.errors import ConfigError
 from fersr_stream.weights.registry import REGISTRY
 
+from . import folders, layouts
+
 ANGLES = ("FL", "HL", "S", "HR", "FR")
 SESSIONS = ("A", "B")
 # classifier networks with ImageNet weights are fine-tuned; the others (the shipped mini-Xception) run zero-shot
 TRAINABLE = tuple(name for name in ARCHITECTURES.names() if f"{name}.imagenet" in REGISTRY)
 ZERO_SHOT = tuple(name for name in ARCHITECTURES.names() if name not in TRAINABLE)
 ARMS = ("hr", "lr", "restored")
+CROPS = ("auto", "detect", "box", "none")
+SPLITS = ("subject", "image", "official")
 RESTORERS = tuple(name for name in ENHANCERS.names() if name != "none")
 MAX_INPUT = 1024  # px: the networks' input side (ImageNet models take 224)
 
@@ -54,20 +58,29 @@ def _members(key: str, values: tuple, allowed: tuple, kind: type = str) -> tuple
 
 @dataclass(frozen=True)
 class DataConfig:
-    """The dataset. ``kind``: kdef | folders (one folder per emotion) | synthetic (generated into ``root``)."""
+    """The dataset. ``kind``: one of :data:`training.layouts.KINDS` (kdef, folders, fer2013, rafdb, ckplus, jaffe,
+    affectnet) or synthetic (a KDEF-shaped set generated into ``root``)."""
 
     kind: str = "kdef"
     root: str = ""
     angles: tuple[str, ...] = ANGLES
     sessions: tuple[str, ...] = SESSIONS
     person_regex: str | None = None  # folders: a regex whose first group names the person in a file name
+    # folders: class folder name -> emotion or drop, e.g. [contempt=drop, joy=happy]; any other folder whose name
+    # is not an emotion stops the load
+    classes: tuple[str, ...] = ()
     synth_people: int = 4  # synthetic: identities (half female, half male)
     synth_width: int = 140  # synthetic: image width in px (KDEF's 562 x 762 aspect is kept)
     synth_seed: int = 0
 
     def __post_init__(self) -> None:
-        if self.kind not in ("kdef", "folders", "synthetic"):
-            raise ConfigError(f"config key 'data.kind': unknown value {self.kind!r}; choose kdef, folders or synthetic")
+        kinds = (*layouts.KINDS, "synthetic")
+        if self.kind not in kinds:
+            raise ConfigError(f"config key 'data.kind': unknown value {self.kind!r}; choose from {', '.join(kinds)}")
+        for key in ("person_regex", "classes"):
+            if getattr(self, key) and self.kind != "folders":
+                raise ConfigError(f"config key 'data.{key}' applies to data.kind=folders only (this is {self.kind})")
+        folders.parse_classes(self.classes)
         _members("data.angles", self.angles, ANGLES)
         _members("data.sessions", self.sessions, SESSIONS)
         if not self.angles or not self.sessions:
@@ -78,14 +91,17 @@ class DataConfig:
 
 @dataclass(frozen=True)
 class FacesConfig:
-    """Face crops: the stream's detector + crop (``detect``) or a fixed box for well-framed portraits."""
+    """Face crops. ``crop``: auto (the dataset's own way) | detect (the stream's detector) | box (KDEF's fixed
+    box) | none (the image is the face); see :mod:`training.faces`."""
 
-    detect: bool = True
+    crop: str = "auto"
     detector: str = "haar"
     size: int = 224  # crop side in px; the HR input of every phase
-    margin: float = 0.25
+    margin: float = 0.25  # border around a detected face or KDEF's box, as a fraction of its side
 
     def __post_init__(self) -> None:
+        if self.crop not in CROPS:
+            raise ConfigError(f"config key 'faces.crop': unknown value {self.crop!r}; choose from {', '.join(CROPS)}")
         if self.size < 16:
             raise ConfigError(f"config key 'faces.size' must be >= 16, got {self.size}")
         if self.margin < 0:
@@ -97,7 +113,8 @@ class FacesConfig:
 
 @dataclass(frozen=True)
 class ProtocolConfig:
-    """How images are split. ``split``: subject (k-fold by person) | image (k-fold by image, as earlier work)."""
+    """How images are split. ``split``: subject (k-fold by person) | image (k-fold by image, as earlier work) |
+    official (the dataset's own train/validation/test split: one fold)."""
 
     split: str = "subject"
     folds: int = 5
@@ -106,8 +123,9 @@ class ProtocolConfig:
     only_folds: tuple[int, ...] | None = None  # run a subset of the folds (all when None)
 
     def __post_init__(self) -> None:
-        if self.split not in ("subject", "image"):
-            raise ConfigError(f"config key 'protocol.split': unknown value {self.split!r}; choose subject or image")
+        if self.split not in SPLITS:
+            raise ConfigError(f"config key 'protocol.split': unknown value {self.split!r}; "
+                              f"choose from {', '.join(SPLITS)}")
         if self.folds < 2:
             raise ConfigError(f"config key 'protocol.folds' must be >= 2, got {self.folds}")
         if not 0.0 < self.val_fraction < 0.5:
@@ -116,7 +134,10 @@ class ProtocolConfig:
             _members("protocol.only_folds", self.only_folds, (), int)
             if not self.only_folds:
                 raise ConfigError("config key 'protocol.only_folds' must name a fold (leave it unset for all folds)")
-            bad = [k for k in self.only_folds if not 0 <= k < self.folds]
+            bad = [k for k in self.only_folds if not 0 <= k < (1 if self.split == "official" else self.folds)]
+            if bad and self.split == "official":
+                raise ConfigError(f"config key 'protocol.only_folds': the official split is one fold (0), "
+                                  f"not {bad[0]}")
             if bad:
                 raise ConfigError(f"config key 'protocol.only_folds': fold {bad[0]} outside 0..{self.folds - 1}")
 

@@ -1,23 +1,30 @@
-"""The records every dataset loader returns: labelled image files plus the files it set aside, and why.
+"""The records every dataset loader returns: labelled images plus the files it set aside, and why.
 
 A loader never drops a file silently: each excluded, renamed or unusual file becomes an :class:`Issue` that
-``fersr-train data`` prints and every run lists in its folder.
+``fersr-train data`` prints and every run lists in its folder. Each dataset also says how its faces are framed
+(which decides how :mod:`training.faces` crops them), which emotions its layout holds, and, through its samples,
+which split protocols it supports (person ids, an official train/validation/test split).
 """
 
 from __future__ import annotations
 
 import collections
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import cv2
 import numpy as np
 
 from fersr_stream.classify.labels import Emotion
-from fersr_stream.errors import FersrError
+from fersr_stream.errors import FersrError, SourceError
+from fersr_stream.sources.images import read_image
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp")
 NEAR_BLACK_MEAN = 20.0  # mean grey level (0..255) below which an image holds no usable face
+# How the faces sit in a dataset's images (Dataset.framing), which decides how training.faces cuts them.
+FRAMINGS = {"kdef": "KDEF's fixed studio framing (one box fits every image)",
+            "portrait": "portraits or full frames with one face somewhere in them",
+            "face": "already cropped (and often aligned) by the distributor"}
+PARTS = ("train", "val", "test")  # an official split's parts
 
 
 class DatasetError(FersrError):
@@ -30,11 +37,13 @@ class Sample:
 
     Attributes:
         key: stable unique id (KDEF: the canonical name such as ``AF01AFS``; folders: the relative path).
-        path: the file.
+        path: the file (for a table dataset such as FER2013's CSV, the table).
         label: its emotion.
         person: identity shared across that person's images (KDEF: gender + number, e.g. ``F01``), or None.
         session: KDEF session A/B, or None.
         angle: KDEF view FL/HL/S/HR/FR, or None.
+        part: the dataset's official split this image belongs to (train | val | test), or None.
+        row: for a table dataset, the image's index in :attr:`Dataset.table`.
     """
 
     key: str
@@ -43,6 +52,8 @@ class Sample:
     person: str | None = None
     session: str | None = None
     angle: str | None = None
+    part: str | None = None
+    row: int | None = None
 
 
 @dataclass(frozen=True)
@@ -56,14 +67,42 @@ class Issue:
 
 @dataclass(frozen=True)
 class Dataset:
+    """A loaded dataset.
+
+    Attributes:
+        framing: one of :data:`FRAMINGS`.
+        emotions: the emotions its layout holds (CK+48 has no neutral faces); each must have images.
+        table: (R, H, W) uint8 grey images of a table dataset (FER2013's CSV), indexed by ``Sample.row``.
+    """
+
     root: Path
     kind: str
     samples: tuple[Sample, ...]
     issues: tuple[Issue, ...]
     synthetic: bool = False  # drawn by training.synthetic (its marker file is beside the tree): never KDEF results
+    framing: str = "kdef"
+    emotions: tuple[Emotion, ...] = tuple(Emotion)
+    table: np.ndarray | None = field(default=None, compare=False, repr=False)
 
     def __len__(self) -> int:
         return len(self.samples)
+
+    def image(self, sample: Sample) -> np.ndarray:
+        """(H, W, 3) uint8 RGB pixels of ``sample``."""
+        if sample.row is not None:
+            return cv2.cvtColor(self.table[sample.row], cv2.COLOR_GRAY2RGB)
+        return read_rgb(sample.path)
+
+    @property
+    def protocols(self) -> tuple[str, ...]:
+        """The split protocols this dataset supports: ``subject`` where every image has a person, ``official``
+        where every image has an official part, ``image`` always."""
+        known = ["image"]
+        if self.samples and all(s.person is not None for s in self.samples):
+            known.insert(0, "subject")
+        if self.samples and all(s.part is not None for s in self.samples):
+            known.append("official")
+        return tuple(known)
 
     @property
     def labels(self) -> np.ndarray:
@@ -71,12 +110,12 @@ class Dataset:
         return np.array([int(s.label) for s in self.samples], np.int64)
 
     def counts(self) -> dict:
-        """Images per emotion, angle, session and person (the last three only where known)."""
+        """Images per emotion, and per official part, angle, session and person where known."""
         out = {"images": len(self.samples),
                "emotion": {e.code: 0 for e in Emotion}}
         for s in self.samples:
             out["emotion"][s.label.code] += 1
-        for attr in ("angle", "session", "person"):
+        for attr in ("part", "angle", "session", "person"):
             values = collections.Counter(getattr(s, attr) for s in self.samples if getattr(s, attr) is not None)
             if values:
                 out[attr] = dict(sorted(values.items()))
@@ -84,14 +123,15 @@ class Dataset:
 
     def summary(self) -> dict:
         """Counts plus every issue, for ``fersr-train data --json`` and the run folder."""
-        return {"root": str(self.root), "kind": self.kind, "synthetic": self.synthetic, "counts": self.counts(),
-                "issues": [vars(i) for i in self.issues]}
+        return {"root": str(self.root), "kind": self.kind, "synthetic": self.synthetic, "framing": self.framing,
+                "protocols": list(self.protocols), "counts": self.counts(), "issues": [vars(i) for i in self.issues]}
 
     def require_complete(self) -> None:
-        """Raise DatasetError unless every emotion has images (a 7-way study needs all seven)."""
+        """Raise DatasetError unless every emotion of the layout has images (a study of them needs each)."""
         if not self.samples:
             raise DatasetError(f"no usable images found in {self.root}")
-        missing = [code for code, n in self.counts()["emotion"].items() if n == 0]
+        counts = self.counts()["emotion"]
+        missing = [e.code for e in self.emotions if counts[e.code] == 0]
         if missing:
             raise DatasetError(f"partial dataset in {self.root}: no images of {', '.join(missing)}")
 
@@ -110,11 +150,17 @@ def check_image(path: Path) -> tuple[str | None, tuple[int, int] | None]:
     small = cv2.imdecode(buf, cv2.IMREAD_REDUCED_GRAYSCALE_4) if buf.size else None
     if small is None:
         return "corrupt (cannot be decoded)", None
-    height, width = _header_size(buf, small)
-    mean = float(small.mean())
+    return judge_pixels(small), _header_size(buf, small)
+
+
+def judge_pixels(grey: np.ndarray) -> str | None:
+    """Why a (H, W) uint8 grey image holds no usable face (near-black, or one flat grey level), or None."""
+    mean = float(grey.mean())
     if mean < NEAR_BLACK_MEAN:
-        return f"near-black (mean grey {mean:.1f}/255)", (height, width)
-    return None, (height, width)
+        return f"near-black (mean grey {mean:.1f}/255)"
+    if int(grey.max()) == int(grey.min()):
+        return f"blank (every pixel {int(grey.max())}/255)"
+    return None
 
 
 def _header_size(buf: np.ndarray, small: np.ndarray) -> tuple[int, int]:
@@ -135,12 +181,8 @@ def _header_size(buf: np.ndarray, small: np.ndarray) -> tuple[int, int]:
 
 
 def read_rgb(path: Path) -> np.ndarray:
-    """(H, W, 3) uint8 RGB; a file that cannot be decoded is a DatasetError."""
-    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if image is None:
-        raise DatasetError(f"cannot decode image {path}")
-    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
-
-
-def is_image(path: Path) -> bool:
-    return path.suffix.lower() in IMAGE_EXTENSIONS
+    """(H, W, 3) uint8 RGB (grey, 16-bit and alpha images converted); one that cannot be read is a DatasetError."""
+    try:
+        return read_image(path)
+    except SourceError as exc:
+        raise DatasetError(str(exc)) from None

@@ -223,70 +223,33 @@ def fit(model: nn.Module, arch: str, train: Split, val: Split, config: TrainConf
     if not len(train.labels) or not len(val.labels):
         raise ValueError(f"fit needs training and validation faces, got {len(train.labels)} and {len(val.labels)}")
     model.to(device)
-    head, _ = head_and_blocks(model, arch)
-    head_ids = {id(p) for p in head.parameters()}
-    optimizer = torch.optim.AdamW([
-        {"params": [p for p in model.parameters() if id(p) not in head_ids], "base_lr": config.lr},
-        {"params": list(head.parameters()), "base_lr": config.head_lr},
-    ], lr=config.lr, weight_decay=config.weight_decay)
-    start, history, best, bad_epochs = 0, [], None, 0
-    if state_path.is_file():
-        saved = torch.load(state_path, map_location="cpu", weights_only=True)
-        model.load_state_dict(saved["model"])
-        optimizer.load_state_dict(saved["optimizer"])
-        start, history, best, bad_epochs = saved["epoch"] + 1, saved["history"], saved["best"], saved["bad_epochs"]
+    optimizer = _optimizer(model, arch, config)
+    start, history, best, bad_epochs = _resume(state_path, model, optimizer)
     data = CropData(train.crops, train.labels, config.input_size, config.augment, config.seed)
     order = EpochOrder(len(data), config.seed, dist_)
     per_rank_batch = max(1, config.batch // dist_.world)
     loader = torch.utils.data.DataLoader(data, batch_size=per_rank_batch, sampler=order,
                                          num_workers=config.workers, drop_last=False)
     judge = Classifier(model, arch, tuple(Emotion), preprocessing(config.input_size), device, batch=64)
-    loss_fn = nn.CrossEntropyLoss()
     _, blocks = head_and_blocks(model, arch)
     for epoch in range(start, config.epochs):
         if config.patience and bad_epochs >= config.patience:
             break
         torch.manual_seed(config.seed * 100003 + epoch)  # dropout, reproducible per epoch
         data.epoch = order.epoch = epoch
-        set_trainable(model, arch, trainable_blocks(config, epoch, len(blocks)))
-        for group in optimizer.param_groups:
-            group["lr"] = learning_rate(group["base_lr"], epoch, config.epochs)
+        _schedule(model, arch, optimizer, config, epoch, len(blocks))
         net = nn.parallel.DistributedDataParallel(model) if dist_.world > 1 else model
+        bar = tqdm(loader, desc=f"{desc} epoch {epoch + 1}/{config.epochs}", unit="batch", leave=False,
+                   disable=not (progress and dist_.main))
         t0 = time.perf_counter()
-        wait = seen = correct = loss_sum = 0.0
-        tick = time.perf_counter()
-        for images, labels in tqdm(loader, desc=f"{desc} epoch {epoch + 1}/{config.epochs}", unit="batch",
-                                   leave=False, disable=not (progress and dist_.main)):
-            wait += time.perf_counter() - tick
-            x = judge.preprocess(HostCrops(images.numpy()))
-            y = labels.to(device)
-            logits = net(x)
-            loss = loss_fn(logits, y)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            seen += len(y)
-            correct += float((logits.argmax(1) == y).sum())
-            loss_sum += float(loss.detach()) * len(y)
-            tick = time.perf_counter()
-        train_s = time.perf_counter() - t0
-        if dist_.world > 1:
-            # Ranks must agree on the best epoch and on stopping; BatchNorm statistics are per rank, so take
-            # rank 0's model and its validation numbers.
-            for buffer in model.buffers():
-                dist.broadcast(buffer, 0)
-        val_acc, val_loss, _ = evaluate(judge, val)
-        if dist_.world > 1:
-            numbers = torch.tensor([val_acc, val_loss], dtype=torch.float64, device=device)
-            dist.broadcast(numbers, 0)
-            val_acc, val_loss = float(numbers[0]), float(numbers[1])
-        record = {"epoch": epoch, "train_loss": loss_sum / max(seen, 1), "train_acc": correct / max(seen, 1),
-                  "val_acc": val_acc, "val_loss": val_loss, "lr": optimizer.param_groups[0]["lr"],
-                  "images_per_s": seen * dist_.world / max(train_s, 1e-9), "data_wait": wait / max(train_s, 1e-9),
+        trained = _train_epoch(net, bar, judge, optimizer, device)
+        val_acc, val_loss = _validate(judge, val, model, dist_, device)
+        record = {"epoch": epoch, "train_loss": trained["loss"], "train_acc": trained["acc"], "val_acc": val_acc,
+                  "val_loss": val_loss, "lr": optimizer.param_groups[0]["lr"],
+                  "images_per_s": trained["images_per_s"] * dist_.world, "data_wait": trained["data_wait"],
                   "seconds": time.perf_counter() - t0}
         history.append(record)
-        improved = best is None or (val_acc, -val_loss) > (best["val_acc"], -best["val_loss"])
-        if improved:
+        if best is None or (val_acc, -val_loss) > (best["val_acc"], -best["val_loss"]):
             best = {"epoch": epoch, "val_acc": val_acc, "val_loss": val_loss,
                     "state": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}}
             bad_epochs = 0
@@ -301,6 +264,75 @@ def fit(model: nn.Module, arch: str, train: Split, val: Split, config: TrainConf
     if best is None:
         raise RuntimeError(f"{state_path}: no epoch was trained (epochs={config.epochs})")
     return FitResult(best["state"], best["epoch"], best["val_acc"], history)
+
+
+def _schedule(model: nn.Module, arch: str, optimizer, config: TrainConfig, epoch: int, blocks: int) -> None:
+    """The epoch's trainable blocks (the progressive schedule) and learning rates (each group's from its base)."""
+    set_trainable(model, arch, trainable_blocks(config, epoch, blocks))
+    for group in optimizer.param_groups:
+        group["lr"] = learning_rate(group["base_lr"], epoch, config.epochs)
+
+
+def _optimizer(model: nn.Module, arch: str, config: TrainConfig) -> torch.optim.Optimizer:
+    """AdamW with the head at ``config.head_lr`` and the rest at ``config.lr`` (each group's ``base_lr``)."""
+    head, _ = head_and_blocks(model, arch)
+    head_ids = {id(p) for p in head.parameters()}
+    return torch.optim.AdamW([
+        {"params": [p for p in model.parameters() if id(p) not in head_ids], "base_lr": config.lr},
+        {"params": list(head.parameters()), "base_lr": config.head_lr},
+    ], lr=config.lr, weight_decay=config.weight_decay)
+
+
+def _resume(state_path: Path, model: nn.Module, optimizer: torch.optim.Optimizer) -> tuple[int, list, dict, int]:
+    """(first epoch to run, history, best so far, epochs without improvement), from the epoch checkpoint when there
+    is one (its model and optimizer states are loaded), else from the start."""
+    if not state_path.is_file():
+        return 0, [], None, 0
+    saved = torch.load(state_path, map_location="cpu", weights_only=True)
+    model.load_state_dict(saved["model"])
+    optimizer.load_state_dict(saved["optimizer"])
+    return saved["epoch"] + 1, saved["history"], saved["best"], saved["bad_epochs"]
+
+
+def _train_epoch(net: nn.Module, batches, judge: Classifier, optimizer, device: torch.device) -> dict:
+    """One pass over ``batches`` of (images, labels): its mean loss, accuracy, this rank's images per second and
+    the share of the time spent waiting for data."""
+    loss_fn = nn.CrossEntropyLoss()
+    t0 = time.perf_counter()
+    wait = seen = correct = loss_sum = 0.0
+    tick = time.perf_counter()
+    for images, labels in batches:
+        wait += time.perf_counter() - tick
+        x = judge.preprocess(HostCrops(images.numpy()))
+        y = labels.to(device)
+        logits = net(x)
+        loss = loss_fn(logits, y)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        seen += len(y)
+        correct += float((logits.argmax(1) == y).sum())
+        loss_sum += float(loss.detach()) * len(y)
+        tick = time.perf_counter()
+    train_s = time.perf_counter() - t0
+    return {"loss": loss_sum / max(seen, 1), "acc": correct / max(seen, 1),
+            "images_per_s": seen / max(train_s, 1e-9), "data_wait": wait / max(train_s, 1e-9)}
+
+
+def _validate(judge: Classifier, val: Split, model: nn.Module, dist_: Dist, device: torch.device
+              ) -> tuple[float, float]:
+    """Validation accuracy and loss, the same on every rank (rank 0's)."""
+    if dist_.world > 1:
+        # Ranks must agree on the best epoch and on stopping; BatchNorm statistics are per rank, so take
+        # rank 0's model and its validation numbers.
+        for buffer in model.buffers():
+            dist.broadcast(buffer, 0)
+    val_acc, val_loss, _ = evaluate(judge, val)
+    if dist_.world > 1:
+        numbers = torch.tensor([val_acc, val_loss], dtype=torch.float64, device=device)
+        dist.broadcast(numbers, 0)
+        val_acc, val_loss = float(numbers[0]), float(numbers[1])
+    return val_acc, val_loss
 
 
 # ------------------------------------------------------------------------------------------- model set-up

@@ -17,8 +17,9 @@ import re
 from pathlib import Path
 
 from fersr_stream.classify.labels import Emotion
+from fersr_stream.sources.images import is_image_path
 
-from .dataset import Dataset, DatasetError, Issue, Sample, check_image, is_image
+from .dataset import Dataset, DatasetError, Issue, Sample, check_image
 
 NAME = re.compile(r"^(?P<session>[AB])(?P<gender>[FM])(?P<id>\d{2})"
                   r"(?P<emotion>AF|AN|DI|HA|NE|SA|SU)(?P<angle>FL|HL|S|HR|FR)$")
@@ -61,12 +62,13 @@ def load(path: str | Path, angles=("FL", "HL", "S", "HR", "FR"), sessions=("A", 
     root = find_root(path)
     samples: dict[str, Sample] = {}
     sizes: dict[str, tuple[int, int]] = {}
-    issues: list[Issue] = []
+    issues = [Issue(p.name, "excluded", "not inside a person folder") for p in sorted(root.iterdir()) if p.is_file()]
     for file in sorted(p for folder in root.iterdir() if folder.is_dir() for p in folder.iterdir()):
         rel = file.relative_to(root).as_posix()
         if not file.is_file():
+            issues.append(Issue(rel, "excluded", "a folder inside a person folder"))
             continue
-        if not is_image(file):
+        if not is_image_path(file):
             issues.append(Issue(rel, "excluded", "not an image file"))
             continue
         stem = file.stem.upper()

@@ -35,7 +35,7 @@ from fersr_stream.crops import HostCrops
 from fersr_stream.errors import ConfigError
 
 from . import config as tconfig
-from . import engine, faces, folders, kdef, report, splits, synthetic
+from . import engine, faces, kdef, layouts, report, splits, synthetic
 from .cache import Condition, RestorationCache, face_keys
 from .config import StudyConfig, parse_restorer
 from .dataset import Dataset
@@ -66,8 +66,6 @@ def load_dataset(config: StudyConfig, dist_: engine.Dist | None = None) -> Datas
     dataset of the user's is never written to, nor trained on under the synthetic label.
     """
     data = config.data
-    if data.kind == "folders":
-        return folders.load(data.root, data.person_regex)
     if data.kind == "synthetic":
         root = Path(data.root) if data.root else config.folder.parent / "synthetic-kdef"
         synthetic.claim(root)
@@ -76,9 +74,7 @@ def load_dataset(config: StudyConfig, dist_: engine.Dist | None = None) -> Datas
         if dist_ is not None:
             dist_.barrier()
         return kdef.load(root, data.angles, data.sessions)
-    if not data.root:
-        raise ConfigError("no dataset given: pass --data PATH (the KDEF folder) or set data.root")
-    return kdef.load(data.root, data.angles, data.sessions)
+    return layouts.load(data)
 
 
 class Study:
@@ -111,7 +107,7 @@ class Study:
             for arch in c.train.models:
                 if arch in tconfig.TRAINABLE:
                     engine.imagenet_weights(arch)
-        if c.faces.detect:
+        if faces.crop_mode(c.faces, self.dataset) == "detect":
             detect.fetch(DetectConfig(name=c.faces.detector))
         for spec in self.restorers:
             enhance.fetch(EnhanceConfig(name=spec.name, weights=spec.weights))
@@ -150,7 +146,7 @@ class Study:
     def cells(self) -> list[tuple[TrainCell, list[Condition]]]:
         """(training cell, its test conditions) for every fold, model and arm, in run order."""
         c = self.config
-        folds = c.protocol.only_folds if c.protocol.only_folds is not None else range(c.protocol.folds)
+        folds = c.protocol.only_folds if c.protocol.only_folds is not None else range(len(self.folds))
         out = []
         for k in folds:
             for model in c.train.models:
@@ -228,10 +224,8 @@ class Study:
         self.cache = RestorationCache(c.cache_dir, c.phases.degrade, self.device, c.cache.batch,
                                       self.progress and self.dist.main)
         if self.dist.main and self.folder.is_dir():
-            fixed = [k for k, d in zip(self.faceset.keys, self.faceset.detected) if not d]
-            _write_json(self.folder / "faces.json", {"detector": c.faces.detector if c.faces.detect else None,
-                                                     "detected": int(self.faceset.detected.sum()),
-                                                     "fixed_box": len(fixed), "fixed_box_keys": fixed})
+            _write_json(self.folder / "faces.json", faces_summary(self.faceset, self.dataset.framing,
+                                                                  c.faces.detector))
 
     def restore_all(self, shard: tuple[int, int] = (0, 1)) -> dict[str, dict]:
         """Fill the restoration cache for every restored condition the grid needs (this shard's faces)."""
@@ -318,6 +312,16 @@ def metrics(cell: TrainCell, test: Condition, keys: tuple[str, ...], labels: np.
             "phase": phase_of(cell.arm, test), "width": test.width, "restorer": test.restorer_name,
             "n": int(len(labels)), "accuracy": float((preds == labels).mean()), "per_class": per_class,
             "confusion": confusion.tolist(), "keys": list(keys), "labels": labels.tolist(), "preds": preds.tolist()}
+
+
+def faces_summary(faceset: faces.FaceSet, framing: str, detector: str) -> dict:
+    """faces.json: how the faces were cut and, where a detector ran, the images it found no face in."""
+    if faceset.mode != "detect":
+        return {"crop": faceset.mode, "detector": None}
+    missed = [k for k, found in zip(faceset.keys, faceset.detected) if not found]
+    fallback = "KDEF's fixed box" if faces.uses_kdef_box("detect", framing) else "the image's centred square"
+    return {"crop": "detect", "detector": detector, "detected": int(faceset.detected.sum()),
+            "not_detected": len(missed), "fallback": fallback, "not_detected_keys": missed}
 
 
 def _write_json(path: Path, blob: dict) -> None:

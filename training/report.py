@@ -303,6 +303,30 @@ def _lr_note(cfg: dict) -> str:
     return note
 
 
+def _faces_line(found: dict) -> str:
+    """How the faces were cut, from faces.json."""
+    crop = found.get("crop")
+    if crop is None:
+        return "- Faces: not recorded (the run folder has no `faces.json`)."
+    if crop == "none":
+        return "- Faces: the images are the faces (their centred square, resized; no detector)."
+    if crop == "box":
+        return "- Faces: KDEF's fixed face box (no detector)."
+    return (f"- Faces: detector {found.get('detector')}; {found.get('not_detected')} images without a detection "
+            f"got {found.get('fallback')} (`faces.json` lists them).")
+
+
+def _protocol_line(proto: dict) -> str:
+    if proto.get("split") == "official":
+        return ("- Protocol: the dataset's official split (one fold: training, validation and test parts; where "
+                f"the dataset has no validation part, a share {proto.get('val_fraction')} of its training part "
+                "validates), validation for epoch selection and early stopping; the test part chooses nothing. "
+                "Splits in `splits.json`.")
+    return (f"- Protocol: {proto.get('split')}-level {proto.get('folds')}-fold cross-validation, "
+            f"validation share {proto.get('val_fraction')} of the training part for epoch selection and early "
+            "stopping; the test fold chooses nothing. Splits in `splits.json`.")
+
+
 def _report_text(folder: Path, cfg: dict, tests, table, plots, confusions) -> str:
     data = json.loads((folder / "data.json").read_text()) if (folder / "data.json").is_file() else {}
     found = json.loads((folder / "faces.json").read_text()) if (folder / "faces.json").is_file() else {}
@@ -320,12 +344,8 @@ def _report_text(folder: Path, cfg: dict, tests, table, plots, confusions) -> st
         f"- Data: {data.get('kind', '?')} at `{data.get('root', '?')}`: {counts.get('images', '?')} images "
         f"({', '.join(f'{k} {v}' for k, v in counts.get('emotion', {}).items())}); {len(issues)} files "
         "renamed, excluded or unusual (listed below and in `data.json`).",
-        f"- Faces: {'detector ' + str(found.get('detector')) if found.get('detector') else 'fixed box'}"
-        + (f", {found.get('fixed_box')} images without a detection got the fixed box "
-           "(`faces.json` lists them)" if found.get("detector") else "") + ".",
-        f"- Protocol: {proto.get('split')}-level {proto.get('folds')}-fold cross-validation, "
-        f"validation share {proto.get('val_fraction')} of the training part for epoch selection and early "
-        "stopping; the test fold chooses nothing. Splits in `splits.json`.",
+        _faces_line(found),
+        _protocol_line(proto),
         f"- Training: {', '.join(train.get('models', []))}; schedule {train.get('schedule')}, "
         f"{'ImageNet-pretrained' if train.get('pretrained') else 'random initialisation'}, "
         f"input {train.get('input_size')} px, up to {train.get('epochs')} epochs.",

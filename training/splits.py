@@ -1,9 +1,11 @@
-"""Cross-validation splits that keep the test fold out of every choice.
+"""Splits that keep the test fold out of every choice.
 
 ``subject`` (default): k-fold by person, so nobody in a test fold was seen in training; KDEF people are dealt
 to folds by gender so each fold holds both. ``image``: the earlier work's protocol, k-fold over images
-stratified by emotion (the same person then appears in training and test). Either way a validation subset of
-the training part (people, or images) picks the epoch; the test fold is only ever evaluated.
+stratified by emotion (the same person then appears in training and test). ``official``: the dataset's own
+split as one fold (FER2013's PublicTest validates; RAF-DB and AffectNet have none, so a validation part is
+carved from their training part, by person where persons are known). Either way a validation subset of the
+training part (people, or images) picks the epoch; the test fold is only ever evaluated.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from .config import ProtocolConfig
-from .dataset import Dataset, DatasetError
+from .dataset import PARTS, Dataset, DatasetError, Sample
 
 
 @dataclass(frozen=True)
@@ -31,10 +33,29 @@ class Fold:
 
 
 def make(dataset: Dataset, protocol: ProtocolConfig) -> list[Fold]:
-    """Deterministic folds for ``dataset`` (a function of its sample keys, people and ``protocol.seed``)."""
+    """Deterministic folds for ``dataset`` (a function of its sample keys, people, parts and ``protocol.seed``).
+
+    Raises:
+        DatasetError: a protocol the dataset cannot support (see :attr:`Dataset.protocols`), or too few images or
+            people for it.
+    """
+    if protocol.split not in dataset.protocols:
+        raise DatasetError(_unsupported(dataset, protocol.split))
     if protocol.split == "subject":
         return _by_subject(dataset, protocol)
+    if protocol.split == "official":
+        return [_official(dataset, protocol)]
     return _by_image(dataset, protocol)
+
+
+def _unsupported(dataset: Dataset, split: str) -> str:
+    """One line on why ``dataset`` cannot be split by ``split``, and what to use instead."""
+    others = " or ".join(p for p in dataset.protocols if p != split)
+    if split == "official":
+        return f"{dataset.kind} has no official split; use protocol.split={others}"
+    hint = "set data.person_regex, or " if dataset.kind == "folders" else ""
+    return (f"the subject-independent split needs a person for every image, which {dataset.kind} does not give; "
+            f"{hint}use protocol.split={others}")
 
 
 def _deal(items: list, groups: dict, k: int, rng: np.random.Generator) -> list[list]:
@@ -50,9 +71,6 @@ def _deal(items: list, groups: dict, k: int, rng: np.random.Generator) -> list[l
 
 
 def _by_subject(dataset: Dataset, protocol: ProtocolConfig) -> list[Fold]:
-    if any(s.person is None for s in dataset.samples):
-        raise DatasetError("the subject-independent split needs person ids, which this dataset lacks; "
-                           "set data.person_regex or use protocol.split=image")
     people = sorted({s.person for s in dataset.samples})
     if len(people) < protocol.folds + 1:
         raise DatasetError(f"{len(people)} people cannot make {protocol.folds} subject folds plus a validation "
@@ -70,9 +88,7 @@ def _by_subject(dataset: Dataset, protocol: ProtocolConfig) -> list[Fold]:
     folds = []
     for k, test_people in enumerate(test_bins):
         rest = [p for p in people if p not in set(test_people)]
-        n_val = min(max(1, round(protocol.val_fraction * len(rest))), len(rest) - 1)
-        fold_rng = np.random.default_rng([protocol.seed, k])
-        val_people = sorted(rest[i] for i in fold_rng.choice(len(rest), n_val, replace=False))
+        val_people = _pick_people(rest, protocol.val_fraction, np.random.default_rng([protocol.seed, k]))
         train_people = [p for p in rest if p not in set(val_people)]
         gather = lambda group: tuple(sorted(key for p in group for key in keys_of[p]))  # noqa: E731
         folds.append(Fold(k, gather(train_people), gather(val_people), gather(test_people),
@@ -91,16 +107,56 @@ def _by_image(dataset: Dataset, protocol: ProtocolConfig) -> list[Fold]:
     for k, test in enumerate(bins):
         test_set = set(test)
         rest = [key for key in keys if key not in test_set]
-        fold_rng = np.random.default_rng([protocol.seed, k])
-        val = []
-        for c in sorted(set(label.values())):
-            members = [key for key in rest if label[key] == c]
-            n_val = max(1, round(protocol.val_fraction * len(members)))
-            val += [members[i] for i in fold_rng.choice(len(members), n_val, replace=False)]
+        val = _pick_images(rest, label, protocol.val_fraction, np.random.default_rng([protocol.seed, k]))
         val_set = set(val)
         folds.append(Fold(k, tuple(sorted(key for key in rest if key not in val_set)), tuple(sorted(val)),
                           tuple(sorted(test))))
     return folds
+
+
+def _official(dataset: Dataset, protocol: ProtocolConfig) -> Fold:
+    """The dataset's own parts; a validation part carved from the training part where it has none."""
+    part = {p: [s for s in dataset.samples if s.part == p] for p in PARTS}
+    for needed in ("train", "test"):
+        if not part[needed]:
+            raise DatasetError(f"the official split of {dataset.kind} in {dataset.root} has no {needed} images")
+    train, val = part["train"], part["val"]
+    if not val:
+        rng = np.random.default_rng(protocol.seed)
+        if "subject" in dataset.protocols and len(_people(train)) >= 2:
+            chosen = set(_pick_people(list(_people(train)), protocol.val_fraction, rng))
+            val = [s for s in train if s.person in chosen]
+        else:
+            label = {s.key: int(s.label) for s in train}
+            chosen = set(_pick_images([s.key for s in train], label, protocol.val_fraction, rng))
+            val = [s for s in train if s.key in chosen]
+        held = {s.key for s in val}
+        train = [s for s in train if s.key not in held]
+    return Fold(0, _keys(train), _keys(val), _keys(part["test"]), _people(part["test"]), _people(val))
+
+
+def _keys(samples: list[Sample]) -> tuple[str, ...]:
+    return tuple(sorted(s.key for s in samples))
+
+
+def _people(samples: list[Sample]) -> tuple[str, ...]:
+    return tuple(sorted({s.person for s in samples if s.person is not None}))
+
+
+def _pick_people(people: list[str], fraction: float, rng: np.random.Generator) -> list[str]:
+    """A sorted ``fraction`` of ``people`` (at least one, and never all of them) for validation."""
+    n_val = min(max(1, round(fraction * len(people))), len(people) - 1)
+    return sorted(people[i] for i in rng.choice(len(people), n_val, replace=False))
+
+
+def _pick_images(keys: list[str], label: dict[str, int], fraction: float, rng: np.random.Generator) -> list[str]:
+    """A ``fraction`` of each emotion's ``keys`` (at least one per emotion) for validation."""
+    val = []
+    for c in sorted({label[key] for key in keys}):
+        members = [key for key in keys if label[key] == c]
+        n_val = max(1, round(fraction * len(members)))
+        val += [members[i] for i in rng.choice(len(members), n_val, replace=False)]
+    return val
 
 
 def to_json(folds: list[Fold], protocol: ProtocolConfig) -> dict:

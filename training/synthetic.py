@@ -7,6 +7,7 @@ config and the benchmark; its numbers say the code works, never how KDEF behaves
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -82,13 +83,13 @@ def write(out: str | Path, people: int | list[str] = 4, width: int = 140, seed: 
                                                 "(training/synthetic.py): not KDEF, and not real faces.\n")
     height = int(round(width * 762 / 562))
     for pid in ids:
-        identity = _identity(pid, seed)
+        person = identity(pid, seed)
         for session in ("A", "B"):
             folder = root / f"{session}{pid}"
             folder.mkdir(parents=True, exist_ok=True)
             for code in KDEF_CODES:
                 for angle in ANGLES:
-                    image = draw(identity, EXPRESSIONS[code], YAW[angle], session, width, height)
+                    image = draw(person, EXPRESSIONS[code], YAW[angle], session, width, height)
                     name = folder / f"{session}{pid}{code}{angle}.JPG"
                     cv2.imwrite(str(name), cv2.cvtColor(image, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, quality])
     return root
@@ -130,7 +131,7 @@ def inject_defects(root: str | Path) -> dict[str, str]:
 
 
 @dataclass(frozen=True)
-class _Identity:
+class Identity:
     skin: tuple[float, float, float]
     hair: tuple[float, float, float]
     shirt: tuple[float, float, float]
@@ -140,17 +141,17 @@ class _Identity:
     seed: int
 
 
-def _identity(pid: str, seed: int) -> _Identity:
+def identity(pid: str, seed: int) -> Identity:
     rng = np.random.default_rng([seed, int(pid[1:]), ord(pid[0])])
     tone = rng.uniform(0.45, 1.0)
     skin = (235 * tone + 10, 190 * tone + 10, 160 * tone + 5)
     hair = tuple(float(v) for v in rng.uniform(20, 120) * np.array([1.0, 0.8, 0.6]))
     shirt = tuple(float(v) for v in rng.uniform(40, 200, 3))
-    return _Identity(skin, hair, shirt, float(rng.uniform(1.18, 1.38)), float(rng.uniform(0.36, 0.46)),
+    return Identity(skin, hair, shirt, float(rng.uniform(1.18, 1.38)), float(rng.uniform(0.36, 0.46)),
                      pid[0] == "F", int(rng.integers(1 << 30)))
 
 
-def draw(identity: _Identity, expr: Expression, yaw: float, session: str, width: int, height: int) -> np.ndarray:
+def draw(identity: Identity, expr: Expression, yaw: float, session: str, width: int, height: int) -> np.ndarray:
     """(height, width, 3) uint8 RGB: one face on KDEF's plain background, head centred as in KDEF.
 
     ``yaw`` in [-1, 1] turns the head (1 = full profile to the subject's right).
@@ -167,62 +168,77 @@ def draw(identity: _Identity, expr: Expression, yaw: float, session: str, width:
     turn = math.cos(yaw * math.radians(70))  # how much of the face's width faces the camera
     off = math.sin(yaw * math.radians(70)) * rx * 0.55  # features slide towards the turned side
 
-    def ell(center, axes, angle, color, thickness=-1, a0=0, a1=360):
-        c = (int(round(center[0] * 16)), int(round(center[1] * 16)))
-        ax = (max(int(round(axes[0] * 16)), 16), max(int(round(axes[1] * 16)), 16))
-        cv2.ellipse(canvas, c, ax, angle, a0, a1, color, thickness, cv2.LINE_AA, shift=4)
-
+    ell = functools.partial(_ellipse, canvas)
     ell((cx, H * 1.05), (rx * 2.0, ry * 0.9), 0, identity.shirt)  # shoulders
     ell((cx, cy + ry * 0.9), (rx * 0.45, ry * 0.5), 0, identity.skin)  # neck
     if identity.long_hair:
         ell((cx - off * 0.3, cy), (rx * 1.15, ry * 1.05), 0, identity.hair)
     ell((cx, cy), (rx * (0.75 + 0.25 * turn), ry), 0, identity.skin)
     ell((cx - off * 0.4, cy - ry * 0.55), (rx * (0.8 + 0.2 * turn), ry * 0.55), 0, identity.hair, -1, 180, 360)
+    fx, eye_y = cx + off, cy - ry * 0.12  # the features' centre line and the eyes' height
+    _eyes(canvas, identity, expr, yaw, fx, eye_y, rx, turn)
+    _nose(canvas, identity, expr.wrinkle, yaw, fx, eye_y, cy, rx, ry)
+    _mouth(canvas, expr, fx, cy + ry * 0.5, rx, turn)
+    image = cv2.resize(canvas, (width, height), interpolation=cv2.INTER_AREA)
+    image += rng.normal(0, 2.0, image.shape).astype(np.float32)  # sensor-like grain
+    return np.clip(image + 0.5, 0, 255).astype(np.uint8)
 
+
+def _ellipse(canvas: np.ndarray, center, axes, angle, color, thickness=-1, a0=0, a1=360) -> None:
+    """An anti-aliased ellipse at sub-pixel precision (OpenCV's 4 fractional bits); axes of at least 1 px."""
+    c = (int(round(center[0] * 16)), int(round(center[1] * 16)))
+    ax = (max(int(round(axes[0] * 16)), 16), max(int(round(axes[1] * 16)), 16))
+    cv2.ellipse(canvas, c, ax, angle, a0, a1, color, thickness, cv2.LINE_AA, shift=4)
+
+
+def _line(canvas: np.ndarray, points: np.ndarray, color, thickness: int) -> None:
+    """An anti-aliased open polyline through (K, 2) points at sub-pixel precision."""
+    cv2.polylines(canvas, [np.round(points * 16).astype(np.int32)], False, color, thickness, cv2.LINE_AA, shift=4)
+
+
+def _eyes(canvas: np.ndarray, identity: Identity, expr: Expression, yaw: float, fx: float, eye_y: float,
+          rx: float, turn: float) -> None:
+    """Both eyes and brows; the eye on the far side shrinks and hides as the head turns."""
     dark = (40.0, 30.0, 30.0)
-    fx = cx + off
     gap = identity.eye_gap * rx
-    eye_y = cy - ry * 0.12
     for side in (-1, 1):
-        # the eye on the far side shrinks and hides as the head turns
         visible = max(0.0, 1.0 - max(0.0, side * -yaw) * 1.1) if yaw else 1.0
         if visible < 0.15:
             continue
         ex = fx + side * gap * turn
         ew, eh = rx * 0.16 * visible, rx * 0.075 * expr.eye_open
-        ell((ex, eye_y), (ew, eh), 0, (250.0, 250.0, 250.0))
-        ell((ex, eye_y), (ew * 0.45, min(eh, ew * 0.45)), 0, dark)
+        _ellipse(canvas, (ex, eye_y), (ew, eh), 0, (250.0, 250.0, 250.0))
+        _ellipse(canvas, (ex, eye_y), (ew * 0.45, min(eh, ew * 0.45)), 0, dark)
         by = eye_y - rx * (0.22 + expr.brow_raise)
         inner = ex - side * ew * 1.2
         outer = ex + side * ew * 1.2
         slant = expr.brow_slant * rx
         p = np.array([[inner, by + slant], [ex, by - rx * 0.03], [outer, by - slant * 0.3]], np.float32)
-        cv2.polylines(canvas, [np.round(p * 16).astype(np.int32)], False, identity.hair if identity.hair[0] < 90
-                      else dark, max(int(rx * 0.05), 1), cv2.LINE_AA, shift=4)
+        _line(canvas, p, identity.hair if identity.hair[0] < 90 else dark, max(int(rx * 0.05), 1))
+
+
+def _nose(canvas: np.ndarray, identity: Identity, wrinkle: bool, yaw: float, fx: float, eye_y: float, cy: float,
+          rx: float, ry: float) -> None:
+    """The nose line, and disgust's lines across it."""
     nose = np.array([[fx, eye_y + rx * 0.05], [fx + rx * 0.06 * (1 if yaw >= 0 else -1), cy + ry * 0.22],
                      [fx, cy + ry * 0.25]], np.float32)
     shade = tuple(v * 0.75 for v in identity.skin)
-    cv2.polylines(canvas, [np.round(nose * 16).astype(np.int32)], False, shade, max(int(rx * 0.03), 1),
-                  cv2.LINE_AA, shift=4)
-    if expr.wrinkle:
+    _line(canvas, nose, shade, max(int(rx * 0.03), 1))
+    if wrinkle:
         for k in (-1, 1):
             y = eye_y + rx * (0.12 + 0.05 * k)
-            a = np.array([[fx - rx * 0.1, y], [fx + rx * 0.1, y]])
-            cv2.polylines(canvas, [np.round(a * 16).astype(np.int32)], False, shade, max(int(rx * 0.02), 1),
-                          cv2.LINE_AA, shift=4)
-    my = cy + ry * 0.5
+            _line(canvas, np.array([[fx - rx * 0.1, y], [fx + rx * 0.1, y]]), shade, max(int(rx * 0.02), 1))
+
+
+def _mouth(canvas: np.ndarray, expr: Expression, fx: float, my: float, rx: float, turn: float) -> None:
+    """Both lips as curves, the opening between them filled dark."""
     mw = rx * expr.mouth_width * (0.6 + 0.4 * turn)
     xs = np.linspace(-1, 1, 15)
     upper = np.stack([fx + xs * mw, my + expr.mouth_curve * rx * (1 - xs ** 2) - expr.mouth_curve * rx * 0.5], 1)
     lower = upper.copy()
     lower[:, 1] += expr.mouth_open * rx * 0.35 * (1 - xs ** 2)
-    lips = (150.0, 60.0, 60.0)
     if expr.mouth_open > 0:
         cv2.fillPoly(canvas, [np.round(np.concatenate([upper, lower[::-1]]) * 16).astype(np.int32)], (60.0, 20.0, 20.0),
                      cv2.LINE_AA, shift=4)
     for line in (upper, lower):
-        cv2.polylines(canvas, [np.round(line * 16).astype(np.int32)], False, lips, max(int(rx * 0.045), 1),
-                      cv2.LINE_AA, shift=4)
-    image = cv2.resize(canvas, (width, height), interpolation=cv2.INTER_AREA)
-    image += rng.normal(0, 2.0, image.shape).astype(np.float32)  # sensor-like grain
-    return np.clip(image + 0.5, 0, 255).astype(np.uint8)
+        _line(canvas, line, (150.0, 60.0, 60.0), max(int(rx * 0.045), 1))

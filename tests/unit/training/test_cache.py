@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 
 from fersr_stream.config import DegradeConfig
-from training.cache import CacheError, Condition, RestorationCache, face_keys, parse_shard, weights_sha256
+from fersr_stream.enhance import BicubicEnhancer
 from training import config
+from training.cache import CacheError, Condition, RestorationCache, face_keys, parse_shard, weights_sha256
 from training.config import RestorerSpec, parse_restorer
 
 
@@ -85,13 +86,13 @@ def test_restorers_start_from_the_lr_image_and_bicubic_is_not_plain_lr(tmp_path,
     up = np.stack([cv2.resize(s, (32, 32), interpolation=cv2.INTER_LINEAR) for s in small])
     np.testing.assert_array_equal(cache.lr(crops, keys, 8), up)  # the same LR pixels, enlarged
     seen = []
-    real = RestorationCache._restore
+    real = BicubicEnhancer.enhance
 
-    def spy(self, spec, low, size):
-        seen.append(low.shape)
-        return real(self, spec, low, size)
+    def spy(self, faces):
+        seen.append(faces.images.shape)
+        return real(self, faces)
 
-    monkeypatch.setattr(RestorationCache, "_restore", spy)
+    monkeypatch.setattr(BicubicEnhancer, "enhance", spy)
     cache.fill(BICUBIC, crops, keys)
     assert seen == [(6, 8, 8, 3)]
     restored, lr = cache.load(BICUBIC, crops, keys), cache.lr(crops, keys, 8)

@@ -43,12 +43,19 @@ def test_overrides_and_errors():
              "train.input_size=100000": "at most 1024 px",
              "faces.detector=haarr": "unknown value 'haarr'",
              "faces.margin=-1": "'faces.margin' must be >= 0",
+             "faces.crop=square": "unknown value 'square'; choose from auto, detect, box, none",
+             "data.kind=csv": "unknown value 'csv'; choose from kdef, folders, fer2013, rafdb, ckplus, jaffe",
+             "data.person_regex=S(\\d+)": "'data.person_regex' applies to data.kind=folders only",
+             "protocol.split=random": "choose from subject, image, official",
              "report.example_widths=[0]": "widths must be >= 2 px",
              "report.example_widths=[300]": "300 px is not lower than the face crops",
              "name=": "config key 'name' needs a value"}
     for item, message in cases.items():
         with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace("]", r"\]")):
             config.load(None, [item])
+    with pytest.raises(ConfigError, match="the official split is one fold"):
+        config.load(None, ["protocol.split=official", "protocol.only_folds=[1]"])
+    assert config.load(None, ["protocol.split=official", "protocol.only_folds=[0]"]).protocol.only_folds == (0,)
     # a list key also takes one item, or comma-separated items, without brackets
     cfg = config.load(None, ["train.models=resnet18", "phases.widths=8,16", "data.angles=S"])
     assert (cfg.train.models, cfg.phases.widths, cfg.data.angles) == (("resnet18",), (8, 16), ("S",))

@@ -1,15 +1,13 @@
-"""KDEF and folder loaders on fake trees: naming, the distribution's known defects, bad folders."""
+"""The KDEF loader on fake trees: naming, the distribution's known defects, bad folders."""
 
 from __future__ import annotations
-
-import shutil
 
 import cv2
 import numpy as np
 import pytest
 
 from fersr_stream.classify.labels import Emotion
-from training import folders, kdef, synthetic
+from training import kdef, synthetic
 from training.dataset import DatasetError
 
 
@@ -67,11 +65,13 @@ def test_lowercase_extension_and_stray_files(tmp_path):
     f.rename(f.with_suffix(".jpg"))
     (root / "AF01" / "notes.txt").write_text("x")
     (root / "AF01" / "AF01HAPROFILE.JPG").write_bytes(b"")
+    (root / "README.txt").write_text("x")
     ds = kdef.load(root)
     assert "AF01HAS" in {s.key for s in ds.samples}
     reasons = {i.file: i.reason for i in ds.issues}
     assert reasons["AF01/notes.txt"] == "not an image file"
     assert "naming" in reasons["AF01/AF01HAPROFILE.JPG"]
+    assert reasons["README.txt"] == "not inside a person folder"
 
 
 @pytest.mark.parametrize("make", ["missing", "empty", "flat", "wrong_names"])
@@ -96,22 +96,6 @@ def test_partial_dataset_is_rejected(tmp_path):
     ds = kdef.load(root)
     with pytest.raises(DatasetError, match="no images of DI"):
         ds.require_complete()
-
-
-def test_folders_loader(tmp_path):
-    src = synthetic.write(tmp_path / "src", ["F01", "M01"], width=48)
-    root = tmp_path / "fer"
-    for code, name in (("HA", "happy"), ("SA", "Sadness"), ("AN", "AN")):
-        (root / name).mkdir(parents=True)
-        for f in src.glob(f"*/*{code}S.JPG"):
-            shutil.copy(f, root / name / f.name)
-    (root / "unknown_class").mkdir()
-    ds = folders.load(root, person_regex=r"^[AB]([FM]\d\d)")
-    assert {s.label for s in ds.samples} == {Emotion.HAPPY, Emotion.SAD, Emotion.ANGRY}
-    assert {s.person for s in ds.samples} == {"F01", "M01"}
-    assert len(ds) == 2 * 2 * 3
-    with pytest.raises(DatasetError, match="no emotion folders"):
-        folders.load(src)
 
 
 def test_synthetic_layout_and_expressions_differ(tmp_path):

@@ -18,7 +18,7 @@ def faces():
     """(42, 32, 32, 3) uint8 synthetic faces (3 identities x 7 emotions x 2 sessions) and their labels."""
     crops, labels = [], []
     for pid in ("F01", "M01", "F02"):
-        identity = synthetic._identity(pid, 0)
+        identity = synthetic.identity(pid, 0)
         for session in "AB":
             for k, code in enumerate(synthetic.EXPRESSIONS):
                 image = synthetic.draw(identity, synthetic.EXPRESSIONS[code], 0.0, session, 64, 87)
