@@ -195,7 +195,7 @@ def _paste_weights(side: int, feather: float, frame_to_crop: np.ndarray | None =
 
     The band is ``feather * side`` wide: the square is eroded by half of it and blurred by a quarter of it, in
     the crop, and warped with the face. (Done in the frame, the erosion's elliptic kernel grew with the face: 81 px
-    across for a 540-px face, 165 ms for that face here.) Given the crop's map ``frame_to_crop`` and the frame's
+    across for a large face, and slow.) Given the crop's map ``frame_to_crop`` and the frame's
     (width, height), the edges beyond the frame are not faded: the face goes on past it.
     """
     band = feather * side

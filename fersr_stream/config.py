@@ -49,7 +49,7 @@ class DetectConfig:
     name: str = "haar"
     weights: str | None = None
     detect_width: int = 480  # frames are downscaled to this width before detection, boxes mapped back
-    scale_factor: float = 1.2  # Haar's pyramid step: 1.1 finds a little more, at ~1.6x the time
+    scale_factor: float = 1.2  # Haar's pyramid step: 1.1 finds a little more, at more scales to search
     min_face: int = 20  # smallest face width in source pixels
     score_threshold: float = 0.6
     full_every: int = 10  # video: search the whole frame every this many frames, in between follow known faces
@@ -126,10 +126,10 @@ class ClassifyConfig:
 
     weights: str | None = None
     batch: int = 32  # faces per forward, and the most frames the stage takes at once
-    # seconds the stage waits to gather frames: a forward of several faces costs less per face (mini-Xception on
-    # one CPU thread: ~2.4 ms for one face, ~1.3 ms each for four, as PyTorch sends more of its convolutions to
-    # oneDNN and the call's fixed cost is shared), and fewer, larger hand-offs cost less on few cores. It waits
-    # only while a later stage has frames queued, so it adds no latency where the stages after it sit idle.
+    # seconds the stage waits to gather frames: a forward of several faces costs less per face (PyTorch sends more
+    # of its convolutions to oneDNN and the call's fixed cost is shared; python -m fersr_stream.bench.choices),
+    # and fewer, larger hand-offs cost less on few cores. It waits only while a later stage has frames queued, so
+    # it adds no latency where the stages after it sit idle.
     max_wait: float = 0.05
 
     def __post_init__(self):

@@ -216,7 +216,7 @@ def _jpeg_torch(images: torch.Tensor, quality: int) -> torch.Tensor:
     """Round-trip (N, 3, h, w) uint8 RGB through :func:`_jpeg` (OpenCV's libjpeg), back on the images' device.
 
     The images are the low-resolution ones (a few kB), so the copies cost little; nvJPEG (torchvision's codec on
-    CUDA) quantises otherwise: 16-px faces came out 5.7 levels apart on average on an H200.
+    CUDA) quantises otherwise: small faces came out several levels apart on average on an H200.
     """
     host = images.permute(0, 2, 3, 1).cpu().numpy()
     done = np.stack([_jpeg(image, quality) for image in host])

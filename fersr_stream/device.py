@@ -1,7 +1,7 @@
 """The one place that picks the compute device and the per-device code paths.
 
-On CPU, OpenCV's warps are about 10x faster than torch's grid sampling (a 512 px face crop from a 720p frame on
-one core: 1.0 ms against 11 ms); on CUDA frames stay on the GPU and torch is used.
+On CPU, OpenCV's warps are several times faster than torch's grid sampling (``python -m fersr_stream.bench.choices``);
+on CUDA frames stay on the GPU and torch is used.
 """
 
 from __future__ import annotations
@@ -45,8 +45,8 @@ def batch_rows(n: int, most: int, device: torch.device) -> int:
     The restorers' rule (the classifier pads to its whole batch: ``Classifier.rows``). On a GPU a thread's first
     batch of every new shape is slow (cuDNN builds its plans), and a stream's batches come in every size up to the
     batch; padded, they come in a few.
-    GFPGAN on an H200 (torch 2.11): 143 ms for the first call of a new shape against 54 ms for the second. On a CPU
-    the padding would only be wasted work.
+    (``python -m fersr_stream.bench.gpu`` times first and later calls). On a CPU the padding would only be wasted
+    work.
     """
     if device.type != "cuda" or n >= most:
         return n
@@ -65,7 +65,7 @@ def spare_cores() -> int:
     busy, at least one.
 
     On 2 cores a codec's own threads only take turns with the other stages and cost CPU to coordinate
-    (x264 at 720p veryfast: 12.1 ms a frame single-threaded vs 13.7 ms threaded; H.264 decode 1.7 vs 2.2 ms).
+    (``python -m fersr_stream.bench.choices`` times x264 and H.264 decoding both ways).
     """
     return max(1, (os.cpu_count() or 1) - 2)
 

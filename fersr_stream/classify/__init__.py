@@ -128,8 +128,8 @@ class Classifier:
 
     def rows(self, n: int) -> int:
         """Rows a chunk of ``n`` faces runs as. On CUDA always the full ``batch``: a thread's first batch of a new
-        shape is slow on a GPU, where cuDNN builds a plan for each convolution (this network's: 1.2-1.4 s on an
-        H200), and a full batch costs next to nothing there (32 faces, 1.9 ms). On a CPU ``n``: there every row
+        shape is slow on a GPU, where cuDNN builds a plan for each convolution (``--stats`` shows the warm-up),
+        and a full batch of this small network costs next to nothing there. On a CPU ``n``: there every row
         costs."""
         return self.batch if self.device.type == "cuda" else n
 
@@ -145,8 +145,8 @@ def _traced(module: torch.nn.Module, size: int, device: torch.device) -> torch.j
 
     Eager PyTorch gives up and retakes the GIL around each of the mini-Xception's ~40 small ops (and the ~8 of
     the normalisation); while the stream's other threads run Python, every retake waits, so the stage crawled
-    (200 faces beside one busy Python thread: 64 s eager vs 2.7 s traced, 0.7 s vs 0.34 s alone). The traced
-    graph runs its ops in C++ without the GIL; its outputs equal the eager module's.
+    beside a busy Python thread (``python -m fersr_stream.bench.choices`` times both). The traced graph runs its
+    ops in C++ without the GIL; its outputs equal the eager module's.
     """
     example = torch.zeros(1, 3, size, size, dtype=torch.uint8, device=device)
     with warnings.catch_warnings(), torch.no_grad():
@@ -170,7 +170,7 @@ def load(weights: str | Path | None = None, device: str | torch.device = "cpu", 
     probabilities = None
     if isinstance(model, MiniXception):
         # inference only (load() never feeds training); channels-last lets oneDNN run the depthwise convolutions
-        # instead of PyTorch's slow grouped-convolution fallback: 4.3 -> 3.1 ms per face on one CPU thread here
+        # instead of PyTorch's slow grouped-convolution fallback (python -m fersr_stream.bench.choices)
         model = model.fuse_batchnorm().to(memory_format=torch.channels_last)
         probabilities = _traced(Probabilities(model, preprocessing), preprocessing.size, dev)
     return Classifier(model, meta["arch"], labels, preprocessing, dev, meta, batch, probabilities)

@@ -89,7 +89,7 @@ class MiniXception(nn.Module):
         self.head = nn.Conv2d(128, num_classes, 3, padding=1)
 
     def fuse_batchnorm(self) -> "MiniXception":
-        """For inference: fold every BatchNorm into the convolution before it (about 2x faster on CPU).
+        """For inference: fold every BatchNorm into the convolution before it (fewer ops, the same function).
 
         Uses the running statistics, so the result is for eval mode only; the module is changed in place.
         """

@@ -64,7 +64,7 @@ def shrink(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """Shrink ``image`` (H, W) or (H, W, C) to ``size`` (width, height) without aliasing, fast.
 
     Averages blocks of the largest whole factor that fits (OpenCV's ``INTER_AREA`` is a quick block mean for
-    whole factors, but ~25x slower for others: 5 ms for a 720p frame to 480 px here), then interpolates
+    whole factors, but many times slower for others: ``python -m fersr_stream.bench.choices``), then interpolates
     bilinearly the rest of the way (less than 2x, where bilinear does not alias).
     """
     h, w = image.shape[:2]

@@ -2,8 +2,8 @@
 
 spandrel's StyleGAN2 ``ModulatedConv2d`` scales the *weights* by each sample's style and runs one grouped
 convolution with ``groups=batch`` (the batch folded into channels with ``view``). cuDNN has no good kernels for
-such grouped convolutions, so throughput barely grows with the batch (GFPGAN on an H200, fp16: 91 faces/s at
-batch 1, 142 at batch 16), and the ``view`` rules out channels_last activations.
+such grouped convolutions, so throughput barely grows with the batch (``python -m fersr_stream.bench.gpu``'s batch
+sweep shows it), and the ``view`` rules out channels_last activations.
 
 Scaling the *input* channels instead is the same function (StyleGAN2's ``fused_modconv=False``): with
 ``s = modulation(style)`` and the shared weight ``W``,

@@ -1,9 +1,9 @@
 """GFPGAN's bilinear x2 and x1/2 resampling (``align_corners=False``) in a form that is fast on small feature maps.
 
 PyTorch's CUDA kernel for ``F.interpolate(..., mode="bilinear")`` runs one thread per output pixel, and each thread
-loops over batch x channels. On GFPGAN's deep, small feature maps most of the GPU then idles: on an H200, in a batch
-of 16 faces, doubling a (16, 512, 4, 4) map took 1.3 ms, longer than doubling a (16, 64, 256, 256) one (0.9 ms),
-and the network's 42 resamplings took 40 % of its GPU time.
+loops over batch x channels. On GFPGAN's deep, small feature maps most of the GPU then idles: doubling a deep 4 x 4
+map can take longer than doubling a shallow 256 x 256 one with as many values, and the network's 42 resamplings
+took a large share of its GPU time.
 
 The same results come from a few whole-tensor operations:
 

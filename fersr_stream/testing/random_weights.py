@@ -4,11 +4,10 @@ Each ``save_*`` builds the network with spandrel's architecture class, seeds its
 ``{"params_ema": state_dict}`` -- the layout of GFPGANv1.4.pth, codeformer.pth and RestoreFormer.pth -- so the
 files go through the same unwrap + spandrel detection as the real ones.
 
-Sizes: spandrel builds GFPGAN at its one released size whatever the file says (87 M parameters, 349 MB, ~3-6 s
-per face on 2 CPU cores), so there is no small GFPGAN file. CodeFormer's convolutional autoencoder is fixed too
-(~8-10 s per face); ``full=False`` shrinks only its transformer and codebook. RestoreFormer is read from tensor
-shapes, so ``full=False`` gives a narrow one (~1 s per face). ``full=True`` gives the released sizes (~290-380 MB),
-e.g. for benchmarks.
+Sizes: spandrel builds GFPGAN at its one released size whatever the file says (87 M parameters, 349 MB, seconds
+per face on a CPU), so there is no small GFPGAN file. CodeFormer's convolutional autoencoder is fixed too (slower
+still); ``full=False`` shrinks only its transformer and codebook. RestoreFormer is read from tensor shapes, so
+``full=False`` gives a narrow, fast one. ``full=True`` gives the released sizes (~290-380 MB), e.g. for benchmarks.
 
 Trained GFPGAN decoders add noise with learnt strengths; a fresh one has them at 0, which would hide any noise
 handling. ``save_gfpgan`` sets them to ``noise_strength`` so tests can see the noise.
