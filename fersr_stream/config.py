@@ -139,16 +139,22 @@ class ClassifyConfig:
 
 @dataclass(frozen=True)
 class TrackConfig:
-    """IoU tracker and per-track exponential smoothing (``smooth`` = weight of the past, 0 = off)."""
+    """IoU tracker, per-track exponential smoothing of emotions (``smooth`` = weight of the past, 0 = off), and a
+    per-track causal filter of the landmarks (One Euro: ``landmarks_cutoff`` Hz for a still face, 0 = off, rising by
+    ``landmarks_beta`` Hz per face width per second of motion)."""
 
     iou: float = 0.3
     max_age: int = 10
     smooth: float = 0.6
+    landmarks_cutoff: float = 1.0
+    landmarks_beta: float = 5.0
 
     def __post_init__(self):
         _require(0 <= self.iou <= 1, "track.iou", "in [0, 1]", self.iou)
         _require(self.max_age >= 0, "track.max_age", ">= 0 frames", self.max_age)
         _require(0 <= self.smooth < 1, "track.smooth", "in [0, 1) (the weight of the past; 0 = off)", self.smooth)
+        _require(self.landmarks_cutoff >= 0, "track.landmarks_cutoff", ">= 0 Hz (0 = off)", self.landmarks_cutoff)
+        _require(self.landmarks_beta >= 0, "track.landmarks_beta", ">= 0", self.landmarks_beta)
 
 
 @dataclass(frozen=True)

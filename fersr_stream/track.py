@@ -82,3 +82,57 @@ class Smoother:
                 self._state[tid] = (out[i], self._tick)
         self._state = {k: v for k, v in self._state.items() if self._tick - v[1] <= self.max_age}
         return faces.replace(probs=out)
+
+
+class LandmarkFilter:
+    """Per-track One Euro filter of the 5 landmarks (Casiez et al., CHI 2012): causal, so restored and classified
+    crops stop jittering from frame to frame without waiting for later frames.
+
+    An exponential average whose cutoff rises with speed: a still face is smoothed hard (jitter gone), a moving one
+    lightly (little lag). Speeds are measured in face widths per second, so one setting fits every face size.
+
+    Args:
+        cutoff: the cutoff (Hz) of a still face's landmarks; 0 turns the filter off.
+        beta: how much faster the cutoff rises per face width per second of motion.
+        max_age: updates a track is kept while unseen.
+    """
+
+    _SPEED_CUTOFF = 1.0  # Hz: the speed estimate itself is smoothed this much (the paper's d_cutoff)
+
+    def __init__(self, cutoff: float = 1.0, beta: float = 5.0, max_age: int = 10):
+        self.cutoff, self.beta, self.max_age = cutoff, beta, max_age
+        self._state: dict[int, tuple[np.ndarray, float, float, int]] = {}  # id -> (points, speed, time, tick)
+        self._tick = 0
+
+    def update(self, faces: Faces, time: float) -> Faces:
+        """``faces`` with each tracked face's landmarks filtered (at ``time`` seconds); unchanged when off or
+        without landmarks."""
+        self._tick += 1
+        if self.cutoff <= 0 or faces.landmarks is None:
+            return faces
+        out = faces.landmarks.copy()
+        for i, tid in enumerate(faces.track_ids.tolist()):
+            if tid < 0:
+                continue
+            if tid in self._state:
+                out[i] = self._step(tid, out[i], float(faces.widths[i]), time)
+            else:
+                self._state[tid] = (out[i], 0.0, time, self._tick)
+        self._state = {k: v for k, v in self._state.items() if self._tick - v[3] <= self.max_age}
+        return faces.replace(landmarks=out)
+
+    def _step(self, tid: int, points: np.ndarray, width: float, time: float) -> np.ndarray:
+        previous, speed, then, _ = self._state[tid]
+        dt = max(time - then, 1e-3)
+        # the face's motion is what the points share (their mean shift); what they do not share is mostly jitter
+        raw_speed = float(np.linalg.norm((points - previous).mean(axis=0))) / max(width, 1.0) / dt
+        speed = speed + _alpha(self._SPEED_CUTOFF, dt) * (raw_speed - speed)
+        smoothed = previous + _alpha(self.cutoff + self.beta * speed, dt) * (points - previous)
+        self._state[tid] = (smoothed.astype(np.float32), speed, time, self._tick)
+        return smoothed
+
+
+def _alpha(cutoff: float, dt: float) -> float:
+    """The weight of the new sample in an exponential average with ``cutoff`` (Hz) at steps of ``dt`` seconds."""
+    tau = 1.0 / (2.0 * np.pi * cutoff)
+    return 1.0 / (1.0 + tau / dt)

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from fersr_stream.track import Smoother, Tracker, iou_matrix
+from fersr_stream.track import LandmarkFilter, Smoother, Tracker, iou_matrix
 from fersr_stream.types import Faces
 
 
@@ -54,3 +54,46 @@ def test_smoother_off_and_bad_alpha():
     assert Smoother(0.0).update(f) is f
     with pytest.raises(ValueError):
         Smoother(1.0)
+
+
+def _with_landmarks(points, width=100.0, tid=0):
+    box = np.array([[0, 0, width, width]], np.float32)
+    return Faces(box, np.ones(1, np.float32), np.asarray(points, np.float32).reshape(1, 5, 2),
+                 track_ids=np.array([tid], np.int64))
+
+
+def test_landmark_filter_removes_the_jitter_of_a_still_face():
+    rng = np.random.default_rng(0)
+    base = rng.uniform(20, 80, (5, 2))
+    noisy = [base + rng.normal(0, 2.0, (5, 2)) for _ in range(90)]
+    flt = LandmarkFilter(cutoff=1.0, beta=5.0)
+    out = np.stack([flt.update(_with_landmarks(p), t / 30).landmarks[0] for t, p in enumerate(noisy)])
+    raw_jitter = np.abs(np.diff(np.stack(noisy)[30:], axis=0)).mean()
+    assert np.abs(np.diff(out[30:], axis=0)).mean() < 0.35 * raw_jitter  # frame-to-frame movement mostly gone
+    assert np.abs(out[30:].mean(axis=0) - base).max() < 1.0  # and no drift from where the face is
+
+
+def test_landmark_filter_follows_a_moving_face_with_little_lag():
+    flt = LandmarkFilter(cutoff=1.0, beta=5.0)
+    base = np.tile([[30.0, 40.0]], (5, 1))
+    lag = []
+    for t in range(60):  # a face sliding at 1.5 face widths a second
+        truth = base + [5.0 * t, 0.0]
+        lag.append(abs(flt.update(_with_landmarks(truth), t / 30).landmarks[0, 0, 0] - truth[0, 0]))
+    assert max(lag[20:]) < 10  # under a tenth of the 100 px face once it is moving
+    still = LandmarkFilter(cutoff=1.0, beta=0.0)  # without the speed term it would trail far behind
+    trail = [abs(still.update(_with_landmarks(base + [5.0 * t, 0.0]), t / 30).landmarks[0, 0, 0] - 5.0 * t - 30)
+             for t in range(60)]
+    assert max(trail[20:]) > 3 * max(lag[20:])
+
+
+def test_landmark_filter_off_new_tracks_and_untracked_faces_pass_through():
+    points = np.arange(10, dtype=np.float32).reshape(5, 2)
+    assert LandmarkFilter(cutoff=0.0).update(_with_landmarks(points), 0.0).landmarks[0].tolist() == points.tolist()
+    flt = LandmarkFilter()
+    flt.update(_with_landmarks(points), 0.0)
+    assert flt.update(_with_landmarks(points + 50, tid=1), 0.03).landmarks[0].tolist() == (points + 50).tolist()
+    untracked = _with_landmarks(points + 9, tid=-1)
+    assert flt.update(untracked, 0.06).landmarks[0].tolist() == (points + 9).tolist()
+    no_points = faces([0, 0, 10, 10], ids=[0])
+    assert flt.update(no_points, 0.1) is no_points
