@@ -16,6 +16,7 @@ DETECTORS = Registry("detector", {
     "haar": "fersr_stream.detect.haar:HaarDetector",
     "yunet": "fersr_stream.detect.yunet:YuNetDetector",
     "retinaface": "fersr_stream.detect.retinaface:RetinaFaceDetector",
+    "mtcnn": "fersr_stream.detect.mtcnn:MTCNNDetector",
 })
 
 
