@@ -36,6 +36,9 @@ FACTOR = 0.709  # pyramid step: each level ~1/sqrt(2) the area of the one before
 PNET_THRESHOLD, RNET_THRESHOLD = 0.6, 0.7  # the authors' values; O-Net's is config.score_threshold
 PNET_LEVEL_IOU, PNET_IOU, RNET_IOU, ONET_OVERLAP = 0.5, 0.7, 0.7, 0.7
 GAIN, BIAS = 1 / 128, -127.5 / 128  # pixel means -> the networks' input
+# On a CPU, R-Net and O-Net run on this many crops at a time: batches whose activations fit in the caches, rather
+# than all candidates at once (bench_mtcnn, batch of four frames). A GPU takes them all at once.
+RNET_CPU_BATCH, ONET_CPU_BATCH = 64, 32
 
 
 # --- boxes ---------------------------------------------------------------------------------------------------------
@@ -274,13 +277,19 @@ class MTCNNDetector(Detector):
         keep = keep[torchvision.ops.batched_nms(boxes[keep], scores[keep], owner[keep], PNET_IOU)]
         return _square(_regress(boxes[keep], offsets[keep], extra=0.0)), owner[keep]
 
+    def _batched(self, net, crops: torch.Tensor, rows: int) -> tuple[torch.Tensor, ...]:
+        """``net(crops)``, ``rows`` crops at a time on a CPU (see :data:`RNET_CPU_BATCH`)."""
+        if self.device.type != "cpu" or len(crops) <= rows:
+            return net(crops)
+        return tuple(torch.cat(parts) for parts in zip(*(net(part) for part in crops.split(rows))))
+
     def _crops(self, table: torch.Tensor, limits: torch.Tensor, boxes: torch.Tensor, owner: torch.Tensor,
                side: int) -> torch.Tensor:
         return area.crops(table, _crop_corners(boxes, limits[owner]), owner, side, GAIN, BIAS)
 
     def _rnet(self, table: torch.Tensor, limits: torch.Tensor, boxes: torch.Tensor, owner: torch.Tensor):
         """R-Net on 24x24 crops: the boxes it keeps, regressed and squared, and their frame indices."""
-        offsets, scores = self.net.rnet(self._crops(table, limits, boxes, owner, 24))
+        offsets, scores = self._batched(self.net.rnet, self._crops(table, limits, boxes, owner, 24), RNET_CPU_BATCH)
         keep = torch.nonzero(scores > RNET_THRESHOLD).squeeze(1)
         keep = keep[torchvision.ops.batched_nms(boxes[keep], scores[keep], owner[keep], RNET_IOU)]
         return _square(_regress(boxes[keep], offsets[keep])), owner[keep]
@@ -291,7 +300,8 @@ class MTCNNDetector(Detector):
         frame indices (N,), before the final merge of overlaps."""
         if not len(boxes):
             return boxes, boxes.new_zeros(0), boxes.new_zeros((0, 5, 2)), owner
-        offsets, points, scores = self.net.onet(self._crops(table, limits, boxes, owner, 48))
+        offsets, points, scores = self._batched(self.net.onet, self._crops(table, limits, boxes, owner, 48),
+                                                ONET_CPU_BATCH)
         keep = scores > threshold
         boxes, offsets, points, owner = boxes[keep], offsets[keep], points[keep], owner[keep]
         # fractions of the box as the reference measures them: its float corners, not the truncated crop's
