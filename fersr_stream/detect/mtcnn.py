@@ -4,8 +4,9 @@ P-Net scans an image pyramid for candidate boxes; R-Net re-scores and regresses 
 O-Net does so again from a 48x48 crop and adds the landmarks (networks and weights: ``mtcnn_nets.py``). The
 steps follow facenet-pytorch 2.6.0, whose boxes and landmarks this reproduces (tests/unit/detect/test_mtcnn.py),
 with the conventions of the authors' release that the weights were trained with:
-- a box ``x1, y1, x2, y2`` has 1-based inclusive corners (MATLAB's): its crop is pixels ``trunc(x1) - 1`` up to
-  ``trunc(x2)``, clipped to the frame; offsets are fractions of ``x2 - x1 + 1`` (``x2 - x1`` for P-Net's);
+- a box ``x1, y1, x2, y2`` has 1-based inclusive corners (MATLAB's): its crop is the 0-based pixels
+  ``trunc(x1) - 1`` to ``trunc(x2) - 1``, clipped to the frame; offsets are fractions of ``x2 - x1 + 1``
+  (``x2 - x1`` for P-Net's);
 - pyramid levels and crops are plain window means (``area.py``);
 - P-Net's candidates are merged per level (IoU 0.5), then per frame (0.7); R-Net's per frame (0.7); O-Net's
   by intersection over the smaller box (0.7), which also drops a box inside a better one.
@@ -13,7 +14,7 @@ Landmarks come as eye, eye, nose, mouth corner, mouth corner with the image-left
 subject's right): the order of :class:`Faces` landmarks.
 
 Frames of one size go through P-Net together, one batch per pyramid level, and all their candidates through R-Net
-and O-Net in one batch each. Host and device paths differ only in how the frame is shrunk and summed (OpenCV /
+and O-Net together (on a CPU in batches that fit its caches). Host and device paths differ only in how the frame is shrunk and summed (OpenCV /
 torch); the cascade is the same torch code on the detector's device.
 """
 
@@ -83,7 +84,7 @@ def _min_overlap_nms(boxes: np.ndarray, scores: np.ndarray, threshold: float) ->
         best, rest = order[0], order[1:]
         keep.append(best)
         inter = np.prod(np.maximum(0.0, np.minimum(hi[best], hi[rest]) - np.maximum(lo[best], lo[rest]) + 1), axis=1)
-        order = rest[inter / np.minimum(sizes[best], sizes[rest]) <= threshold]
+        order = rest[inter / np.maximum(np.minimum(sizes[best], sizes[rest]), 1e-6) <= threshold]
     return np.array(keep, np.int64)
 
 
@@ -174,7 +175,7 @@ class MTCNNDetector(Detector):
             _check_tensor(frame)
         given = [np.asarray(b, np.float32).reshape(-1, 4) for b in boxes]
         wanted = [i for i, b in enumerate(given) if len(b)]
-        results = [Faces.empty() for _ in frames]
+        results = [Faces.empty().replace(landmarks=np.zeros((0, 5, 2), np.float32)) for _ in frames]
         if not wanted:
             return results
         squares = _square(torch.from_numpy(np.concatenate([given[i] for i in wanted])))
@@ -285,6 +286,7 @@ class MTCNNDetector(Detector):
 
     def _crops(self, table: torch.Tensor, limits: torch.Tensor, boxes: torch.Tensor, owner: torch.Tensor,
                side: int) -> torch.Tensor:
+        """(N, 3, side, side) network input: the boxes cut as the reference cuts them (:func:`_crop_corners`)."""
         return area.crops(table, _crop_corners(boxes, limits[owner]), owner, side, GAIN, BIAS)
 
     def _rnet(self, table: torch.Tensor, limits: torch.Tensor, boxes: torch.Tensor, owner: torch.Tensor):

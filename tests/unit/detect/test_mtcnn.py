@@ -203,6 +203,7 @@ def test_refine_follows_a_moved_face_and_rejects_background(detector, astronaut)
     np.testing.assert_allclose(refined.landmarks[0], found.landmarks[0], atol=0.03 * side)
     assert refined.scores[0] > 0.99
     assert len(none) == len(empty) == len(on_blank) == 0
+    assert none.landmarks.shape == empty.landmarks.shape == (0, 5, 2)  # as detect gives them
 
     tensors = detector.refine_tensors([torch.from_numpy(astronaut).permute(2, 0, 1)], [np.stack([moved, grown])])
     np.testing.assert_allclose(tensors[0].boxes, refined.boxes, atol=1e-3)
