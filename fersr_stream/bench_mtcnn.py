@@ -24,11 +24,11 @@ import torch
 
 from .config import DetectConfig
 from .detect.base import downscale
-from .detect.mtcnn import CELL, FACTOR, MTCNNDetector, RNET_THRESHOLD, PNET_THRESHOLD
+from .detect.mtcnn import CELL, FACTOR, PNET_THRESHOLD, RNET_THRESHOLD, MTCNNDetector
 
 
-def make_frame(width: int = 1280, height: int = 720) -> np.ndarray:
-    """(height, width, 3) uint8 RGB: real photos and enlarged LFW faces on grey."""
+def make_frame() -> np.ndarray:
+    """(720, 1280, 3) uint8 RGB: real photos and enlarged LFW faces on grey."""
     try:
         import matplotlib.cbook
         from skimage import data
@@ -46,8 +46,7 @@ def make_frame(width: int = 1280, height: int = 720) -> np.ndarray:
         y = 720 - 40 - side
         frame[y:y + side, x:x + side] = cv2.resize(face, (side, side), interpolation=cv2.INTER_CUBIC)[..., None]
         x += side + 24
-    return cv2.resize(frame, (width, height), interpolation=cv2.INTER_AREA) if (width, height) != (1280, 720) \
-        else frame
+    return frame
 
 
 def timed(function, repeat: int) -> tuple[float, float]:

@@ -14,8 +14,8 @@ Landmarks come as eye, eye, nose, mouth corner, mouth corner with the image-left
 subject's right): the order of :class:`Faces` landmarks.
 
 Frames of one size go through P-Net together, one batch per pyramid level, and all their candidates through R-Net
-and O-Net together (on a CPU in batches that fit its caches). Host and device paths differ only in how the frame is shrunk and summed (OpenCV /
-torch); the cascade is the same torch code on the detector's device.
+and O-Net together (on a CPU in batches that fit its caches). Host and device paths differ only in how the frame
+is shrunk and summed (OpenCV / torch); the cascade is the same torch code on the detector's device.
 """
 
 from __future__ import annotations
@@ -181,14 +181,14 @@ class MTCNNDetector(Detector):
         squares = _square(torch.from_numpy(np.concatenate([given[i] for i in wanted])))
         owner = torch.cat([torch.full((len(given[i]),), k) for k, i in enumerate(wanted)])
         table, limits, corners = self._patches([frames[i] for i in wanted], squares, owner)
-        local = (squares - corners[owner].repeat(1, 2)).to(self.device)
+        local = (squares - corners.repeat(1, 2)).to(self.device)  # each box in its own patch
+        patch = torch.arange(len(local), device=self.device)
         with torch.inference_mode():
-            found, scores, landmarks, kept = self._onet(table, limits, local, owner.to(self.device),
-                                                        self.config.score_threshold)
+            found, scores, landmarks, kept = self._onet(table, limits, local, patch, self.config.score_threshold)
         shift = corners.to(self.device)[kept]  # patch pixels -> frame pixels
         shapes = [tuple(frames[i].shape[1:]) for i in wanted]
-        faces = self._split(found + shift.repeat(1, 2), scores, landmarks + shift[:, None], kept,
-                            [1.0] * len(wanted), shapes)
+        faces = self._split(found + shift.repeat(1, 2), scores, landmarks + shift[:, None],
+                            owner.to(self.device)[kept], [1.0] * len(wanted), shapes)
         for i, one in zip(wanted, faces):
             results[i] = one
         return results
@@ -226,22 +226,18 @@ class MTCNNDetector(Detector):
         return area.integral(frames.permute(0, 2, 3, 1)), scale
 
     def _patches(self, frames: list[torch.Tensor], squares: torch.Tensor, owner: torch.Tensor):
-        """The part of each frame that its boxes' crops read, summed on the device (summing whole source frames
-        would cost more than O-Net): the table, each part's (width, height) and its corner in its frame."""
-        parts, corners = [], torch.zeros((len(frames), 2))
-        for k, frame in enumerate(frames):
-            height, width = frame.shape[-2:]
-            windows = _crop_corners(squares[owner == k], torch.tensor([width, height]))
-            x0, y0 = windows[:, :2].min(dim=0).values.tolist()
-            x1, y1 = windows[:, 2:].max(dim=0).values.tolist()
-            parts.append(frame[:, y0:y1, x0:x1].to(self.device, non_blocking=True))
-            corners[k] = torch.tensor([x0, y0])
-        limits = torch.tensor([[p.shape[2], p.shape[1]] for p in parts], device=self.device)
-        batch = torch.zeros((len(parts), 3, int(limits[:, 1].max()), int(limits[:, 0].max())), dtype=torch.uint8,
+        """Each box's crop window cut from its frame (summing whole source frames would cost more than O-Net), as
+        one zero-padded summed-area table on the device: the table, each window's (width, height) and its corner
+        in its frame."""
+        sizes = torch.tensor([[frame.shape[2], frame.shape[1]] for frame in frames])
+        windows = _crop_corners(squares, sizes[owner])
+        extent = windows[:, 2:] - windows[:, :2]
+        batch = torch.zeros((len(windows), int(extent[:, 1].max()), int(extent[:, 0].max()), 3), dtype=torch.uint8,
                             device=self.device)
-        for k, part in enumerate(parts):
-            batch[k, :, :part.shape[1], :part.shape[2]] = part
-        return area.integral(batch.permute(0, 2, 3, 1)), limits, corners
+        for row, k, (x0, y0, x1, y1) in zip(batch, owner.tolist(), windows.tolist()):
+            row[:y1 - y0, :x1 - x0] = frames[k][:, y0:y1, x0:x1].permute(1, 2, 0)
+        table = area.host_integral(batch.numpy()) if self.device.type == "cpu" else area.integral(batch)
+        return table, extent.to(self.device), windows[:, :2].float()
 
     # --- the cascade (device code, shared by both paths) ---
 
