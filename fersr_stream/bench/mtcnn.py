@@ -1,7 +1,7 @@
 """MTCNN benchmark: fersr's detector against facenet-pytorch's on the same frame, speed and agreement side by side.
 
-    python -m fersr_stream.bench_mtcnn                       # 1280x720, detect widths 480 and 640, 1 and 2 threads
-    python -m fersr_stream.bench_mtcnn --widths 320 --threads 4 --repeat 30
+    python -m fersr_stream.bench.mtcnn                       # 1280x720, detect widths 480 and 640, 1 and 2 threads
+    python -m fersr_stream.bench.mtcnn --widths 320 --threads 4 --repeat 30
 
 The frame is 1280x720 with real faces of several sizes (scikit-image's astronaut and cameraman, matplotlib's
 Grace Hopper, eight LFW faces enlarged; the ``test`` extra). Each line gives min / median ms over ``--repeat``
@@ -22,9 +22,9 @@ import cv2
 import numpy as np
 import torch
 
-from .config import DetectConfig
-from .detect.base import downscale
-from .detect.mtcnn import CELL, FACTOR, PNET_THRESHOLD, RNET_THRESHOLD, MTCNNDetector
+from ..config import DetectConfig
+from ..detect.base import downscale
+from ..detect.mtcnn import CELL, FACTOR, PNET_THRESHOLD, RNET_THRESHOLD, MTCNNDetector
 
 
 def make_frame() -> np.ndarray:
@@ -100,33 +100,43 @@ def main(widths: str, threads: str, min_face: int, threshold: float, repeat: int
     frame = make_frame()
     tensor = torch.from_numpy(frame).permute(2, 0, 1)
     print(f"1280x720 frame, min_face {min_face} px, O-Net threshold {threshold}; times in ms, min / median")
-    for count in (int(t) for t in threads.split(",")):
-        torch.set_num_threads(count)
-        for width in (int(w) for w in widths.split(",")):
-            detector = MTCNNDetector(DetectConfig(name="mtcnn", detect_width=width, min_face=min_face,
-                                                  score_threshold=threshold), "cpu")
-            (faces,) = detector.detect([frame])
-            ours = timed(lambda: detector.detect([frame]), repeat)
-            batch = timed(lambda: detector.detect([frame] * 4), max(1, repeat // 4))
-            tensors = timed(lambda: detector.detect_tensors([tensor]), max(1, repeat // 2))
-            line = (f"threads {count} width {width}: detect {ours[0]:.1f} / {ours[1]:.1f}, "
-                    f"batch of 4 per frame {batch[0] / 4:.1f} / {batch[1] / 4:.1f}, "
-                    f"detect_tensors {tensors[0]:.1f} / {tensors[1]:.1f}")
-            found = reference_faces(frame, width, min_face, threshold, max(1, repeat // 2))
-            if found is None:
-                line += "; facenet-pytorch not installed"
-            else:
-                boxes, landmarks, theirs = found
-                line += (f"; facenet-pytorch {theirs[0]:.1f} / {theirs[1]:.1f} (ours / theirs "
-                         f"{ours[1] / theirs[1]:.2f}); {largest_difference(faces, boxes, landmarks, frame.shape)}")
-            print(line)
-        boxes = faces.boxes
-        if len(boxes):
-            one = timed(lambda: detector.refine([frame], [boxes[:1]]), repeat)
-            every = timed(lambda: detector.refine([frame], [boxes]), repeat)
-            print(f"threads {count} refine: 1 face {one[0]:.2f} / {one[1]:.2f}; {len(boxes)} faces "
-                  f"{every[0]:.2f} / {every[1]:.2f}, per face {every[0] / len(boxes):.2f} / "
-                  f"{every[1] / len(boxes):.2f}")
+    before = torch.get_num_threads()
+    try:
+        for count in (int(t) for t in threads.split(",")):
+            run(frame, tensor, count, [int(w) for w in widths.split(",")], min_face, threshold, repeat)
+    finally:
+        torch.set_num_threads(before)
+
+
+def run(frame: np.ndarray, tensor: torch.Tensor, count: int, widths: list[int], min_face: int, threshold: float,
+        repeat: int) -> None:
+    """Print the lines for ``count`` torch threads: detect at each width, then refine on the faces found at the
+    last one."""
+    torch.set_num_threads(count)
+    for width in widths:
+        detector = MTCNNDetector(DetectConfig(name="mtcnn", detect_width=width, min_face=min_face,
+                                              score_threshold=threshold), "cpu")
+        (faces,) = detector.detect([frame])
+        ours = timed(lambda: detector.detect([frame]), repeat)
+        batch = timed(lambda: detector.detect([frame] * 4), max(1, repeat // 4))
+        tensors = timed(lambda: detector.detect_tensors([tensor]), max(1, repeat // 2))
+        line = (f"threads {count} width {width}: detect {ours[0]:.1f} / {ours[1]:.1f}, "
+                f"batch of 4 per frame {batch[0] / 4:.1f} / {batch[1] / 4:.1f}, "
+                f"detect_tensors {tensors[0]:.1f} / {tensors[1]:.1f}")
+        found = reference_faces(frame, width, min_face, threshold, max(1, repeat // 2))
+        if found is None:
+            line += "; facenet-pytorch not installed"
+        else:
+            boxes, landmarks, theirs = found
+            line += (f"; facenet-pytorch {theirs[0]:.1f} / {theirs[1]:.1f} (ours / theirs "
+                     f"{ours[1] / theirs[1]:.2f}); {largest_difference(faces, boxes, landmarks, frame.shape)}")
+        print(line)
+    boxes = faces.boxes
+    if len(boxes):
+        one = timed(lambda: detector.refine([frame], [boxes[:1]]), repeat)
+        every = timed(lambda: detector.refine([frame], [boxes]), repeat)
+        print(f"threads {count} refine: 1 face {one[0]:.2f} / {one[1]:.2f}; {len(boxes)} faces "
+              f"{every[0]:.2f} / {every[1]:.2f}, per face {every[0] / len(boxes):.2f} / {every[1] / len(boxes):.2f}")
 
 
 if __name__ == "__main__":
