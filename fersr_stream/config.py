@@ -44,7 +44,8 @@ class SourceConfig:
 
 @dataclass(frozen=True)
 class DetectConfig:
-    """Face detector. ``name``: haar | yunet | retinaface; ``weights``: registry name or path (yunet, retinaface)."""
+    """Face detector. ``name``: haar | yunet | retinaface | mtcnn; ``weights``: registry name or path (yunet,
+    retinaface), or path (mtcnn; None = its shipped weights)."""
 
     name: str = "haar"
     weights: str | None = None

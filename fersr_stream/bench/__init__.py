@@ -4,5 +4,7 @@
   pipeline;
 - ``python -m fersr_stream.bench.gpu``: the per-face restoration loop against the batched stages (CUDA, or a small
   CPU run);
-- ``python -m fersr_stream.bench.restore``: the official GFPGANer loop against ours, on the same clip and weights.
+- ``python -m fersr_stream.bench.restore``: the official GFPGANer loop against ours, on the same clip and weights;
+- ``python -m fersr_stream.bench.mtcnn``: the MTCNN detector against facenet-pytorch's, on a 720p frame of real
+  faces.
 """

@@ -63,7 +63,8 @@ def resolve_config(config_path: str | None, sets: tuple[str, ...], flags: dict) 
               help="Degrade each face as if it were PX pixels wide.")
 @click.option("--detector", type=click.Choice(DETECTORS.names()),
               help=f"Face detector  [default: {_DEFAULTS.detect.name}].")
-@click.option("--detector-weights", metavar="NAME|PATH", help="Registry name or file for yunet/retinaface.")
+@click.option("--detector-weights", metavar="NAME|PATH",
+              help="Registry name or file for yunet/retinaface; a file for mtcnn.")
 @click.option("--enhancer", type=click.Choice(ENHANCERS.names()),
               help=f"Face restoration before classification  [default: {_DEFAULTS.enhance.name}]. CodeFormer's "
                    f"weights are non-commercial.")

@@ -16,6 +16,7 @@ DETECTORS = Registry("detector", {
     "haar": "fersr_stream.detect.haar:HaarDetector",
     "yunet": "fersr_stream.detect.yunet:YuNetDetector",
     "retinaface": "fersr_stream.detect.retinaface:RetinaFaceDetector",
+    "mtcnn": "fersr_stream.detect.mtcnn:MTCNNDetector",
 })
 
 
@@ -52,7 +53,7 @@ def _backend(config: DetectConfig) -> type[Detector]:
     backend = DETECTORS.get(config.name)
     if config.weights and not backend.takes_weights:
         takers = [name for name in DETECTORS.names() if DETECTORS.get(name).takes_weights]
-        raise ConfigError(f"detect.weights ({config.weights}) is for {' and '.join(takers)}; "
+        raise ConfigError(f"detect.weights ({config.weights}) is for {', '.join(takers)}; "
                           f"{DETECTORS.check(config.name)} uses no weights file")
     return backend
 

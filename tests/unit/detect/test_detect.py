@@ -57,8 +57,8 @@ def haar():
 # ---- factory -------------------------------------------------------------------------------------------------------
 
 def test_unknown_detector_names_the_valid_ones():
-    with pytest.raises(ConfigError, match="haar, yunet, retinaface") as info:
-        detect.create(DetectConfig(name="mtcnn"))
+    with pytest.raises(ConfigError, match="haar, yunet, retinaface, mtcnn") as info:
+        detect.create(DetectConfig(name="dlib"))
     assert "\n" not in str(info.value)
 
 
