@@ -12,7 +12,10 @@ import abc
 import cv2
 import numpy as np
 
+from ..track import iou_matrix
 from ..types import Faces
+
+SAME_FACE = 0.5  # two boxes overlapping this much (IoU) are one face found twice
 
 
 class Detector(abc.ABC):
@@ -27,7 +30,7 @@ class Detector(abc.ABC):
         takes_weights: whether ``config.weights`` means anything to it.
         reads_tensors: :meth:`detect_tensors` reads frames on the compute device (else the stream gives it host
             frames, fetched from the device once where they were decoded there).
-        follows: :meth:`detect_near` searches a region around a known face for a fraction of a whole-frame search.
+        follows: :meth:`refine` searches around known faces for a fraction of a whole-frame search.
     """
 
     default_weights: str | None = None
@@ -43,9 +46,14 @@ class Detector(abc.ABC):
         """One Faces per (3, H, W) uint8 RGB frame tensor on the compute device (where :attr:`reads_tensors`)."""
         raise NotImplementedError(f"{type(self).__name__} reads host frames only")
 
-    def detect_near(self, image: np.ndarray, box: np.ndarray) -> Faces:
-        """Faces of about the size of ``box`` (x1, y1, x2, y2 source pixels) near it (where :attr:`follows`)."""
-        raise NotImplementedError(f"{type(self).__name__} cannot search near a known face")
+    def refine(self, images: list[np.ndarray], boxes: list[np.ndarray]) -> list[Faces]:
+        """One Faces per frame: the faces found near its (K, 4) ``boxes`` (x1, y1, x2, y2 source pixels, where faces
+        were last seen), where :attr:`follows`."""
+        raise NotImplementedError(f"{type(self).__name__} cannot search near known faces")
+
+    def refine_tensors(self, frames: list, boxes: list[np.ndarray]) -> list[Faces]:
+        """:meth:`refine` for (3, H, W) uint8 RGB frame tensors, where :attr:`follows` and :attr:`reads_tensors`."""
+        raise NotImplementedError(f"{type(self).__name__} cannot search near known faces on a device")
 
     def warm_up(self, frame_size: tuple[int, int], batches: int) -> None:
         """Run once on the detect stage's thread before the stream: on CUDA, one batch of each of 1..``batches``
@@ -119,3 +127,23 @@ def to_faces(boxes: np.ndarray, scores: np.ndarray, landmarks: np.ndarray | None
         landmarks = np.asarray(landmarks, np.float32).reshape(-1, 5, 2) / np.float32(scale)
     keep = big_enough & (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
     return Faces(boxes[keep], scores[keep], None if landmarks is None else landmarks[keep])
+
+
+def join(parts: list[Faces]) -> Faces:
+    """The faces of ``parts`` in order (one detector's: all have landmarks, or none)."""
+    if not parts:
+        return Faces.empty()
+    landmarks = [p.landmarks for p in parts]
+    return Faces(np.concatenate([p.boxes for p in parts]), np.concatenate([p.scores for p in parts]),
+                 None if any(lm is None for lm in landmarks) else np.concatenate(landmarks))
+
+
+def distinct(faces: Faces) -> Faces:
+    """``faces`` without those that overlap a better-scoring one by :data:`SAME_FACE` or more (greedy non-maximum
+    suppression), in their original order."""
+    overlap = iou_matrix(faces.boxes, faces.boxes)
+    keep: list[int] = []
+    for i in np.argsort(-faces.scores, kind="stable"):
+        if all(overlap[i, j] < SAME_FACE for j in keep):
+            keep.append(int(i))
+    return faces.select(np.array(sorted(keep), np.int64))

@@ -22,17 +22,16 @@ import numpy as np
 from ..config import DetectConfig
 from ..errors import WeightsError
 from ..types import Faces
-from .base import Detector, check_image, downscale, shrink, to_faces
+from .base import Detector, check_image, distinct, downscale, join, shrink, to_faces
 
 CASCADE = "haarcascade_frontalface_default.xml"
 _WINDOW = 24  # the cascade's training window: nothing smaller can be found
 _WEIGHT_OFFSET = 2.0  # level weight that maps to score 0.5 (see module docstring)
 MIN_NEIGHBORS = 3  # OpenCV's default: overlapping hits needed to keep a box
-# Searching near a known face (detect_near): the region reaches this many face widths beyond each side of the
-# known box, is shrunk so that the face is about _NEAR_WIDTH px wide (twice the cascade window), and only faces
-# of 0.8-1.25x the known size are tried, on a finer pyramid (more scales per face, so enough neighbours).
-# 0.8 rather than 0.7: the smallest sizes cost most (most windows) and a face seldom shrinks 20 % in a frame
-# (on four synthetic clips: ~1 ms less per face followed; recall 1.000/0.996/0.950/1.000 vs 1.000/0.989/0.970/1.000).
+# Searching near a known face (refine): the region reaches this many face widths beyond each side of the known
+# box, is shrunk so that the face is about _NEAR_WIDTH px wide (twice the cascade window), and only faces of
+# 0.8-1.25x the known size are tried, on a finer pyramid (more scales per face, so enough neighbours). 0.8 rather
+# than 0.7: the smallest sizes cost most (most windows) and a face seldom shrinks 20 % in a frame.
 NEAR_MARGIN = 0.5
 _NEAR_WIDTH = 48
 _NEAR_SIZES = (0.8, 1.25)
@@ -69,13 +68,20 @@ class HaarDetector(Detector):
         """One Faces per RGB uint8 frame; boxes in source pixels, scores from the level weights."""
         return [self._detect_one(image) for image in images]
 
-    def detect_near(self, image: np.ndarray, box: np.ndarray) -> Faces:
-        """Faces of about the size of ``box`` (x1, y1, x2, y2 source pixels) in a region around it.
+    def refine(self, images: list[np.ndarray], boxes: list[np.ndarray]) -> list[Faces]:
+        """Per frame, the best face of about the size of each of its ``boxes`` in a region around it (a fraction of
+        a whole-frame search: ``python -m fersr_stream.bench.choices``), overlapping ones merged."""
+        out = []
+        for image, known in zip(images, boxes):
+            check_image(image)
+            found = [self._near(image, box) for box in np.asarray(known, np.float32).reshape(-1, 4)]
+            best = [f.select(np.argmax(f.scores, keepdims=True)) for f in found if len(f)]  # one face a region
+            out.append(distinct(join(best)))
+        return out
 
-        For following a face found in the previous frame of a video: a region costs ~2-4 ms here, a whole 720p
-        frame ~18 ms. Boxes come back in source pixels, thresholded as in :meth:`detect`.
-        """
-        check_image(image)
+    def _near(self, image: np.ndarray, box: np.ndarray) -> Faces:
+        """Faces of about the size of ``box`` (x1, y1, x2, y2 source pixels) in a region around it, in source
+        pixels, thresholded as in :meth:`detect`."""
         h, w = image.shape[:2]
         x1, y1, x2, y2 = (float(v) for v in box)
         side = max(x2 - x1, y2 - y1, 1.0)

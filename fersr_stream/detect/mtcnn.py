@@ -38,7 +38,8 @@ PNET_THRESHOLD, RNET_THRESHOLD = 0.6, 0.7  # the authors' values; O-Net's is con
 PNET_LEVEL_IOU, PNET_IOU, RNET_IOU, ONET_OVERLAP = 0.5, 0.7, 0.7, 0.7
 GAIN, BIAS = 1 / 128, -127.5 / 128  # pixel means -> the networks' input
 # On a CPU, R-Net and O-Net run on this many crops at a time: batches whose activations fit in the caches, rather
-# than all candidates at once (``python -m fersr_stream.bench.mtcnn``: a batch of four frames). A GPU takes them all at once.
+# than all candidates at once (``python -m fersr_stream.bench.mtcnn``: a batch of four frames). A GPU takes them
+# all at once.
 RNET_CPU_BATCH, ONET_CPU_BATCH = 64, 32
 
 
@@ -114,6 +115,7 @@ class MTCNNDetector(Detector):
     """
 
     reads_tensors = True
+    follows = True  # refine: O-Net alone on the faces of the frame before
     # default_weights stays None: the weights ship inside the package, so fetch has nothing to download
 
     def __init__(self, config: DetectConfig, device: torch.device | str | None = None, net: MTCNN | None = None):
