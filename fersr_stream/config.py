@@ -44,22 +44,25 @@ class SourceConfig:
 
 @dataclass(frozen=True)
 class DetectConfig:
-    """Face detector. ``name``: haar | yunet | retinaface | mtcnn; ``weights``: registry name or path (yunet,
-    retinaface), or path (mtcnn; None = its shipped weights)."""
+    """Face detector. ``name``: a name in :data:`fersr_stream.detect.DETECTORS` (mtcnn, haar, yunet, retinaface);
+    ``weights``: registry name or path (yunet, retinaface), or path (mtcnn; None = its shipped weights)."""
 
-    name: str = "haar"
+    name: str = "mtcnn"
     weights: str | None = None
     detect_width: int = 480  # frames are downscaled to this width before detection, boxes mapped back
     scale_factor: float = 1.2  # Haar's pyramid step: 1.1 finds a little more, at more scales to search
-    min_face: int = 20  # smallest face width in source pixels
-    score_threshold: float = 0.6
-    full_every: int = 10  # video: search the whole frame every this many frames, in between follow known faces
+    min_face: int = 16  # smallest face width in source pixels (faces narrower are neither searched nor kept)
+    score_threshold: float | None = None  # None: the detector's own (scores are not comparable across detectors)
+    # video: search the whole frame every this many frames (and at every new shot), in between follow the faces
+    # found; 4 finds a face that enters within 3 frames
+    full_every: int = 4
 
     def __post_init__(self):
         _require(self.detect_width >= 1, "detect.detect_width", "at least 1 pixel", self.detect_width)
         _require(self.scale_factor > 1, "detect.scale_factor", "> 1 (the pyramid's step)", self.scale_factor)
         _require(self.min_face >= 0, "detect.min_face", ">= 0 pixels", self.min_face)
-        _require(0 <= self.score_threshold <= 1, "detect.score_threshold", "in [0, 1]", self.score_threshold)
+        _require(self.score_threshold is None or 0 <= self.score_threshold <= 1, "detect.score_threshold",
+                 "in [0, 1] (or none: the detector's own)", self.score_threshold)
         _require(self.full_every >= 1, "detect.full_every", "at least 1 frame", self.full_every)
 
 

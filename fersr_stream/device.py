@@ -64,8 +64,8 @@ def spare_cores() -> int:
     """Threads a codec (decoder, encoder) gets in the stream: one per core beyond the two that the stages keep
     busy, at least one.
 
-    On 2 cores a codec's own threads only take turns with the other stages and cost CPU to coordinate
-    (``python -m fersr_stream.bench.choices`` times x264 and H.264 decoding both ways).
+    On 2 cores a codec's own threads only take turns with the other stages for about the same CPU per frame
+    (``python -m fersr_stream.bench.choices`` times x264 and H.264 decoding both ways, wall and CPU).
     """
     return max(1, (os.cpu_count() or 1) - 2)
 

@@ -305,7 +305,7 @@ def traced_rows(classifier: classify.Classifier, crops: np.ndarray, budget: Budg
 
 
 def haar_row(frame: np.ndarray, landmarks: np.ndarray, budget: Budget) -> Row:
-    """Haar's whole-frame search vs ``detect_near`` around the face it found; how far apart their boxes are."""
+    """Haar's whole-frame search vs ``refine`` around the face it found; how far apart their boxes are."""
     detector = HaarDetector(cfg.DetectConfig())
     whole = detector.detect([frame])[0]
     nose = landmarks[2]
@@ -313,11 +313,11 @@ def haar_row(frame: np.ndarray, landmarks: np.ndarray, budget: Budget) -> Row:
     if not found:
         raise RuntimeError("the Haar detector missed the astronaut's face in the benchmark frame")
     box = found[0]
-    ours, other = compare(lambda: detector.detect_near(frame, box), lambda: detector.detect([frame]), budget,
+    ours, other = compare(lambda: detector.refine([frame], [box[None]]), lambda: detector.detect([frame]), budget,
                           budget.calls(5))
-    near = detector.detect_near(frame, box).boxes
+    near = detector.refine([frame], [box[None]])[0].boxes
     corner = float(np.abs(near - box).max(axis=1).min()) if len(near) else float("inf")
-    return row("Haar: detect_near the face vs whole frame", ours, other, gaps={"corner": corner}, unit="px")
+    return row("Haar: refine near the face vs whole frame", ours, other, gaps={"corner": corner}, unit="px")
 
 
 # --- report --------------------------------------------------------------------------------------------------------

@@ -144,9 +144,9 @@ def _traced(module: torch.nn.Module, size: int, device: torch.device) -> torch.j
     uint8 input.
 
     Eager PyTorch gives up and retakes the GIL around each of the mini-Xception's ~40 small ops (and the ~8 of
-    the normalisation); while the stream's other threads run Python, every retake waits, so the stage crawled
-    beside a busy Python thread (``python -m fersr_stream.bench.choices`` times both). The traced graph runs its
-    ops in C++ without the GIL; its outputs equal the eager module's.
+    the normalisation); while the stream's other threads run Python, every retake waits. The traced graph runs its
+    ops in C++ without the GIL, and its outputs equal the eager module's (``python -m fersr_stream.bench.choices``
+    times both, alone and beside a busy thread).
     """
     example = torch.zeros(1, 3, size, size, dtype=torch.uint8, device=device)
     with warnings.catch_warnings(), torch.no_grad():

@@ -12,6 +12,7 @@ import abc
 import cv2
 import numpy as np
 
+from ..config import DetectConfig
 from ..track import iou_matrix
 from ..types import Faces
 
@@ -31,12 +32,22 @@ class Detector(abc.ABC):
         reads_tensors: :meth:`detect_tensors` reads frames on the compute device (else the stream gives it host
             frames, fetched from the device once where they were decoded there).
         follows: :meth:`refine` searches around known faces for a fraction of a whole-frame search.
+        default_threshold: the score a face needs where ``config.score_threshold`` is unset (scores are not
+            comparable across detectors).
     """
 
     default_weights: str | None = None
     takes_weights: bool = True
     reads_tensors: bool = False
     follows: bool = False
+    default_threshold: float = 0.6
+    config: DetectConfig
+
+    @property
+    def score_threshold(self) -> float:
+        """The score a face needs: ``config.score_threshold``, else :attr:`default_threshold`."""
+        given = self.config.score_threshold
+        return self.default_threshold if given is None else given
 
     @abc.abstractmethod
     def detect(self, images: list[np.ndarray]) -> list[Faces]:
@@ -73,7 +84,7 @@ def shrink(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 
     Averages blocks of the largest whole factor that fits (OpenCV's ``INTER_AREA`` is a quick block mean for
     whole factors, but many times slower for others: ``python -m fersr_stream.bench.choices``), then interpolates
-    bilinearly the rest of the way (less than 2x, where bilinear does not alias).
+    bilinearly the rest of the way (less than 2x, where bilinear aliases only fine texture, a little).
     """
     h, w = image.shape[:2]
     factor = min(w // size[0], h // size[1])

@@ -122,5 +122,5 @@ class HaarDetector(Detector):
         boxes = np.concatenate([rects[:, :2], rects[:, :2] + rects[:, 2:]], axis=1)
         boxes += np.array(offset * 2, np.float32) * scale  # into the shrunk frame's pixels, for to_faces
         scores = weight_to_score(np.ravel(weights))
-        keep = scores >= self.config.score_threshold
+        keep = scores >= self.score_threshold
         return to_faces(boxes[keep], scores[keep], None, scale, frame_shape, self.config.min_face)

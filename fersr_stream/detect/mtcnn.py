@@ -108,14 +108,16 @@ class MTCNNDetector(Detector):
     Args:
         config: ``weights`` (a file in the shipped layout; None = shipped), ``detect_width``, ``min_face``
             (source pixels: the pyramid's smallest face, but never below 12 px of the shrunk frame, as frames are
-            not enlarged), ``score_threshold`` (O-Net's; P-Net and R-Net keep the authors' 0.6 and 0.7).
+            not enlarged), ``score_threshold`` (O-Net's, default 0.7; P-Net and R-Net keep the authors' 0.6 and
+            0.7).
         device: torch device or name (None = auto). On CUDA frames are uploaded once and stay on the device
             (:meth:`detect_tensors`); on CPU OpenCV shrinks and sums them.
         net: already built networks (tests); default: loaded from ``config.weights``.
     """
 
     reads_tensors = True
-    follows = True  # refine: O-Net alone on the faces of the frame before
+    follows = True
+    default_threshold = 0.7  # O-Net's, the authors' value  # refine: O-Net alone on the faces of the frame before
     # default_weights stays None: the weights ship inside the package, so fetch has nothing to download
 
     def __init__(self, config: DetectConfig, device: torch.device | str | None = None, net: MTCNN | None = None):
@@ -186,7 +188,7 @@ class MTCNNDetector(Detector):
         local = (squares - corners.repeat(1, 2)).to(self.device)  # each box in its own patch
         patch = torch.arange(len(local), device=self.device)
         with torch.inference_mode():
-            found, scores, landmarks, kept = self._onet(table, limits, local, patch, self.config.score_threshold)
+            found, scores, landmarks, kept = self._onet(table, limits, local, patch, self.score_threshold)
         shift = corners.to(self.device)[kept]  # patch pixels -> frame pixels
         shapes = [tuple(frames[i].shape[1:]) for i in wanted]
         faces = self._split(found + shift.repeat(1, 2), scores, landmarks + shift[:, None],
@@ -250,7 +252,7 @@ class MTCNNDetector(Detector):
         boxes, owner = self._propose(table, scale)
         if len(boxes):
             boxes, owner = self._rnet(table, limits, boxes, owner)
-        return self._onet(table, limits, boxes, owner, self.config.score_threshold)
+        return self._onet(table, limits, boxes, owner, self.score_threshold)
 
     def _propose(self, table: torch.Tensor, scale: float) -> tuple[torch.Tensor, torch.Tensor]:
         """P-Net over the pyramid: squared candidate boxes (N, 4) in frame pixels and their frame indices (N,)."""

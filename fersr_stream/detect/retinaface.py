@@ -351,7 +351,7 @@ class RetinaFaceDetector(Detector):
     def _select(self, boxes: torch.Tensor, scores: torch.Tensor, landmarks: torch.Tensor, scale: float,
                 shape: tuple[int, ...]) -> Faces:
         """Threshold, keep the best ``PRE_NMS_TOP_K``, NMS, keep ``POST_NMS_TOP_K``, map to source pixels."""
-        keep = torch.nonzero(scores > self.config.score_threshold).squeeze(1)
+        keep = torch.nonzero(scores > self.score_threshold).squeeze(1)
         keep = keep[scores[keep].argsort(descending=True)[:PRE_NMS_TOP_K]]
         keep = keep[torchvision.ops.nms(boxes[keep], scores[keep], NMS_IOU)[:POST_NMS_TOP_K]]
         return to_faces(boxes[keep].cpu().numpy(), scores[keep].cpu().numpy(), landmarks[keep].cpu().numpy(),

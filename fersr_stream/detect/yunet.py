@@ -54,7 +54,7 @@ class YuNetDetector(Detector):
         self.config = config
         path = resolve_weights(config.weights)
         try:
-            self.net = cv2.FaceDetectorYN.create(str(path), "", (32, 32), config.score_threshold, NMS_THRESHOLD,
+            self.net = cv2.FaceDetectorYN.create(str(path), "", (32, 32), self.score_threshold, NMS_THRESHOLD,
                                                  TOP_K)
         except cv2.error as exc:
             raise WeightsError(f"cannot load YuNet model {path}: {_cv_reason(exc)}; "

@@ -193,9 +193,9 @@ def scene(name: str) -> tuple[list[tuple[Photo, Callable[[float], Pose]]], int, 
     p = photos()
     if name == "several":
         return [(p[k], _drift(120 + 240 * k, 200 + 60 * (k % 2), 50, 60, (70, 130), k)) for k in range(4)], 960, 540
-    if name == "small":
-        return [(p[k], _drift(70 + 100 * k, 120 + 110 * (k % 2), 25, 30, (20, 40), 0.7 * k)) for k in range(6)], \
-            640, 360
+    if name == "small":  # a low-resolution clip, searched at its own resolution by default
+        return [(p[k], _drift(50 + 76 * k, 90 + 90 * (k % 2), 20, 25, (20, 40), 0.7 * k)) for k in range(6)], \
+            480, 270
     if name == "entering":
         return [(p[0], _slide(150, 90, 300, 0.2, 640)), (p[1], _slide(260, 80, -260, 0.6, 640))], 640, 360
     if name == "turning":

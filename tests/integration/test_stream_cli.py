@@ -80,7 +80,9 @@ def test_image_source_to_image_output(tmp_path, astronaut):
     (["--source", "SRC", "--output", "SRC"], "is the source; write the output to another file"),
     (["--source", "SRC", "--jsonl", "x.mp4"], "--jsonl (output.jsonl) takes a .jsonl file, got x.mp4"),
     (["--source", "SRC", "--output", "x.jsonl"], "--output (output.video) takes a video or an image"),
-    (["--source", "SRC", "--jsonl", "x.jsonl", "--detector-weights", "y.onnx"], "detect.weights (y.onnx) is for"),
+    (["--source", "SRC", "--jsonl", "x.jsonl", "--detector", "haar", "--detector-weights", "y.onnx"],
+     "detect.weights (y.onnx) is for"),
+    (["--source", "SRC", "--jsonl", "x.jsonl", "--detector-weights", "y.onnx"], "MTCNN weights not found: y.onnx"),
     # a folder whose permission bits let root in but whose file system refuses new files
     pytest.param(["--source", "SRC", "--output", "/proc/out.mp4"], "cannot write output: /proc/out.mp4",
                  marks=pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="needs Linux /proc")),

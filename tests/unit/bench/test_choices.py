@@ -12,7 +12,7 @@ EXPECTED = ["shrink vs INTER_AREA", "crop: cv2 warp vs torch", "to_rgb vs swscal
             "cv2 I420 vs swscale: wall", "cv2 I420 vs swscale: CPU", "from_numpy_buffer vs from_ndarray",
             "x264 encode", "x264 encode", "H.264 decode", "H.264 decode", "classify per face: 4 a call",
             "channels_last vs contiguous", "traced vs eager, alone", "traced vs eager, beside a busy thread",
-            "Haar: detect_near"]
+            "Haar: refine near"]
 
 
 @pytest.fixture(scope="module")
@@ -61,7 +61,7 @@ def test_alternatives_that_must_agree_are_close(quick):
     assert apart["H.264 decode"]["max"] == 0  # threads decode the same frames
     for words in ("classify per face: 4 a call", "channels_last vs contiguous", "traced vs eager, alone"):
         assert apart[words]["max"] < 1e-4, words
-    assert apart["Haar: detect_near"]["corner"] < 15  # px: the same face found
+    assert apart["Haar: refine near"]["corner"] < 15  # px: the same face found
 
 
 def test_ratio_is_the_median_of_the_rounds_own_ratios():
