@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import os
 import types
 import typing
 from dataclasses import dataclass, field
@@ -278,12 +279,23 @@ def to_dict(config) -> dict:
 
 
 def save(config, path: str | Path) -> None:
-    """Write the resolved config as YAML (beside the outputs, so a run can be repeated).
+    """Write the resolved config as YAML (beside the outputs, so a run can be repeated), whole or not at all.
+
+    It is written to a temporary file beside ``path``, synced, then renamed over it: a full disk or a kill leaves
+    an earlier file as it was.
 
     Raises:
         SinkError: where the file cannot be written (a one-line message, exit 2 from the CLI).
     """
+    path = Path(path)
+    part = path.with_name(f".{path.name}.{os.getpid()}.part")
     try:
-        Path(path).write_text(yaml.safe_dump(to_dict(config), sort_keys=False))
+        # os.open rather than tempfile: its files are private (0600), this one is made like any other (umask)
+        with open(os.open(part, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666), "w", encoding="utf-8") as file:
+            file.write(yaml.safe_dump(to_dict(config), sort_keys=False))
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(part, path)
     except OSError as exc:
+        part.unlink(missing_ok=True)
         raise SinkError(f"cannot write the resolved config: {path} ({exc.strerror or exc})") from None

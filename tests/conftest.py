@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import signal
+
 import numpy as np
 import pytest
 
@@ -40,3 +43,24 @@ def make_clip(tmp_path, astronaut_face):
         return path, boxes
 
     return _make
+
+
+@pytest.fixture()
+def file_size_limit():
+    """Return a context manager under which this process cannot grow a file past ``nbytes``: writes beyond it
+    fail with EFBIG, the way they fail on a full disk, without root or a small file system (POSIX only)."""
+    resource = pytest.importorskip("resource", reason="RLIMIT_FSIZE is POSIX only")
+
+    @contextlib.contextmanager
+    def limit(nbytes: int):
+        soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+        previous = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # the signal would end the process
+        resource.setrlimit(resource.RLIMIT_FSIZE, (nbytes, hard))
+        try:
+            yield
+        finally:
+            resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+            signal.signal(signal.SIGXFSZ, previous)
+
+    return limit
+

@@ -64,7 +64,10 @@ class Summary:
                          + "".join(f", {k} {v}" for k, v in sorted(s.counters.items())))
             if with_stats:
                 lines.append(s.table())
-        lines += [f"wrote {p}" for p in self.outputs]
+        if self.frames:
+            lines += [f"wrote {p}" for p in self.outputs]
+        elif self.outputs:  # the sinks open their files with the first frame
+            lines.append("nothing written: no frame reached the outputs (files there are left as they were)")
         return "\n".join(lines)
 
 
@@ -122,12 +125,12 @@ def run(config: cfg.StreamConfig, models: Models | None = None) -> Summary:
             models = models or load_models(config, device)
             if out.show:  # the one sink that can fail for want of a display: before any file is opened
                 opened.append(sinks.WindowSink())
-            for path in paths:  # every check is behind us: only now are existing files replaced
+            first = Path(out.video or out.jsonl) if (out.video or out.jsonl) else None
+            if first is not None:  # saved with the first frame, before the outputs replace anything
+                opened.append(sinks.RunConfigSink(_portable(config), first.with_name(first.stem + ".fersr.yaml")))
+            for path in paths:  # each sink takes its output's lock; files are replaced with the first frame
                 opened.append(sinks.open_sink(path, source.info, out))
                 summary.outputs.append(path)
-            first = Path(out.video or out.jsonl) if (out.video or out.jsonl) else None
-            if first is not None:
-                cfg.save(_portable(config), first.with_name(first.stem + ".fersr.yaml"))
             total = None if source.info.live else source.info.frame_count
             if total is not None and config.max_frames is not None:
                 total = min(total, config.max_frames)

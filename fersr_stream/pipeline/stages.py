@@ -235,8 +235,14 @@ def build(config: StreamConfig, models, *, sinks: list, stats: Stats, stop: thre
         return frames
 
     def close_sinks() -> None:
-        for sink in sinks:
-            sink.close()
+        errors = []
+        for sink in sinks:  # each one, whatever the others do: a failing disk must not keep the others open
+            try:
+                sink.close()
+            except Exception as exc:  # noqa: BLE001 - the first is raised once all are closed
+                errors.append(exc)
+        if errors:
+            raise errors[0]
 
     stages = [
         Stage("detect", detect_on_device if tensors else detect, batch=DETECT_BATCH, start=start.get("detect")),
