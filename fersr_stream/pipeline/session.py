@@ -6,6 +6,7 @@ from __future__ import annotations
 import collections
 import dataclasses
 import signal
+import sys
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -223,14 +224,18 @@ def _policy(name: str, live: bool) -> Policy:
 
 
 class _stop_on_signals:
-    """SIGINT/SIGTERM stop the runner gracefully (outputs finalized); a second SIGINT interrupts at once."""
+    """SIGINT/SIGTERM stop the runner gracefully (outputs finalized). Signals after the first are noted and the stop
+    goes on: cutting the finalization short would spoil the outputs, and leaving while the stage threads still run
+    native code aborts the process (C++ "terminate called without an active exception"). A kill -9 still leaves
+    the video playable up to about its last second."""
 
     def __init__(self, runner: Runner, summary: Summary):
         self.runner, self.summary, self.saved = runner, summary, {}
 
     def _handle(self, signum, _frame):
-        if self.summary.interrupted and signum == signal.SIGINT:
-            raise KeyboardInterrupt
+        if self.summary.interrupted:
+            print("fersr-stream: stopping: finishing the outputs first", file=sys.stderr, flush=True)
+            return
         self.summary.stopped_by = signum
         self.runner.stop()
 
