@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import stat
 import time
 from pathlib import Path
 
@@ -25,6 +26,8 @@ class OutputFile:
         self.path = Path(path)
         self.name = str(path)  # PyAV picks the container format by the name's extension
         self.closed = False
+        # a named pipe (a reader taking the JSON lines as they come) can neither seek, be cut nor be synced
+        self._regular = not self.path.exists() or stat.S_ISREG(self.path.stat().st_mode)
         self._fd: int | None = None
         self._end = 0  # where the last whole record ended
         self._synced: float | None = None
@@ -56,7 +59,7 @@ class OutputFile:
         return os.lseek(self._file(), 0, os.SEEK_CUR)
 
     def seekable(self) -> bool:
-        return True
+        return self._regular
 
     def writable(self) -> bool:
         return True
@@ -64,7 +67,7 @@ class OutputFile:
     def whole(self) -> None:
         """Note that the file holds whole records up to its end, and sync it when :data:`SYNC_EVERY_S` has passed
         since the last sync (the first sync also syncs its folder, so that a new file's name survives too)."""
-        if self._fd is None:
+        if self._fd is None or not self._regular:
             return
         self._end = os.fstat(self._fd).st_size  # the size, not the position: AVI goes back to fill in its headers
         now = time.monotonic()
@@ -76,7 +79,7 @@ class OutputFile:
 
     def cut(self) -> None:
         """Cut the file back to the end of its last whole record (shrinking a file needs no free space)."""
-        if self._fd is not None:
+        if self._fd is not None and self._regular:
             os.ftruncate(self._fd, self._end)
 
     def close(self, sync: bool = True) -> None:
@@ -85,7 +88,7 @@ class OutputFile:
         if fd is None:
             return
         try:
-            if sync:
+            if sync and self._regular:
                 os.fsync(fd)
         finally:
             os.close(fd)
