@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
+import os
 import types
 import typing
 from dataclasses import dataclass, field
@@ -38,6 +40,8 @@ class SourceConfig:
 
     def __post_init__(self):
         _require(self.queue_size >= 1, "source.queue_size", "at least 1 frame", self.queue_size)
+        # time bases are made with denominators up to 1001 and must fit FFmpeg's 32-bit ones
+        _require(0.001 <= self.fps <= 1000, "source.fps", "in [0.001, 1000] frames per second", self.fps)
         _require(self.open_timeout > 0, "source.open_timeout", "> 0 seconds", self.open_timeout)
         _require(self.read_timeout > 0, "source.read_timeout", "> 0 seconds", self.read_timeout)
 
@@ -213,7 +217,14 @@ def _coerce(value, hint, key: str):
             value = [item.strip() for item in value.split(",") if item.strip()]
         items = value if isinstance(value, (list, tuple)) else [value]
         return tuple(_coerce(item, typing.get_args(hint)[0], key) for item in items)
+    if isinstance(value, (list, tuple, dict)):  # str() would take them as they are printed
+        raise ConfigError(f"config key {key!r}: expected {hint.__name__}, got {value!r}")
     try:
+        if hint is float:
+            number = float(value)
+            if math.isinf(number):  # NaN fails every key's range check, with that key's rule in the message
+                raise ValueError(value)
+            return number
         if hint is bool:
             if isinstance(value, str):
                 if value.lower() in ("true", "yes", "1", "on"):
@@ -225,8 +236,9 @@ def _coerce(value, hint, key: str):
         if hint is int and isinstance(value, float) and not value.is_integer():
             raise ValueError(value)
         return hint(value)
-    except (TypeError, ValueError):
-        raise ConfigError(f"config key {key!r}: expected {hint.__name__}, got {value!r}") from None
+    except (TypeError, ValueError, OverflowError):
+        what = "a finite number" if hint is float else hint.__name__
+        raise ConfigError(f"config key {key!r}: expected {what}, got {value!r}") from None
 
 
 def merge(config, values: dict, prefix: str = ""):
@@ -252,17 +264,30 @@ def merge(config, values: dict, prefix: str = ""):
 
 
 def parse_set(items: list[str]) -> dict:
-    """Turn ``["a.b=1", "c=x"]`` into nested dicts; values are parsed as YAML scalars."""
+    """Turn ``["a.b=1", "c=x"]`` into nested dicts; values are parsed as YAML scalars.
+
+    Raises:
+        ConfigError: an item without ``=``, or a value that is not YAML (``detect.name=[``).
+    """
     out: dict = {}
     for item in items:
         key, sep, raw = item.partition("=")
         if not sep or not key:
             raise ConfigError(f"--set expects key=value, got {item!r}")
+        try:
+            value = yaml.safe_load(raw) if raw else None
+        except yaml.YAMLError as exc:
+            reason = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+            quoted = "'" + raw.replace("'", "''") + "'"
+            raise ConfigError(f"--set {item}: not valid YAML ({reason}); to give it as a string, quote it: "
+                              f"--set \"{key}={quoted}\"") from None
         node = out
         parts = key.strip().split(".")
         for part in parts[:-1]:
             node = node.setdefault(part, {})
-        node[parts[-1]] = yaml.safe_load(raw) if raw else None
+            if not isinstance(node, dict):
+                raise ConfigError(f"--set {item}: {'.'.join(parts[:-1])} is given a value by another --set")
+        node[parts[-1]] = value
     return out
 
 
@@ -288,12 +313,23 @@ def to_dict(config) -> dict:
 
 
 def save(config, path: str | Path) -> None:
-    """Write the resolved config as YAML (beside the outputs, so a run can be repeated).
+    """Write the resolved config as YAML (beside the outputs, so a run can be repeated), whole or not at all.
+
+    It is written to a temporary file beside ``path``, synced, then renamed over it: a full disk or a kill leaves
+    an earlier file as it was.
 
     Raises:
         SinkError: where the file cannot be written (a one-line message, exit 2 from the CLI).
     """
+    path = Path(path)
+    part = path.with_name(f".{path.name}.{os.getpid()}.part")
     try:
-        Path(path).write_text(yaml.safe_dump(to_dict(config), sort_keys=False))
+        # os.open rather than tempfile: its files are private (0600), this one is made like any other (umask)
+        with open(os.open(part, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666), "w", encoding="utf-8") as file:
+            file.write(yaml.safe_dump(to_dict(config), sort_keys=False))
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(part, path)
     except OSError as exc:
+        part.unlink(missing_ok=True)
         raise SinkError(f"cannot write the resolved config: {path} ({exc.strerror or exc})") from None

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import signal
+
 import numpy as np
 import pytest
 
@@ -40,3 +43,54 @@ def make_clip(tmp_path, astronaut_face):
         return path, boxes
 
     return _make
+
+
+@pytest.fixture()
+def file_size_limit():
+    """Return a context manager under which this process cannot grow a file past ``nbytes``: writes beyond it
+    fail with EFBIG, the way they fail on a full disk, without root or a small file system (POSIX only)."""
+    resource = pytest.importorskip("resource", reason="RLIMIT_FSIZE is POSIX only")
+
+    @contextlib.contextmanager
+    def limit(nbytes: int):
+        soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+        previous = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # the signal would end the process
+        resource.setrlimit(resource.RLIMIT_FSIZE, (nbytes, hard))
+        try:
+            yield
+        finally:
+            resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+            signal.signal(signal.SIGXFSZ, previous)
+
+    return limit
+
+
+@pytest.fixture()
+def damage_packet():
+    """Return a function that zeroes the payload of video packet ``index`` of a file (its 4-byte NAL length is
+    kept), as a bad sector would."""
+    import av
+
+    def damage(path, index: int) -> None:
+        with av.open(str(path)) as container:
+            packet = [p for p in container.demux(video=0) if p.size][index]
+            start, size = packet.pos, packet.size
+        data = bytearray(path.read_bytes())
+        data[start + 4:start + size] = bytes(size - 4)
+        path.write_bytes(bytes(data))
+
+    return damage
+
+
+@pytest.fixture()
+def damage_index():
+    """Return a function that damages an MP4's index: every chunk offset points past the end of the file."""
+
+    def damage(path) -> None:
+        data = bytearray(path.read_bytes())
+        box = data.find(b"stco") - 4  # size, type, version and flags, entry count, then the offsets
+        size = int.from_bytes(data[box:box + 4], "big")
+        data[box + 16:box + size] = b"\xff" * (size - 16)
+        path.write_bytes(bytes(data))
+
+    return damage

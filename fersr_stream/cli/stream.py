@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import signal
+
 import click
 
 from .. import config as cfg
@@ -84,10 +86,14 @@ def resolve_config(config_path: str | None, sets: tuple[str, ...], flags: dict) 
 def stream(config_path, sets, stats, **flags):
     """Detect faces, optionally degrade and restore them, classify 7 emotions, track, and write the result.
 
-    Ctrl-C or SIGTERM stops at once with every output finalized, and exits 130 or 143.
+    Ctrl-C or SIGTERM stops at once with every output finalized (a second one does not cut that short), and exits
+    130 or 143.
     """
     config = resolve_config(config_path, sets, flags)
     summary = run(config)
+    if summary.interrupted:  # the outputs are final: a late second Ctrl-C must not break into the exit's clean-up
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, signal.SIG_IGN)
     click.echo(summary.text(with_stats=stats), err=True)
     # the outputs are whole, but a script must be able to tell an interrupted run from a complete one
     return 128 + summary.stopped_by if summary.interrupted else 0

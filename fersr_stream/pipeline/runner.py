@@ -111,9 +111,14 @@ class Runner:
         self.stats.started = time.perf_counter()
         for t in threads:
             t.start()
-        for t in threads:
-            while t.is_alive():  # join in slices so signal handlers run in the main thread
-                t.join(_POLL)
+        try:
+            _join(threads)
+        except BaseException:
+            # never leave while a thread runs: at exit, a daemon thread in native code aborts the process (C++
+            # "terminate called without an active exception"), and its sink would be left half-finalized
+            self.stop()
+            _join(threads)
+            raise
         self.stats.finished = time.perf_counter()
         if self._error is not None:
             raise self._error
@@ -229,6 +234,12 @@ class Runner:
                 self._put(outbox, _EOS)
         finally:
             stage.close()
+
+
+def _join(threads: list[threading.Thread]) -> None:
+    for t in threads:
+        while t.is_alive():  # join in slices so signal handlers run in the main thread
+            t.join(_POLL)
 
 
 def run_serially(stages: list[Stage], frames: list[Frame]) -> list[Frame]:

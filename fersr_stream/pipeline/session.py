@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import signal
+import sys
 import threading
 from pathlib import Path
 
@@ -42,10 +43,12 @@ def run(config: cfg.StreamConfig, models: Models | None = None) -> Summary:
             models = models or load_models(config, device)
             if out.show:  # the one sink that can fail for want of a display: before any file is opened
                 opened.append(sinks.WindowSink())
-            for path in paths:  # every check is behind us: only now are existing files replaced
+            first = Path(out.video or out.jsonl) if (out.video or out.jsonl) else None
+            if first is not None:  # saved with the first frame, before the outputs replace anything
+                opened.append(sinks.RunConfigSink(_portable(config), first.with_name(first.stem + ".fersr.yaml")))
+            for path in paths:  # each sink takes its output's lock; files are replaced with the first frame
                 opened.append(sinks.open_sink(path, source.info, out))
                 summary.outputs.append(path)
-            _save_config(config)
             summary.stats = _run_pipeline(config, models, source, policy, [*opened, summary], summary)
         finally:
             for sink in opened:
@@ -70,14 +73,6 @@ def _run_pipeline(config: cfg.StreamConfig, models: Models, source, policy: Poli
     with _stop_on_signals(runner, summary), devices.stream_threads(models.classifier.device, heavy_model=heavy):
         runner.run()
     return stats
-
-
-def _save_config(config: cfg.StreamConfig) -> None:
-    """The resolved config beside the first output file, as ``NAME.fersr.yaml``, its paths absolute."""
-    out = config.output
-    if out.video or out.jsonl:
-        first = Path(out.video or out.jsonl)
-        cfg.save(_portable(config), first.with_name(first.stem + ".fersr.yaml"))
 
 
 def check_outputs(config: cfg.StreamConfig) -> list[str]:
@@ -150,14 +145,18 @@ def _policy(name: str, live: bool) -> Policy:
 
 
 class _stop_on_signals:
-    """SIGINT/SIGTERM stop the runner gracefully (outputs finalized); a second SIGINT interrupts at once."""
+    """SIGINT/SIGTERM stop the runner gracefully (outputs finalized). Signals after the first are noted and the stop
+    goes on: cutting the finalization short would spoil the outputs, and leaving while the stage threads still run
+    native code aborts the process (C++ "terminate called without an active exception"). A kill -9 still leaves
+    the video playable up to about its last second."""
 
     def __init__(self, runner: Runner, summary: Summary):
         self.runner, self.summary, self.saved = runner, summary, {}
 
     def _handle(self, signum, _frame):
-        if self.summary.interrupted and signum == signal.SIGINT:
-            raise KeyboardInterrupt
+        if self.summary.interrupted:
+            print("fersr-stream: stopping: finishing the outputs first", file=sys.stderr, flush=True)
+            return
         self.summary.stopped_by = signum
         self.runner.stop()
 

@@ -54,5 +54,8 @@ class Summary(Sink):
                          + "".join(f", {k} {v}" for k, v in sorted(s.counters.items())))
             if with_stats:
                 lines.append(s.table())
-        lines += [f"wrote {p}" for p in self.outputs]
+        if self.frames:
+            lines += [f"wrote {p}" for p in self.outputs]
+        elif self.outputs:  # the sinks open their files with the first frame
+            lines.append("nothing written: no frame reached the outputs (files there are left as they were)")
         return "\n".join(lines)

@@ -1,6 +1,8 @@
-"""Outputs: annotated video (.mp4 .mkv .mov .avi .webm), annotated images, per-frame JSON Lines, a window.
+"""Outputs: annotated video (.mp4 .mkv .mov .avi .webm), annotated images, per-frame JSON Lines, a window, and the
+run's resolved config.
 
-``open_sink(path, info, output_config)`` picks the file sink from the extension; the window is ``WindowSink()``.
+``open_sink(path, info, output_config)`` picks the file sink from the extension; the window is ``WindowSink()``;
+``RunConfigSink(config, path)`` saves the config with the first frame.
 """
 
 from __future__ import annotations
@@ -14,11 +16,12 @@ from ..sources.images import IMAGE_EXTENSIONS
 from .base import Sink, check_writable
 from .image import ImageSink
 from .jsonl import JsonlSink, frame_record
+from .run_config import RunConfigSink
 from .video import VIDEO_EXTENSIONS, VideoSink
 from .window import WindowSink
 
-__all__ = ["ImageSink", "JsonlSink", "Sink", "VideoSink", "WindowSink", "check_output", "check_writable",
-           "frame_record", "open_sink"]
+__all__ = ["ImageSink", "JsonlSink", "RunConfigSink", "Sink", "VideoSink", "WindowSink", "check_output",
+           "check_writable", "frame_record", "open_sink"]
 
 
 def check_output(path: str | Path) -> Path:
@@ -34,7 +37,8 @@ def open_sink(path: str | Path, info: SourceInfo, output_config: OutputConfig = 
     """Open the sink for ``path`` by its extension: video, image, or .jsonl.
 
     Raises:
-        SinkError: an unknown extension (the message lists the known ones) or an unwritable path.
+        SinkError: an unknown extension (the message lists the known ones), an unwritable path, or an output
+            another process is writing.
     """
     suffix = check_output(path).suffix.lower()
     if suffix in VIDEO_EXTENSIONS:

@@ -1,8 +1,14 @@
-"""What every sink is: ``write(frame)`` then ``close()`` (idempotent, finalizes the output); a context manager."""
+"""What every sink is: ``write(frame)`` then ``close()`` (idempotent, finalizes the output); a context manager.
+
+A file sink checks its path and takes the output's lock (:mod:`.lock`) when it is made, and opens the file with the
+first frame: until then an earlier file there is left as it was, so a run that fails before its first frame (or
+decodes none) replaces nothing.
+"""
 
 from __future__ import annotations
 
 import abc
+import os
 from pathlib import Path
 
 from ..errors import SinkError
@@ -43,6 +49,9 @@ def check_writable(path: str | Path) -> Path:
         raise SinkError(f"cannot write output: {path} ({parent} is not a directory)")
     if path.is_dir():
         raise SinkError(f"cannot write output: {path} (is a directory)")
+    if path.is_symlink() and not path.exists():  # writing would make a file wherever the link points
+        raise SinkError(f"cannot write output: {path} (a symbolic link to {os.readlink(path)}, which does not "
+                        f"exist)")
     # opening for append is the real test (permission bits are no proof: root passes them where the file system
     # refuses, as in /proc or on a read-only mount); it changes nothing in a file that exists and removes one it made
     existed = path.exists()

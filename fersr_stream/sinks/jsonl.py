@@ -1,5 +1,7 @@
-"""Per-frame results as JSON Lines: one object per frame, flushed per line, so the file is complete up to the
-last written frame even when the run is killed.
+"""Per-frame results as JSON Lines: one object per frame, written to the file as a whole line each, so the file is
+complete up to the last written frame even when the run is killed (and synced to disk about once a second, see
+:mod:`.durable`). The file is opened (and an earlier one replaced) with the first frame; a line that fails to be
+written (a full disk) is cut off again, so the file always ends on a whole line.
 
 Schema of a line::
 
@@ -30,6 +32,8 @@ from ..classify.labels import LABELS
 from ..errors import SinkError
 from ..types import Faces, Frame
 from .base import Sink, check_writable
+from .durable import OutputFile
+from .lock import OutputLock
 
 _DIGITS = 4
 
@@ -61,22 +65,35 @@ def frame_record(frame: Frame) -> dict:
 
 
 class JsonlSink(Sink):
-    """Write :func:`frame_record` lines to ``path`` (UTF-8, ``\\n`` line ends), flushed after every frame.
+    """Write :func:`frame_record` lines to ``path`` (UTF-8, ``\\n`` line ends), each handed to the file whole.
 
     Raises:
-        SinkError: unwritable path (checked on construction).
+        SinkError: on construction, an unwritable path or an output another process is writing; on
+            :meth:`write`, a line the disk refused (it is cut off again).
     """
 
     def __init__(self, path: str | Path):
-        path = check_writable(path)
-        try:
-            self._file = open(path, "w", encoding="utf-8", newline="\n")
-        except OSError as exc:
-            raise SinkError(f"cannot write output: {path} ({exc.strerror or exc})") from None
+        self._path = check_writable(path)
+        self._lock = OutputLock(self._path)
+        self._file = OutputFile(self._path)
+        self._frames, self._failed = 0, False
 
     def write(self, frame: Frame) -> None:
-        self._file.write(json.dumps(frame_record(frame)) + "\n")
-        self._file.flush()
+        line = (json.dumps(frame_record(frame)) + "\n").encode()
+        try:
+            self._file.write(line)
+            self._file.whole()
+        except OSError as exc:
+            self._failed = True
+            self._file.cut()
+            raise SinkError(f"cannot write {self._path}: {exc.strerror or exc} (it keeps the {self._frames} "
+                            f"frames before)") from None
+        self._frames += 1
 
     def close(self) -> None:
-        self._file.close()
+        try:
+            self._file.close(sync=not self._failed)  # after a failure, the error is already told
+        except OSError as exc:
+            raise SinkError(f"cannot write {self._path}: {exc.strerror or exc}") from None
+        finally:
+            self._lock.release()

@@ -1,10 +1,13 @@
 """Annotated video out: H.264 (VP9 for .webm) yuv420p via PyAV, with the input's timing and a copy of its audio.
 
 H.264 is encoded on the GPU (NVENC) when asked for and available, else with libx264; see :func:`resolve_codec`.
+The file is written so that a run killed at any moment (kill -9, a power cut, a full disk) leaves a video that
+plays up to about its last second; see :data:`CONTAINER_OPTIONS`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 from fractions import Fraction
@@ -19,6 +22,8 @@ from ..errors import SinkError
 from ..sources.base import SourceInfo
 from ..types import Frame
 from .base import Sink, check_writable
+from .durable import OutputFile
+from .lock import OutputLock
 
 log = logging.getLogger("fersr")
 
@@ -31,6 +36,31 @@ _CRF_MAX = {"libx264": 51, "libx265": 51, "libvpx-vp9": 63, NVENC: 51}
 # x264 preset -> the NVENC preset of about the same speed/quality trade (p1 fastest .. p7 best)
 _NVENC_PRESETS = {"ultrafast": "p1", "superfast": "p1", "veryfast": "p2", "faster": "p3", "fast": "p3",
                   "medium": "p4", "slow": "p5", "slower": "p6", "veryslow": "p7", "placebo": "p7"}
+
+KEYFRAME_EVERY_S = 1.0
+"""Seconds between keyframes, and so the length of an MP4 fragment or a Matroska cluster: about what a killed run
+loses at the end of its video, besides the few frames inside the encoder."""
+
+# FFmpeg hands each packet to the file at once: its 32 KiB write buffer would hold back the first seconds of a
+# small video, and all of it when the process is killed
+_FLUSH = {"flush_packets": "1"}
+# delay_moov rather than empty_moov: the header waits for the first fragment, and so knows where the streams start
+# (B-frames' delay, AAC's priming); with an empty one the whole timeline would start late by the B-frames' delay
+_FRAGMENTED_MP4 = {**_FLUSH, "movflags": "frag_keyframe+delay_moov+default_base_moof"}
+_SHORT_CLUSTERS = {**_FLUSH, "cluster_time_limit": str(round(1000 * KEYFRAME_EVERY_S))}
+CONTAINER_OPTIONS = {
+    # a header, then one fragment a keyframe, each with its own index: a plain MP4/MOV keeps its only index at
+    # the end, and a file cut before it (a kill, a power cut) does not play at all
+    ".mp4": _FRAGMENTED_MP4,
+    ".mov": _FRAGMENTED_MP4,
+    # Matroska's muxer holds a cluster in memory until it closes it (after 5 s by default); a killed file lacks
+    # only its cue index at the end and plays without it (seeking scans)
+    ".mkv": _SHORT_CLUSTERS,
+    ".webm": _SHORT_CLUSTERS,
+    # AVI's index comes at the end too, but players read a file without it chunk by chunk (VLC offers to fix it)
+    ".avi": _FLUSH,
+}
+"""FFmpeg muxer options per extension, so that a killed run's video plays up to about its last second."""
 
 
 @functools.cache
@@ -111,8 +141,13 @@ class VideoSink(Sink):
       has matching audio (to within one audio packet, about 20-60 ms). Audio the container cannot hold (AAC in
       WebM) is skipped with a warning.
 
-    :meth:`close` flushes the encoder and writes the container's index; without it an .mp4/.mov does not play.
-    No file is created until the first frame is written.
+    - Survival: keyframes every :data:`KEYFRAME_EVERY_S`, packets written at once, MP4/MOV fragmented and
+      Matroska in short clusters (:data:`CONTAINER_OPTIONS`), the file synced to disk about once a second: a run
+      killed at any moment leaves a video that plays up to about its last second. A write that fails (a full
+      disk) is a :class:`SinkError`, with the file cut back to its last whole fragment.
+
+    :meth:`close` flushes the encoder and finishes the container (the index for seeking). No file is created, and
+    none replaced, before the first packet; another process writing the same file is refused on construction.
 
     Args:
         path: output file, one of :data:`VIDEO_EXTENSIONS`.
@@ -126,7 +161,8 @@ class VideoSink(Sink):
         codec: the encoder in use (after ``auto`` and the NVENC fallback are resolved).
 
     Raises:
-        SinkError: before any work, for an unwritable path, an unknown extension, codec, preset or crf.
+        SinkError: before any work, for an unwritable path, an output another process is writing, an unknown
+            extension, codec, preset or crf; on :meth:`write` and :meth:`close`, for a write the disk refused.
     """
 
     def __init__(self, path: str | Path, info: SourceInfo, crf: int = 23, preset: str = "veryfast",
@@ -151,19 +187,28 @@ class VideoSink(Sink):
         # AVI stores no timestamps, only a frame rate, so there the time base must be one frame
         self._time_base = 1 / rate if suffix == ".avi" else info.time_base
         self._step = max(1, round(1 / (rate * self._time_base)))
-        self._container = av.open(str(path), "w")
+        # FFmpeg writes through an OutputFile: it opens the file with the first packet, and no write goes half done
+        self._file = OutputFile(path)
+        self._container = av.open(self._file, "w", container_options=CONTAINER_OPTIONS[suffix])
         stream = self._video = self._container.add_stream(codec, rate=rate)
         stream.width, stream.height = self._size
         stream.pix_fmt = "yuv420p"
         stream.time_base = stream.codec_context.time_base = self._time_base
+        stream.codec_context.gop_size = max(1, round(rate * KEYFRAME_EVERY_S))
         stream.options = options
         if codec != NVENC:
             stream.codec_context.thread_count = threads
         self._origin: int | None = None  # first pts of a live source
         self._last_pts: int | None = None
+        self._frames, self._failed = 0, False
         self._audio_in = self._audio_out = self._packets = self._pending = None
         if info.path and info.has_audio:
             self._open_audio(info.path, suffix)
+        try:
+            self._lock = OutputLock(path)
+        except SinkError:
+            self._close_audio()
+            raise
 
     def _open_audio(self, source: str, suffix: str) -> None:
         container = av.open(source)
@@ -187,10 +232,26 @@ class VideoSink(Sink):
         yuv = cv2.cvtColor(self._fit(frame.image), cv2.COLOR_RGB2YUV_I420)
         video_frame = self._to_frame(yuv, format="yuv420p")
         video_frame.pts, video_frame.time_base = pts, self._time_base
-        for packet in self._video.encode(video_frame):
-            self._container.mux(packet)
-        if self._packets is not None:
-            self._copy_audio(until=float(pts * self._time_base))
+        packets = self._video.encode(video_frame)
+        with self._writing():
+            for packet in packets:
+                self._container.mux(packet)
+            if self._packets is not None:
+                self._copy_audio(until=float(pts * self._time_base))
+        self._frames += 1
+
+    @contextlib.contextmanager
+    def _writing(self):
+        """Around writes to the file: a failing one (a full disk) becomes a SinkError, with the file cut back to
+        where its last whole write ended, so it ends on a whole fragment (FFmpeg writes nothing more after it)."""
+        try:
+            yield
+            self._file.whole()
+        except OSError as exc:  # PyAV raises the OSError of the OutputFile
+            self._failed = True
+            self._file.cut()
+            raise SinkError(f"cannot write {self._path}: {exc.strerror or exc} (after {self._frames} frames; the "
+                            f"video plays up to about a second before)") from None
 
     def _pts(self, frame: Frame) -> int:
         """The output pts of ``frame`` in the output time base, strictly after the previous one."""
@@ -244,18 +305,36 @@ class VideoSink(Sink):
             self._container.mux(packet)
 
     def close(self) -> None:
-        """Flush the encoder, copy the audio up to the video's end, and write the container's index."""
+        """Flush the encoder, copy the audio up to the video's end, and write the container's index.
+
+        Without a frame written, nothing is (an earlier file is left as it was). After a failed write it only lets
+        go of the file, which already ends on its last whole fragment.
+        """
         if self._closed:
             return
         self._closed = True
         try:
-            for packet in self._video.encode(None):
-                self._container.mux(packet)
-            if self._last_pts is None:
-                log.warning("%s: no frames were written, so nothing was written there", self._path)
-            elif self._packets is not None:
-                self._copy_audio(until=float((self._last_pts + self._step) * self._time_base))
-            self._container.close()
+            if not self._failed:
+                packets = self._video.encode(None)
+                with self._writing():
+                    for packet in packets:
+                        self._container.mux(packet)
+                    if self._last_pts is not None and self._packets is not None:
+                        self._copy_audio(until=float((self._last_pts + self._step) * self._time_base))
+                    self._container.close()
         finally:
-            if self._audio_in is not None:
-                self._audio_in.close()
+            if self._failed:
+                # the failure was told; FFmpeg writes nothing after it, so closing only frees the container
+                with contextlib.suppress(OSError, av.FFmpegError):
+                    self._container.close()
+            try:
+                self._file.close(sync=not self._failed)
+            except OSError as exc:
+                raise SinkError(f"cannot write {self._path}: {exc.strerror or exc}") from None
+            finally:
+                self._close_audio()
+                self._lock.release()
+
+    def _close_audio(self) -> None:
+        if self._audio_in is not None:
+            self._audio_in.close()

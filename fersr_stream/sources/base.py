@@ -15,7 +15,8 @@ class SourceInfo:
     """What is known about a source once it is open.
 
     Attributes:
-        width, height: frame size in pixels (of the first image for folders, whose sizes may vary).
+        width, height: frame size in pixels, upright as shown (of the first image for folders, whose sizes may
+            vary).
         fps: nominal frames per second.
         time_base: seconds per pts tick of the frames this source yields.
         frame_count: number of frames when known (files), else None (cameras, network streams).

@@ -1,14 +1,19 @@
 """Video files, cameras and network streams, decoded with PyAV (FFmpeg) one frame at a time.
 
-Frames are always converted to RGB uint8 (see :func:`to_rgb`), whatever the pixel format, in presentation order
-with the stream's time_base and pts that only go forward; frames without a pts continue from the previous frame.
-A file that ends early (truncated or corrupt tail) yields what decodes and logs a warning; a live stream that
-fails mid-way raises :class:`SourceError`.
+Frames are always converted to RGB uint8 (see :func:`to_rgb`), whatever the pixel format, upright as players show
+them (see :func:`orientation`), in presentation order with the stream's time_base and pts that only go forward;
+frames without a pts continue from the previous frame. The first frame is decoded when the source is opened, so an
+input of which no frame decodes (a damaged index, say) is a :class:`SourceError` before anything is written.
+A packet the decoder refuses is skipped and decoding goes on, as in players; the count is logged when the source
+is closed. A file that ends early (truncated or corrupt tail) yields what decodes and logs a warning; a live stream
+that fails mid-way raises :class:`SourceError`.
 """
 
 from __future__ import annotations
 
+import itertools
 import logging
+import math
 import mimetypes
 import os
 import re
@@ -58,6 +63,37 @@ def to_rgb(frame: av.VideoFrame) -> np.ndarray:
     return np.ascontiguousarray(frame.to_ndarray(format="rgb24"))
 
 
+def orientation(frame: av.VideoFrame) -> tuple[int, bool]:
+    """How to turn a decoded frame upright, as players show it: (quarter turns counterclockwise, then mirror
+    left-right), from the frame's display matrix (phones store video sideways and say so there); (0, False)
+    without one. An angle between quarter turns goes to the nearest one.
+    """
+    for data in frame.side_data:
+        if data.type.name == "DISPLAYMATRIX":
+            break
+    else:
+        return 0, False
+    # FFmpeg's 3x3 matrix of native int32 (16.16 fixed point) maps a pixel (x, y) to (a x + c y, b x + d y)
+    a, b, _, c, d, *_ = (int(v) for v in np.frombuffer(bytes(data), np.int32))
+    mirror = a * d - b * c < 0
+    if mirror:  # take the mirroring out; what is left is a rotation
+        a, c = -a, -c
+    return round(math.degrees(math.atan2(-b, a)) / 90) % 4, mirror
+
+
+def upright(image: np.ndarray, turns: int, mirror: bool) -> np.ndarray:
+    """(H, W, C) ``image`` turned ``turns`` quarter turns counterclockwise, then mirrored left-right if asked."""
+    if not (turns or mirror):
+        return image
+    image = np.rot90(image, turns)
+    return np.ascontiguousarray(image[:, ::-1] if mirror else image)
+
+
+def _packets(count: int, what: str) -> str:
+    """``"1 damaged packet"``, ``"3 damaged packets"``; empty for none."""
+    return f"{count} {what} packet{'' if count == 1 else 's'}" if count else ""
+
+
 def _reason(exc: Exception) -> str:
     """FFmpeg's message without PyAV's errno prefix and file name."""
     return getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
@@ -82,10 +118,16 @@ class PyAVSource(Source):
         label: how messages name the input (file path, camera, redacted URL).
         live: camera or network stream (no frame count, no audio path, errors raise).
         path: the input file, for the video sink's audio copy; None for live sources.
+
+    Attributes:
+        damaged: packets the decoder refused so far (skipped).
+
+    Raises:
+        SourceError: no video stream, or no frame of it decodes (the container is closed then).
     """
 
     def __init__(self, container, label: str, live: bool, path: str | None):
-        self._container, self._label, self._closed = container, label, False
+        self._container, self._label, self._live, self._closed = container, label, live, False
         if not container.streams.video:
             container.close()
             raise SourceError(f"no video stream in {label}")
@@ -98,8 +140,26 @@ class PyAVSource(Source):
         time_base = stream.time_base or 1 / rate
         # ticks between frames, for pts that are missing and for the end time of the last frame
         self._step = max(1, round(1 / (rate * time_base)))
-        self.info = SourceInfo(width=stream.codec_context.width, height=stream.codec_context.height,
-                               fps=float(rate), time_base=Fraction(time_base),
+        self.damaged = 0  # packets the decoder refused, skipped
+        self._ended_by: str | None = None  # why a file's packets ended before its end (damaged data)
+        self._frames = self._decode()
+        try:
+            first = next(self._frames, None)
+        except SourceError:
+            container.close()
+            raise
+        if first is None:
+            container.close()
+            why = "; ".join(filter(None, [_packets(self.damaged, "damaged"), self._ended_by]))
+            if live:
+                raise SourceError(f"{label} sent no frame" + (f" ({why})" if why else ""))
+            raise SourceError(f"no frame of {label} decodes" + (f" ({why})" if why else "") +
+                              ": the file, or its index, is damaged")
+        self._turns, self._mirror = orientation(first)
+        width, height = (first.height, first.width) if self._turns % 2 else (first.width, first.height)
+        # a live source's first frame is stale once the models are loaded: it only tells the size
+        self._first = None if live else first
+        self.info = SourceInfo(width=width, height=height, fps=float(rate), time_base=Fraction(time_base),
                                frame_count=None if live else self._count_frames(float(rate)),
                                live=live, path=path, has_audio=bool(container.streams.audio))
 
@@ -119,27 +179,49 @@ class PyAVSource(Source):
             return self._container.duration / av.time_base
         return None
 
+    def _decode(self) -> Iterator[av.VideoFrame]:
+        """The stream's decoded frames. A packet the decoder refuses is counted in :attr:`damaged` and skipped (the
+        frames that refer to it may show artefacts, as in players); a read that fails ends a file there (the reason
+        in ``_ended_by``) and a live stream with a SourceError."""
+        packets, count = self._container.demux(self._stream), 0
+        while True:
+            try:
+                packet = next(packets, None)
+            except (av.FFmpegError, OSError) as exc:
+                if self._live:
+                    raise SourceError(f"lost {self._label} after {count} frames: {_reason(exc)}") from None
+                self._ended_by = _reason(exc)
+                return
+            if packet is None:
+                return
+            try:
+                frames = packet.decode()
+            except av.FFmpegError:
+                self.damaged += 1
+                continue
+            count += len(frames)
+            yield from frames
+
     def __iter__(self) -> Iterator[Frame]:
         time_base, index = self.info.time_base, 0
         first_pts = last_pts = last_end = None
-        try:
-            for packet in self._container.demux(self._stream):
-                for frame in packet.decode():
-                    pts = frame.pts
-                    if pts is None:  # raw elementary streams (.h264) carry no timestamps
-                        pts = 0 if last_pts is None else last_pts + (frame.duration or self._step)
-                    elif last_pts is not None and pts <= last_pts:
-                        # AVI with B-frames holds decode-order guesses as pts; step forward, the next ones catch up
-                        pts = last_pts + 1
-                    yield Frame(index=index, image=to_rgb(frame), pts=pts, time_base=time_base)
-                    first_pts = pts if first_pts is None else first_pts
-                    last_pts, last_end = pts, pts + (frame.duration or self._step)
-                    index += 1
-        except (av.FFmpegError, OSError) as exc:
-            if self.info.live:
-                raise SourceError(f"lost {self._label} after {index} frames: {_reason(exc)}") from None
+        frames = self._frames if self._first is None else itertools.chain([self._first], self._frames)
+        self._first = None
+        for frame in frames:
+            pts = frame.pts
+            if pts is None:  # raw elementary streams (.h264) carry no timestamps
+                pts = 0 if last_pts is None else last_pts + (frame.duration or self._step)
+            elif last_pts is not None and pts <= last_pts:
+                # AVI with B-frames holds decode-order guesses as pts; step forward, the next ones catch up
+                pts = last_pts + 1
+            image = upright(to_rgb(frame), self._turns, self._mirror)
+            yield Frame(index=index, image=image, pts=pts, time_base=time_base)
+            first_pts = pts if first_pts is None else first_pts
+            last_pts, last_end = pts, pts + (frame.duration or self._step)
+            index += 1
+        if self._ended_by is not None:
             log.warning("%s: decoded %d frames, then the file ends in damaged data (%s): it is truncated or "
-                        "corrupt; stopping there", self._label, index, _reason(exc))
+                        "corrupt; stopping there", self._label, index, self._ended_by)
             return
         if self.info.live or first_pts is None:
             return
@@ -150,9 +232,13 @@ class PyAVSource(Source):
                         self._label, index, decoded, expected)
 
     def close(self) -> None:
+        """Close the input, and tell how many damaged packets were skipped, if any."""
         if not self._closed:
             self._closed = True
             self._container.close()
+            if self.damaged:
+                log.warning("%s: skipped %s and decoded on, as players do (frames near them may be missing or "
+                            "show artefacts)", self._label, _packets(self.damaged, "damaged"))
 
 
 def open_file(path: str | Path) -> PyAVSource:

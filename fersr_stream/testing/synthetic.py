@@ -55,23 +55,30 @@ def render(faces: list[np.ndarray], boxes: np.ndarray, width: int, height: int, 
 
 def write_clip(path: str | Path, faces: list[np.ndarray], n_frames: int = 30, width: int = 320,
                height: int = 240, fps: int = 10, min_size: int = 60, max_size: int = 110,
-               audio: bool = False, codec: str = "libx264", crf: int = 20) -> np.ndarray:
+               audio: bool = False, codec: str = "libx264", crf: int = 20, rotation: int = 0) -> np.ndarray:
     """Encode a clip and return its ground truth boxes, (n_frames, n_faces, 4) int64.
 
     Args:
         faces: RGB uint8 face images (square, tight around the face), one per moving face.
+        width, height: the size of the clip as shown (upright).
         audio: also write a 440 Hz mono AAC track of the same duration.
+        rotation: store the frames turned this many degrees clockwise (a multiple of 90) with a display matrix
+            that turns them back counterclockwise, as phones do; the boxes are those of the upright frames.
     """
     boxes = face_boxes(len(faces), n_frames, width, height, min_size, max_size)
+    turns = rotation // 90 % 4
     with av.open(str(path), "w") as container:
         stream = container.add_stream(codec, rate=fps)
-        stream.width, stream.height = width, height
+        stream.width, stream.height = (height, width) if turns % 2 else (width, height)
         stream.pix_fmt = "yuv420p"
         if codec == "libx264":
             stream.options = {"crf": str(crf), "preset": "veryfast"}
+        if turns:
+            stream.set_display_rotation(90 * turns)
         astream = container.add_stream("aac", rate=16000, layout="mono") if audio else None
         for image in render(faces, boxes, width, height, fps):
-            for packet in stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")):
+            stored = np.ascontiguousarray(np.rot90(image, -turns))
+            for packet in stream.encode(av.VideoFrame.from_ndarray(stored, format="rgb24")):
                 container.mux(packet)
         for packet in stream.encode():
             container.mux(packet)

@@ -42,7 +42,7 @@ from urllib.request import Request, urlopen
 
 from tqdm import tqdm
 
-from .. import __version__
+from .. import __version__, filelock
 from ..errors import WeightsError
 from . import registry
 from .registry import WeightSpec
@@ -341,50 +341,14 @@ def _locked(dest: Path, spec: WeightSpec, quiet: bool):
     The operating system drops the lock when its holder exits, so a killed download never leaves it held.
     """
     with open(dest.with_name(dest.name + ".lock"), "a+b") as handle:
-        if not _try_lock(handle, wait=False):
+        if not filelock.try_lock(handle, wait=False):
             if not quiet:
                 print(f"fersr: waiting for another process that is fetching {spec.name}", file=sys.stderr)
-            _try_lock(handle, wait=True)
+            filelock.try_lock(handle, wait=True)
         try:
             yield
         finally:
-            _unlock(handle)
-
-
-def _try_lock(handle, wait: bool) -> bool:
-    """Lock ``handle``'s file; False when another process holds it and ``wait`` is off."""
-    if os.name == "nt":
-        import msvcrt
-        import time
-
-        handle.seek(0)
-        while True:
-            try:
-                msvcrt.locking(handle.fileno(), msvcrt.LK_NBLCK, 1)
-                return True
-            except OSError:
-                if not wait:
-                    return False
-                time.sleep(0.5)
-    import fcntl
-
-    try:
-        fcntl.flock(handle.fileno(), fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
-    except BlockingIOError:
-        return False
-    return True
-
-
-def _unlock(handle) -> None:
-    if os.name == "nt":
-        import msvcrt
-
-        handle.seek(0)
-        msvcrt.locking(handle.fileno(), msvcrt.LK_UNLCK, 1)
-    else:
-        import fcntl
-
-        fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+            filelock.unlock(handle)
 
 
 class _NetworkError(Exception):

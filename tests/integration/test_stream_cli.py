@@ -83,6 +83,10 @@ def test_image_source_to_image_output(tmp_path, astronaut):
     (["--source", "SRC", "--jsonl", "x.jsonl", "--detector", "haar", "--detector-weights", "y.onnx"],
      "detect.weights (y.onnx) is for"),
     (["--source", "SRC", "--jsonl", "x.jsonl", "--detector-weights", "y.onnx"], "MTCNN weights not found: y.onnx"),
+    (["--source", "SRC", "--jsonl", "x.jsonl", "--set", "detect.name=["], "--set detect.name=[: not valid YAML"),
+    (["--source", "SRC", "--jsonl", "x.jsonl", "--set", "source.fps=1e300"], "source.fps must be in [0.001, 1000]"),
+    (["--source", "SRC", "--jsonl", "x.jsonl", "--set", "source.read_timeout=1e999"], "expected a finite number"),
+    (["--source", "SRC", "--jsonl", "x.jsonl", "--set", "detect.name=[haar]"], "expected str, got ['haar']"),
     # a folder whose permission bits let root in but whose file system refuses new files
     pytest.param(["--source", "SRC", "--output", "/proc/out.mp4"], "cannot write output: /proc/out.mp4",
                  marks=pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="needs Linux /proc")),

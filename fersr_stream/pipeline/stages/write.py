@@ -26,5 +26,11 @@ class WriteStage(Stage):
         return frames
 
     def close(self) -> None:
-        for sink in self.sinks:
-            sink.close()
+        errors = []
+        for sink in self.sinks:  # each one, whatever the others do: a failing disk must not keep the others open
+            try:
+                sink.close()
+            except Exception as exc:  # noqa: BLE001 - the first is raised once all are closed
+                errors.append(exc)
+        if errors:
+            raise errors[0]

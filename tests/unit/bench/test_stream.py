@@ -10,7 +10,7 @@ from click.testing import CliRunner
 
 from fersr_stream.bench import stream as bench
 from fersr_stream.pipeline.models import load_models
-from fersr_stream.detect.haar import HaarDetector
+from fersr_stream.detect.mtcnn import MTCNNDetector
 
 
 def test_bench_reports_stages_pipeline_and_ratios():
@@ -58,8 +58,8 @@ def test_bench_with_known_faces_skips_detection(monkeypatch):
     def detecting(*args):
         raise AssertionError("the detector ran")
 
-    monkeypatch.setattr(HaarDetector, "detect", detecting)
-    monkeypatch.setattr(HaarDetector, "detect_near", detecting)
+    for method in ("detect", "detect_tensors", "refine", "refine_tensors"):  # the default detector's
+        monkeypatch.setattr(MTCNNDetector, method, detecting)
     result = CliRunner().invoke(bench.main, ["--frames", "6", "--width", "320", "--height", "240", "--repeat", "1",
                                              "--known-faces"])
     assert result.exit_code == 0, result.output

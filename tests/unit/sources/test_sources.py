@@ -127,6 +127,68 @@ def test_mp4_cut_before_its_index_is_a_source_error(make_clip):
         open_source(str(path))
 
 
+def _blocks(height=96, width=160) -> np.ndarray:
+    """An RGB picture that no turn or mirror maps onto itself: white, red and blue blocks in three corners."""
+    image = np.zeros((height, width, 3), np.uint8)
+    image[:24, :40] = 255
+    image[:24, -40:] = (255, 0, 0)
+    image[-24:, :40] = (0, 0, 255)
+    return image
+
+
+@pytest.mark.parametrize("degrees, hflip", [(90, False), (-90, False), (180, False), (0, True), (90, True)])
+def test_a_display_matrix_turns_frames_upright_as_players_show_them(tmp_path, degrees, hflip):
+    """As FFmpeg's player and CLI show them (checked with ffmpeg 5.1's autorotate): turned counterclockwise by the
+    rotation PyAV writes, then mirrored left-right."""
+    image = _blocks()
+    path = tmp_path / "turned.mp4"
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=10)
+        stream.width, stream.height, stream.pix_fmt = 160, 96, "yuv444p"
+        stream.options = {"crf": "0"}  # lossless
+        stream.set_display_rotation(degrees, hflip=hflip)
+        for packet in [*stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")), *stream.encode()]:
+            container.mux(packet)
+    want = np.rot90(image, degrees // 90)
+    want = want[:, ::-1] if hflip else want
+    with open_source(str(path)) as source:
+        (frame,) = list(source)
+    assert (source.info.width, source.info.height) == (want.shape[1], want.shape[0])
+    assert frame.image.shape == want.shape and np.abs(frame.image.astype(int) - want).mean() < 2
+
+
+def test_a_phone_clip_stored_sideways_decodes_upright(tmp_path, astronaut_face):
+    path = tmp_path / "phone.mp4"
+    boxes = synthetic.write_clip(path, [astronaut_face], n_frames=3, width=120, height=160, rotation=90)
+    with open_source(str(path)) as source:
+        frames = list(source)
+    assert (source.info.width, source.info.height) == (120, 160)
+    rendered = list(synthetic.render([astronaut_face], boxes, 120, 160, 10))
+    assert all(np.abs(f.image.astype(int) - r).mean() < 4 for f, r in zip(frames, rendered))
+
+
+@pytest.mark.parametrize("name", ["clip.mp4", "clip.mkv"])
+def test_a_damaged_packet_is_skipped_and_counted_and_decoding_goes_on(make_clip, damage_packet, caplog, name):
+    path, _ = make_clip(name, n_frames=90, width=160, height=120, min_size=40, max_size=60)
+    damage_packet(path, 45)  # FFmpeg's CLI decodes 89 frames of it
+    with caplog.at_level(logging.WARNING, logger="fersr"):
+        with open_source(str(path)) as source:
+            frames = list(source)
+            assert not caplog.records  # the count is told once, on close
+    assert len(frames) >= 88 and source.damaged == 1
+    assert [f.index for f in frames] == list(range(len(frames)))
+    assert [r.getMessage() for r in caplog.records] == [(
+        f"{path}: skipped 1 damaged packet and decoded on, as players do (frames near them may be missing or show "
+        f"artefacts)")]
+
+
+def test_a_file_of_which_no_frame_decodes_is_a_source_error_on_opening(make_clip, damage_index):
+    path, _ = make_clip("clip.mp4", n_frames=10, width=160, height=120)
+    damage_index(path)
+    with pytest.raises(SourceError, match=r"^no frame of .*clip.mp4 decodes: the file, or its index, is damaged$"):
+        open_source(str(path))
+
+
 def test_image_file_is_one_frame(tmp_path):
     rgb = np.zeros((60, 80, 3), np.uint8)
     rgb[..., 0] = 200  # pure red: a BGR mix-up would make it blue
