@@ -28,9 +28,11 @@ def _require(ok: bool, key: str, rule: str, value) -> None:
 
 @dataclass(frozen=True)
 class SourceConfig:
-    """Where frames come from. ``policy``: auto (files wait, live sources drop oldest), wait, drop_oldest."""
+    """Where frames come from. ``uri``: one or more sources (``--source`` repeated), each a camera, a URL, a file,
+    a folder, a glob or a ``.txt`` list of sources (see :mod:`fersr_stream.sources.many`). ``policy``: auto (files
+    wait, live sources drop oldest), wait, drop_oldest, for every source."""
 
-    uri: str = ""
+    uri: tuple[str, ...] = ()
     policy: str = "auto"
     queue_size: int = 8
     open_timeout: float = 10.0
@@ -194,11 +196,14 @@ class StreamConfig:
     overlay: OverlayConfig = field(default_factory=OverlayConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
     device: str = "auto"
-    max_frames: int | None = None
+    max_frames: int | None = None  # per source
+    metrics_port: int | None = None  # serve Prometheus metrics on 127.0.0.1 at this port while the run goes
 
     def __post_init__(self):
         _require(self.max_frames is None or self.max_frames >= 1, "max_frames", "at least 1 (or none: all)",
                  self.max_frames)
+        _require(self.metrics_port is None or 1 <= self.metrics_port <= 65535, "metrics_port",
+                 "a TCP port in 1..65535 (or none)", self.metrics_port)
 
 
 def _coerce(value, hint, key: str):

@@ -92,12 +92,12 @@ def stage_alone(config: cfg.StreamConfig, models, out: Path) -> dict[str, tuple[
     from .. import sinks, sources
 
     times: dict[str, tuple[float, float]] = {}
-    with sources.open_source(config.source.uri, config.source, device=config.device) as source:
+    with sources.open_source(config.source.uri[0], config.source, device=config.device) as source:
         t0, c0 = time.perf_counter(), time.process_time()
         frames = list(source)
         times["decode"] = ((time.perf_counter() - t0) / len(frames), (time.process_time() - c0) / len(frames))
         sink = sinks.open_sink(str(out), source.info, config.output)
-    built = stage_builder.build(config, models, sinks=[sink], stats=Stats(), stop=threading.Event())
+    built = stage_builder.build(config, models, sinks=[[sink]], stats=Stats(), stop=threading.Event())
     start_here(built)  # warm-ups (CUDA) are not timed, as in the pipeline
     for stage in built:
         t0, c0 = time.perf_counter(), time.process_time()
