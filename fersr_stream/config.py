@@ -41,6 +41,8 @@ class SourceConfig:
     decoder: str = "pyav"  # pyav | dali (files only; GPU decode, optional extra)
 
     def __post_init__(self):
+        _require(self.policy in ("auto", "wait", "drop_oldest"), "source.policy", "auto, wait or drop_oldest",
+                 self.policy)
         _require(self.queue_size >= 1, "source.queue_size", "at least 1 frame", self.queue_size)
         # time bases are made with denominators up to 1001 and must fit FFmpeg's 32-bit ones
         _require(0.001 <= self.fps <= 1000, "source.fps", "in [0.001, 1000] frames per second", self.fps)
