@@ -1,5 +1,7 @@
 """One stream run: open the source and outputs (failing fast on bad input), load the models, run the stages on
-the runner's threads, and finalize every output however the run ends."""
+the runner's threads, and finalize every output however the run ends. A live source (camera, network stream) opens
+once the models are loaded, so that its frames do not pile up meanwhile; the runner starts reading it once the
+stages have warmed up."""
 
 from __future__ import annotations
 
@@ -37,7 +39,10 @@ def run(config: cfg.StreamConfig, models: Models | None = None) -> Summary:
     degrade.validate(config.degrade)
     device = devices.resolve(config.device)
     summary, opened = Summary(), []
+    if sources.is_live(config.source.uri):  # a file opens first: opening checks it before the slow load
+        models = models or load_models(config, device)
     with sources.open_source(config.source.uri, config.source, device=str(device)) as source:
+        summary.outages = source.outages
         try:
             policy = _policy(config.source.policy, source.info.live)
             models = models or load_models(config, device)
@@ -66,7 +71,7 @@ def _run_pipeline(config: cfg.StreamConfig, models: Models, source, policy: Poli
     stats, stop = Stats(), threading.Event()
     stages = stage_builder.build(config, models, sinks=[*sinks, ProgressSink(total)], stats=stats, stop=stop,
                                  stills=info.stills, frame_size=(info.width, info.height))
-    runner = Runner(source.frames(stage_builder.on_device(models)), stages,
+    runner = Runner(source.frames(stage_builder.on_device(models), stop=stop), stages,
                     policy=policy, queue_size=config.source.queue_size,
                     max_frames=config.max_frames, stats=stats, stop_event=stop)
     heavy = config.enhance.name not in ("none", "bicubic")

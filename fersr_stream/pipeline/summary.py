@@ -8,13 +8,14 @@ import numpy as np
 
 from ..classify.labels import Emotion
 from ..sinks.base import Sink
+from ..sources.base import Outages
 from ..types import Frame
 from .stats import Stats
 
 
 class Summary(Sink):
-    """Counts frames, faces, tracks and emotions as they are written; ``stats``, ``outputs`` and ``stopped_by`` are
-    filled in by the session."""
+    """Counts frames, faces, tracks and emotions as they are written; ``stats``, ``outputs``, ``stopped_by`` and
+    ``outages`` (a live stream's losses and reconnects) are filled in by the session."""
 
     def __init__(self):
         self.frames = 0
@@ -24,6 +25,7 @@ class Summary(Sink):
         self.stats: Stats | None = None
         self.outputs: list[str] = []
         self.stopped_by: int | None = None  # the signal (SIGINT, SIGTERM) that stopped the run early
+        self.outages = Outages()
 
     @property
     def interrupted(self) -> bool:
@@ -42,6 +44,8 @@ class Summary(Sink):
     def text(self, with_stats: bool = False) -> str:
         lines = [f"{'stopped early: ' if self.interrupted else ''}{self.frames} frames, {self.faces} faces, "
                  f"{len(self.tracks)} tracks"]
+        if self.outages.losses:
+            lines.append(f"stream: {self.outages.text()}")
         if self.emotions:
             total = sum(self.emotions.values())
             shares = (f"{k} {100 * v / total:.0f}%" for k, v in self.emotions.most_common())
