@@ -90,6 +90,8 @@ class ReconnectingSource(Source):
             finally:  # also when the reading stops early (the generator is closed)
                 self._connection.close()
             self._connection = None
+            if stop is not None and stop.is_set():  # the run stopped while a read waited: not a loss to report
+                return
             self._connection = self._reconnect(reason, stop)
 
     def _reconnect(self, reason: str, stop: threading.Event | None) -> PyAVSource | None:
@@ -120,11 +122,15 @@ class ReconnectingSource(Source):
             if left < _SHORTEST_TRY:
                 break
             tries += 1
-            try:  # an attempt may not outlast the deadline
-                connection = self._connect(self._url, min(self._config.open_timeout, left),
-                                           self._config.read_timeout, timeline=self._timeline)
-            except SourceError as exc:
-                why, delay = exc.reason if isinstance(exc, CannotOpen) else str(exc), min(2 * delay, _MAX_DELAY)
+            timeout = min(self._config.open_timeout, left)  # an attempt may not outlast the deadline
+            try:
+                connection = self._connect(self._url, timeout, self._config.read_timeout, timeline=self._timeline)
+            except CannotOpen as exc:
+                cut = exc.timed_out and timeout < self._config.open_timeout
+                why, delay = f"no answer in the {timeout:.1f} s left" if cut else exc.reason, min(2 * delay, _MAX_DELAY)
+                continue
+            except SourceError as exc:  # it opened, but sent no frame
+                why, delay = str(exc), min(2 * delay, _MAX_DELAY)
                 continue
             if (connection.info.width, connection.info.height) != (self.info.width, self.info.height):
                 connection.close()

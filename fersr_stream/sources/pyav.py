@@ -56,11 +56,12 @@ class StreamLost(SourceError):
 
 
 class CannotOpen(SourceError):
-    """A network stream that does not open; ``reason`` is the message without the stream's name."""
+    """A network stream that does not open; ``reason`` is the message without the stream's name, ``timed_out``
+    whether it was the open timeout."""
 
-    def __init__(self, label: str, reason: str):
+    def __init__(self, label: str, reason: str, timed_out: bool = False):
         super().__init__(f"cannot open stream {label}: {reason}")
-        self.reason = reason
+        self.reason, self.timed_out = reason, timed_out
 
 # A file counts as truncated when its frames end this much before the duration its header announces
 # (at least two frame intervals): a margin for streams whose audio outlasts the video by a few packets.
@@ -415,9 +416,9 @@ def open_network(url: str, open_timeout: float, read_timeout: float,
         raise CannotOpen(label, f"this FFmpeg (PyAV's) cannot read {scheme}:// streams") from None
     except (av.FFmpegError, OSError) as exc:
         # FFmpeg reports its timeout as an interrupt or as bad data; the clock tells which it was
-        reason = (f"no answer within {open_timeout:g} s (source.open_timeout)"
-                  if time.monotonic() - started >= open_timeout else _reason(exc))
-        raise CannotOpen(label, reason) from None
+        timed_out = time.monotonic() - started >= open_timeout
+        reason = f"no answer within {open_timeout:g} s (source.open_timeout)" if timed_out else _reason(exc)
+        raise CannotOpen(label, reason, timed_out) from None
     whole_file = scheme.startswith("http") and (container.duration or 0) > 0
     return PyAVSource(container, label, live=not whole_file, path=None, read_timeout=read_timeout,
                       timeline=None if whole_file else timeline)

@@ -67,6 +67,9 @@ class Server:
         if item is None:
             self.clock.now += 0.01
             raise CannotOpen(live.redact(url), "Connection refused")
+        if item == "silent":  # takes the connection, never answers
+            self.clock.now += open_timeout
+            raise CannotOpen(live.redact(url), f"no answer within {open_timeout:g} s (source.open_timeout)", True)
         count, lost, *size = item
         self.handed.append(Connection(self.clock, self.timeline, count, lost, *size))
         return self.handed[-1]
@@ -76,9 +79,11 @@ class Server:
 def clock(monkeypatch) -> Clock:
     clock = Clock()
 
-    def wait(stop, seconds):  # the backoff's waits pass on our clock
+    def wait(stop, seconds):  # the backoff's waits pass on our clock, unless the run stopped
+        if stop is not None and stop.is_set():
+            return True
         clock.now += seconds
-        return stop is not None and stop.is_set()
+        return False
 
     monkeypatch.setattr(live, "_wait", wait)
     return clock
@@ -116,11 +121,11 @@ def test_a_lost_stream_is_reconnected_with_backoff_and_its_frames_numbered_and_t
     assert (outages.losses, outages.reconnects) == (2, 1)
     assert outages.seconds == pytest.approx((8.03 - 0.4) + 20.0 + 0.1, abs=0.05)  # both gaps, from the last frame
     assert outages.notes == [
-        "rtsp://me:***@cam.local/live: lost after frame 4: no data for 3 s (source.read_timeout); reconnecting for "
-        "up to 20 s (source.reconnect_for)",
+        ("rtsp://me:***@cam.local/live: lost after frame 4: no data for 3 s (source.read_timeout); reconnecting for "
+         "up to 20 s (source.reconnect_for)"),
         "rtsp://me:***@cam.local/live: reconnected after 7.6 s without frames (4 tries)",
-        "rtsp://me:***@cam.local/live: lost after frame 7: the server ended the stream; reconnecting for up to 20 s "
-        "(source.reconnect_for)"]
+        ("rtsp://me:***@cam.local/live: lost after frame 7: the server ended the stream; reconnecting for up to 20 s "
+         "(source.reconnect_for)")]
     assert [r.getMessage() for r in caplog.records] == outages.notes
     assert outages.text() == "lost 2 times, reconnected 1 time, 27.7 s without frames"
 
@@ -135,6 +140,13 @@ def test_no_attempt_outlasts_reconnect_for(clock):
     assert clock.now - 0.2 <= 4.0
 
 
+def test_a_try_cut_short_by_reconnect_for_says_so_rather_than_blaming_open_timeout(clock):
+    source, server = _stream(clock, (2, "reading failed"), ["silent", "silent"], reconnect_for=4.0)
+    with pytest.raises(SourceError, match=r"\(the last try: no answer in the 3\.5 s left\)$"):
+        list(source)
+    assert [round(timeout, 2) for _, timeout in server.asked] == [3.5]
+
+
 def test_reconnect_for_0_ends_at_the_first_loss(clock):
     source, server = _stream(clock, (3, None), [(5, None)], reconnect_for=0)
     with pytest.raises(SourceError) as error:
@@ -147,11 +159,26 @@ def test_reconnect_for_0_ends_at_the_first_loss(clock):
 def test_a_stop_ends_the_wait_for_a_reconnect_without_an_error(clock):
     source, server = _stream(clock, (3, "reading failed"), [None] * 10, reconnect_for=60.0)
     stop = threading.Event()
+    connect = server.connect
+
+    def refused_then_ctrl_c(*args, **kwargs):
+        stop.set()
+        return connect(*args, **kwargs)
+
+    source._connect = refused_then_ctrl_c
+    assert [f.index for f in source.frames(on_device=False, stop=stop)] == [0, 1, 2]  # then ends, no error
+    assert len(server.asked) == 1 and source.outages.losses == 1 and source.outages.reconnects == 0
+    assert source.outages.seconds == pytest.approx(0.1 + 0.5 + 0.01)  # from the last frame to the stop
+
+
+def test_a_read_that_fails_after_the_run_stopped_is_not_reported_as_a_loss(clock):
+    source, server = _stream(clock, (3, "no data for 3 s (source.read_timeout)"), [], reconnect_for=60.0)
+    stop = threading.Event()
     frames = source.frames(on_device=False, stop=stop)
-    assert [f.index for f in (next(frames), next(frames), next(frames))] == [0, 1, 2]
-    stop.set()
-    assert next(frames, None) is None  # the reading ends as a stopped run's does
-    assert len(server.asked) == 0 and source.outages.losses == 1
+    assert [f.index for f in (next(frames), next(frames))] == [0, 1]
+    stop.set()  # Ctrl-C while the next reads wait, until the stream is lost
+    assert [f.index for f in frames] == [2]
+    assert source.outages.losses == 0 and not server.asked
 
 
 def test_a_stream_back_at_another_size_ends_the_run(clock):
