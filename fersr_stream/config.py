@@ -28,11 +28,13 @@ def _require(ok: bool, key: str, rule: str, value) -> None:
 
 @dataclass(frozen=True)
 class SourceConfig:
-    """Where frames come from. ``policy``: auto (files wait, live sources drop oldest), wait, drop_oldest.
-    Network streams: ``open_timeout`` for each connection, ``read_timeout`` without video before the stream counts
-    as lost, ``reconnect_for`` seconds of reconnecting after a loss before the run gives up (0: never reconnect)."""
+    """Where frames come from. ``uri``: one or more sources (``--source`` repeated), each a camera, a URL, a file,
+    a folder, a glob or a ``.txt`` list of sources (see :mod:`fersr_stream.sources.many`). ``policy``: auto (files
+    wait, live sources drop oldest), wait, drop_oldest, for every source. Network streams: ``open_timeout`` for
+    each connection, ``read_timeout`` without video before the stream counts as lost, ``reconnect_for`` seconds of
+    reconnecting after a loss before the source gives up (0: never reconnect)."""
 
-    uri: str = ""
+    uri: tuple[str, ...] = ()
     policy: str = "auto"
     queue_size: int = 8
     open_timeout: float = 10.0
@@ -42,6 +44,8 @@ class SourceConfig:
     decoder: str = "pyav"  # pyav | dali (files only; GPU decode, optional extra)
 
     def __post_init__(self):
+        _require(self.policy in ("auto", "wait", "drop_oldest"), "source.policy", "auto, wait or drop_oldest",
+                 self.policy)
         _require(self.queue_size >= 1, "source.queue_size", "at least 1 frame", self.queue_size)
         # time bases are made with denominators up to 1001 and must fit FFmpeg's 32-bit ones
         _require(0.001 <= self.fps <= 1000, "source.fps", "in [0.001, 1000] frames per second", self.fps)
@@ -199,11 +203,14 @@ class StreamConfig:
     overlay: OverlayConfig = field(default_factory=OverlayConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
     device: str = "auto"
-    max_frames: int | None = None
+    max_frames: int | None = None  # per source
+    metrics_port: int | None = None  # serve Prometheus metrics on 127.0.0.1 at this port while the run goes
 
     def __post_init__(self):
         _require(self.max_frames is None or self.max_frames >= 1, "max_frames", "at least 1 (or none: all)",
                  self.max_frames)
+        _require(self.metrics_port is None or 1 <= self.metrics_port <= 65535, "metrics_port",
+                 "a TCP port in 1..65535 (or none)", self.metrics_port)
 
 
 def _coerce(value, hint, key: str):

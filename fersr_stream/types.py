@@ -126,6 +126,7 @@ class Frame:
         faces: the faces found so far (empty until detection).
         device_image: (3, H, W) uint8 RGB torch tensor on the compute device (the tensor path), or None.
         name: the picture's file name (image and folder sources), else None.
+        source: the number of the source it came from, when a run reads several (0 for the first or only one).
     """
 
     index: int
@@ -135,6 +136,7 @@ class Frame:
     faces: Faces = field(default_factory=Faces.empty)
     device_image: torch.Tensor | None = None
     name: str | None = None
+    source: int = 0
 
     def __post_init__(self) -> None:
         if self.image is None and self.device_image is None:

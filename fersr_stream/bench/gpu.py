@@ -51,7 +51,7 @@ from ..detect import Detector
 from ..testing import random_weights, synthetic
 from ..errors import SourceError, WeightsError
 from ..pipeline import stages as stage_builder
-from ..pipeline.runner import Policy, Runner, start_here
+from ..pipeline.runner import Input, Policy, Runner, start_here
 from ..pipeline.models import Models
 from ..pipeline.stats import Stats
 from ..types import Faces, Frame
@@ -155,7 +155,7 @@ def ours_serial(frames: list[Frame], config, models: Models, device: torch.devic
                 warm: bool = False) -> list[Frame]:
     """The stream's stage functions in order over the clip, in their batches, timed per stage. ``warm``: first run
     the stages' warm-ups (their ``start`` hooks) on this thread, untimed; once per thread is enough."""
-    built = stage_builder.build(config, models, sinks=[], stats=Stats(), stop=threading.Event(),
+    built = stage_builder.build(config, models, sinks=[[]], stats=Stats(), stop=threading.Event(),
                                 frame_size=frames[0].size)
     if warm:
         start_here(built)
@@ -172,9 +172,9 @@ def ours_pipeline(frames: list[Frame], config, models: Models) -> Stats:
     """The threaded runner over the in-memory clip (files policy: no frame dropped); its ``fps`` counts from the
     first frame read, after the stages' warm-ups on their threads (``warm_up``)."""
     stats = Stats()
-    built = stage_builder.build(config, models, sinks=[], stats=stats, stop=threading.Event(),
+    built = stage_builder.build(config, models, sinks=[[]], stats=stats, stop=threading.Event(),
                                 frame_size=frames[0].size)
-    Runner(frames, built, policy=Policy.WAIT, queue_size=config.source.queue_size, stats=stats).run()
+    Runner([Input(frames, Policy.WAIT)], built, queue_size=config.source.queue_size, stats=stats).run()
     return stats
 
 

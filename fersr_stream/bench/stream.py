@@ -3,6 +3,7 @@
     python -m fersr_stream.bench                      # 1280x720 clip, one face, no restoration
     python -m fersr_stream.bench --faces 4 --enhancer bicubic --simulate-lr 16
     python -m fersr_stream.bench --known-faces       # the clip's true boxes instead of detection
+    python -m fersr_stream.bench --clip megamind     # a real clip (python -m fersr_stream.testing.footage)
 
 A clip with moving faces (scikit-image's astronaut, from the ``test`` extra) is generated in a temporary folder.
 "Alone" means the stage's own function run serially over every frame (decode: iterating the source; write:
@@ -20,6 +21,11 @@ core, runnable but waiting for one (inside its function, off the CPU), and waiti
 one, then starved); and its CPU per frame against alone (caches and memory shared with the busy stages).
 The ratio is about the first share divided by that factor. The CPU-bound limit is printed a second time from the
 stages' CPU inside the pipeline: the gap between it and the pipeline is what the threads and queues themselves cost.
+
+Accuracy beside speed: every pipeline run also writes its JSON lines, and the faces in them are scored against the
+clip's truth (:mod:`fersr_stream.bench.accuracy`): recall, unmatched detections, and the most frames a face waited
+to be found. The synthetic clip's truth is where its faces were pasted; a real clip's (``--clip``) is MTCNN at full
+resolution on every frame, counting faces of 40 px and more.
 
 ``--known-faces`` hands every stage the clip's ground-truth boxes instead of detecting (the detect stage then
 costs next to nothing), both alone and in the pipeline: it shows what the rest of the pipeline reaches around the
@@ -41,14 +47,16 @@ import numpy as np
 
 from .. import config as cfg
 from .. import device as devices
-from ..testing import synthetic
 from ..detect import Detector
 from ..pipeline import session
-from ..pipeline.models import load_models
 from ..pipeline import stages as stage_builder
+from ..pipeline.models import load_models
 from ..pipeline.runner import run_serially, start_here
 from ..pipeline.stats import Stats
+from ..sources import open_source
+from ..testing import footage, scenes, synthetic
 from ..types import Faces
+from . import accuracy
 
 
 def make_clip(path: Path, n_frames: int, width: int, height: int, n_faces: int) -> np.ndarray:
@@ -65,10 +73,10 @@ def make_clip(path: Path, n_frames: int, width: int, height: int, n_faces: int) 
 
 class KnownFaces(Detector):
     """A detector that returns the clip's ground-truth boxes (score 1), one frame after another from the first:
-    a fresh one for every pass over the clip, fed from one thread."""
+    a fresh one for every pass over the clip, fed from one thread. ``boxes``: per frame, (K, 4)."""
 
-    def __init__(self, boxes: np.ndarray):
-        self._boxes = iter(boxes.astype(np.float32))
+    def __init__(self, boxes):
+        self._boxes = iter([np.asarray(b, np.float32) for b in boxes])
 
     def detect(self, images: list[np.ndarray]) -> list[Faces]:
         boxes = [next(self._boxes) for _ in images]
@@ -84,12 +92,12 @@ def stage_alone(config: cfg.StreamConfig, models, out: Path) -> dict[str, tuple[
     from .. import sinks, sources
 
     times: dict[str, tuple[float, float]] = {}
-    with sources.open_source(config.source.uri, config.source, device=config.device) as source:
+    with sources.open_source(config.source.uri[0], config.source, device=config.device) as source:
         t0, c0 = time.perf_counter(), time.process_time()
         frames = list(source)
         times["decode"] = ((time.perf_counter() - t0) / len(frames), (time.process_time() - c0) / len(frames))
         sink = sinks.open_sink(str(out), source.info, config.output)
-    built = stage_builder.build(config, models, sinks=[sink], stats=Stats(), stop=threading.Event())
+    built = stage_builder.build(config, models, sinks=[[sink]], stats=Stats(), stop=threading.Event())
     start_here(built)  # warm-ups (CUDA) are not timed, as in the pipeline
     for stage in built:
         t0, c0 = time.perf_counter(), time.process_time()
@@ -113,40 +121,66 @@ def stage_alone(config: cfg.StreamConfig, models, out: Path) -> dict[str, tuple[
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Config overrides, as for fersr-stream.")
 @click.option("--known-faces", is_flag=True,
               help="Give the stages the clip's true boxes instead of detecting (detection then costs ~nothing).")
-def main(frames, width, height, n_faces, enhancer, simulate_lr, device, repeat, sets, known_faces):
-    """Measure stage-alone fps, pipeline fps and the ratio pipeline / slowest stage."""
+@click.option("--clip", "clip_name", type=click.Choice([c.name for c in footage.CLIPS]),
+              help="A real clip instead of the synthetic one (fetch it first: python -m fersr_stream.testing.footage).")
+def main(frames, width, height, n_faces, enhancer, simulate_lr, device, repeat, sets, known_faces, clip_name):
+    """Measure stage-alone fps, pipeline fps and the ratio pipeline / slowest stage, and the pipeline's recall."""
     with tempfile.TemporaryDirectory(prefix="fersr-bench-") as tmp:
         tmp = Path(tmp)
-        clip = tmp / "clip.mp4"
-        boxes = make_clip(clip, frames, width, height, n_faces)
-        config = cfg.load(None, [f"source.uri={clip}", f"output.video={tmp / 'out.mp4'}", f"enhance.name={enhancer}",
-                                 f"degrade.width={simulate_lr if simulate_lr else 'null'}", f"device={device}", *sets])
+        clip, truths = _clip(tmp, clip_name, frames, width, height, n_faces)
+        config = cfg.load(None, [f"source.uri={clip}", f"output.video={tmp / 'out.mp4'}",
+                                 f"output.jsonl={tmp / 'out.jsonl'}", f"enhance.name={enhancer}",
+                                 f"degrade.width={simulate_lr if simulate_lr else 'null'}", f"device={device}",
+                                 f"max_frames={frames}", *sets])
         models = load_models(config, devices.resolve(config.device))
 
         def fresh():  # known faces are handed out in order, so each pass over the clip gets its own
-            return dataclasses.replace(models, detector=KnownFaces(boxes)) if known_faces else models
+            return dataclasses.replace(models, detector=KnownFaces([t.boxes for t in truths])) if known_faces \
+                else models
 
-        runs = measure(config, fresh, repeat, tmp / "alone.mp4")
-    click.echo(f"clip: {frames} frames {width}x{height}, {n_faces} face(s), enhancer {enhancer}, "
-               f"simulate-lr {simulate_lr}, device {device}, {repeat} repeats (median), {os.cpu_count()} cores"
+        runs = measure(config, fresh, repeat, tmp / "alone.mp4", truths)
+    described = clip_name or f"synthetic, {n_faces} face(s)"
+    click.echo(f"clip: {described}, {len(truths)} frames, enhancer {enhancer}, simulate-lr {simulate_lr}, "
+               f"device {device}, {repeat} repeats (median), {os.cpu_count()} cores"
                f"{', known faces (no detection)' if known_faces else ''}")
     report(runs)
 
 
+def _clip(folder: Path, name: str | None, frames: int, width: int, height: int, n_faces: int):
+    """(path, truths) of the clip: the synthetic one written into ``folder`` (its faces' pasted boxes), or a fetched
+    real clip, whose truths are the reference detector's (that takes a while)."""
+    if name is None:
+        path = folder / "clip.mp4"
+        boxes = make_clip(path, frames, width, height, n_faces)
+        ids = np.arange(n_faces)
+        present = np.ones(n_faces, bool)
+        return path, [scenes.Truth(b.astype(np.float32), np.zeros((n_faces, 5, 2), np.float32), ids, present)
+                      for b in boxes]
+    path = footage.path(name)
+    if path is None:
+        raise click.UsageError(f"{name} is not fetched: python -m fersr_stream.testing.footage {name}")
+    with open_source(str(path)) as source:
+        images = [frame.image for _, frame in zip(range(frames), source)]
+    return path, accuracy.reference(images)
+
+
 @dataclasses.dataclass
 class Runs:
-    """Per repeat: each stage's (wall, CPU) s/frame alone; the pipeline's fps, fill and (wall, per-stage stats)."""
+    """Per repeat: each stage's (wall, CPU) s/frame alone; the pipeline's fps, fill, (wall, per-stage stats) and
+    the accuracy of the faces it wrote."""
 
     alone: list[dict[str, tuple[float, float]]] = dataclasses.field(default_factory=list)
     pipeline: list[float] = dataclasses.field(default_factory=list)
     fills: list[float] = dataclasses.field(default_factory=list)
     inside: list[tuple[float, dict]] = dataclasses.field(default_factory=list)
+    scores: list[accuracy.Score] = dataclasses.field(default_factory=list)
 
 
-def measure(config: cfg.StreamConfig, models, repeat: int, alone_out: Path) -> Runs:
+def measure(config: cfg.StreamConfig, models, repeat: int, alone_out: Path, truths: list[scenes.Truth]) -> Runs:
     """Each repeat measures the stages alone and then the pipeline, so a ratio compares measurements taken a few
     seconds apart (a shared host's speed drifts over minutes); the stages alone run with the thread settings the
-    stream gives them, so the two compare. ``models()`` gives the models for one pass over the clip."""
+    stream gives them, so the two compare. ``models()`` gives the models for one pass over the clip; the faces the
+    pipeline wrote (its JSON lines) are scored against ``truths``."""
     runs = Runs()
     heavy = config.enhance.name not in ("none", "bicubic")
     for _ in range(repeat):
@@ -156,7 +190,19 @@ def measure(config: cfg.StreamConfig, models, repeat: int, alone_out: Path) -> R
         runs.pipeline.append(stats.fps)
         runs.fills.append(stats.fill)
         runs.inside.append((stats.wall, stats.stages))
+        runs.scores.append(accuracy.score(_written(Path(config.output.jsonl)), truths, 0.0, 40.0))
     return runs
+
+
+def _written(path: Path) -> list[Faces]:
+    """The faces of each line of a JSON lines file, as the stream wrote them."""
+    import json
+
+    out = []
+    for line in path.read_text().splitlines():
+        boxes = [face["box"] for face in json.loads(line)["faces"]]
+        out.append(Faces(np.array(boxes, np.float32).reshape(-1, 4), np.ones(len(boxes), np.float32)))
+    return out
 
 
 def report(runs: Runs) -> None:
@@ -195,6 +241,9 @@ def report(runs: Runs) -> None:
     click.echo(f"{slowest} in the pipeline (median): on a core {100 * on_cpu:.1f} % of the wall, waiting for a core "
                f"{100 * waiting_core:.1f} %, waiting for frames {100 * waiting_frames:.1f} %; "
                f"CPU per frame {in_pipeline[slowest] / cpu[slowest]:.2f}x alone")
+    s = runs.scores[-1]
+    click.echo(f"faces the pipeline wrote: recall {s.recall:.3f} of {s.faces} true faces, unmatched "
+               f"{s.unmatched_share:.3f} of {s.detections} detections, found at most {s.late} frames late")
 
 
 def time_shares(wall: float, stage) -> tuple[float, float, float]:

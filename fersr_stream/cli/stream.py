@@ -19,9 +19,12 @@ Examples:
   fersr-stream --source clip.mp4 --output out.mp4 --simulate-lr 16 --enhancer gfpgan --reuse-every 8
   fersr-stream --source photos/ --output annotated.png --inset
   fersr-stream --source rtsp://camera.local/live --jsonl faces.jsonl --set source.read_timeout=5
+  fersr-stream --source cam0 --source rtsp://door/live --source clips/ --jsonl 'out/{name}.jsonl'
 
 Outputs: --output's extension picks a video (.mp4 .mkv .mov .avi .webm) or images (.png .jpg); --jsonl writes one
-line per frame; --show opens a window. Give at least one.
+line per frame; --show opens a window. Give at least one. Several sources (--source repeated, a folder of videos,
+a glob, a .txt list) share the networks; each writes its own outputs: put {name} (the source's name) in the paths.
+The exit code is 2 when a source failed (the summary says which and why), 130/143 when interrupted.
 """
 
 _DEFAULTS = cfg.StreamConfig()
@@ -34,6 +37,7 @@ _FLAG_KEYS = {
     "enhancer": "enhance.name", "enhancer_weights": "enhance.weights", "fidelity": "enhance.fidelity",
     "enhance_below": "enhance.below", "reuse_every": "enhance.reuse_every",
     "classifier": "classify.weights", "smooth": "track.smooth", "inset": "overlay.inset", "paste": "overlay.paste",
+    "metrics_port": "metrics_port",
 }
 
 
@@ -41,7 +45,7 @@ def resolve_config(config_path: str | None, sets: tuple[str, ...], flags: dict) 
     """Defaults < YAML file < explicit flags < ``--set`` overrides."""
     values: dict = {}
     for name, value in flags.items():
-        if value is None:
+        if value is None or value == ():  # not given (a repeatable flag gives an empty tuple)
             continue
         *parents, leaf = _FLAG_KEYS[name].split(".")
         node = values
@@ -53,7 +57,9 @@ def resolve_config(config_path: str | None, sets: tuple[str, ...], flags: dict) 
 
 @click.command(cls=Command, epilog=EXAMPLES,
                context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
-@click.option("--source", "-s", help="cam0 | camera index | /dev/videoN | video file | rtsp/http URL | image | folder.")
+@click.option("--source", "-s", multiple=True,
+              help="cam0 | camera index | /dev/videoN | video file | rtsp/http URL | image | folder | glob | .txt "
+                   "list; repeat it for several sources.")
 @click.option("--output", "-o", help="Annotated video (.mp4 .mkv .mov .avi .webm) or image (.png .jpg) to write.")
 @click.option("--jsonl", help="Per-frame JSON lines to write (schema in README).")
 @click.option("--show", is_flag=True, default=None, help="Show a live window (needs a display; q or Esc stops).")
@@ -82,7 +88,9 @@ def resolve_config(config_path: str | None, sets: tuple[str, ...], flags: dict) 
               help=f"Per-track EMA weight of the past (0 = off)  [default: {_DEFAULTS.track.smooth}].")
 @click.option("--inset", is_flag=True, default=None, help="Draw the processed face beside its box.")
 @click.option("--paste", is_flag=True, default=None, help="Paste restored faces back into the frame.")
-@click.option("--stats", is_flag=True, help="Print per-stage time and fps at the end.")
+@click.option("--stats", is_flag=True, help="Print per-stage time and fps, and each source's, at the end.")
+@click.option("--metrics-port", type=click.IntRange(1, 65535), metavar="PORT",
+              help="Serve Prometheus metrics on http://127.0.0.1:PORT/metrics while the run goes.")
 def stream(config_path, sets, stats, **flags):
     """Detect faces, optionally degrade and restore them, classify 7 emotions, track, and write the result.
 
@@ -95,8 +103,11 @@ def stream(config_path, sets, stats, **flags):
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, signal.SIG_IGN)
     click.echo(summary.text(with_stats=stats), err=True)
-    # the outputs are whole, but a script must be able to tell an interrupted run from a complete one
-    return 128 + summary.stopped_by if summary.interrupted else 0
+    # the outputs are whole, but a script must be able to tell an interrupted run, or one where a source failed,
+    # from a complete one
+    if summary.interrupted:
+        return 128 + summary.stopped_by
+    return 2 if summary.failed else 0
 
 
 def main(argv=None) -> None:

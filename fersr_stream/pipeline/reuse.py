@@ -9,6 +9,7 @@ The crops are each face's :class:`~fersr_stream.crops.CropBatch` (host or device
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -45,14 +46,25 @@ class RestorePolicy:
             the frames with their crops and ``faces.restored`` set, the number of restorations made and the number
             of restorations reused.
         """
+        return self.apply_each(frames, {frame.source: self for frame in frames}, enhance)
+
+    @staticmethod
+    def apply_each(frames: list[Frame], policies: Mapping[int, RestorePolicy], enhance
+                   ) -> tuple[list[Frame], int, int]:
+        """:meth:`apply` where each frame follows its source's policy (``policies[frame.source]``: track ids are a
+        source's own), still with one ``enhance`` call for the faces of every frame."""
         pending: list[CropBatch] = []  # one crop each, restored together below
-        plans = [self._plan(frame, pending) for frame in frames]
+        plans = [policies[frame.source]._plan(frame, pending) for frame in frames]
         restored = enhance(_crops.cat(pending)) if pending else None
-        for entry in self._tracks.values():
-            if entry.crop is None:
-                entry.crop = restored.select([entry.slot])
-        out = [self._restored(frame, plan, restored) for frame, plan in zip(frames, plans)]
-        self._forget(frames[-1].index if frames else 0)
+        used = {id(p): p for p in (policies[frame.source] for frame in frames)}.values()
+        for policy in used:
+            for entry in policy._tracks.values():
+                if entry.crop is None:
+                    entry.crop = restored.select([entry.slot])
+        out = [RestorePolicy._restored(frame, plan, restored) for frame, plan in zip(frames, plans)]
+        for policy in used:
+            last = [frame.index for frame in frames if policies[frame.source] is policy]
+            policy._forget(last[-1])
         reused = sum(kind == "reuse" for plan in plans for kind, _ in plan)
         return out, len(pending), reused
 

@@ -1,11 +1,18 @@
-"""One stream run: open the source and outputs (failing fast on bad input), load the models, run the stages on
-the runner's threads, and finalize every output however the run ends. A live source (camera, network stream) opens
-once the models are loaded, so that its frames do not pile up meanwhile; the runner starts reading it once the
-stages have warmed up."""
+"""One stream run: work out its sources and outputs (failing fast on bad input), load the models, run the stages
+on the runner's threads, and finalize every output however the run ends.
+
+A run reads one source or several (``--source`` repeated, a folder of videos, a glob, a list file: see
+:mod:`fersr_stream.sources.many`); their frames share the stages and the networks' batches, while each keeps its
+own tracks, smoothing, timestamps and outputs (the output paths' ``{name}`` is the source's name). A source that
+fails does not stop the others: the summary reports each, and the run exits 2 when any failed. Files are opened
+before the models load, so a bad input fails fast; cameras and streams after, so their frames do not pile up.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import importlib.util
 import signal
 import sys
 import threading
@@ -14,82 +21,162 @@ from pathlib import Path
 from .. import config as cfg
 from .. import degrade
 from .. import device as devices
-from ..errors import ConfigError, SinkError
+from ..errors import ConfigError, FersrError, SinkError
 from ..sinks.progress import ProgressSink
+from ..sources import many
+from . import metrics
 from . import stages as stage_builder
 from .models import Models, load_models
-from .runner import Policy, Runner
+from .runner import Input, Policy, Runner
 from .stats import Stats
 from .summary import Summary
+
+_NAME = "{name}"  # in an output path: the source's name
 
 
 def run(config: cfg.StreamConfig, models: Models | None = None) -> Summary:
     """Open everything (failing fast on bad input), run the pipeline, and finalize the outputs.
 
     ``models``: already loaded (benchmarks give theirs); None loads them from ``config``.
-    """
-    from .. import sinks, sources
 
-    out = config.output
+    Raises:
+        FersrError: bad input before anything ran; or the one source of a one-source run failed (its outputs are
+            finalized first). The sources of a run of several that fail are reported in the summary instead.
+    """
     if not config.source.uri:
         raise ConfigError("no source: give --source (cam0, a file, a URL, an image or a folder)")
+    out = config.output
     if not (out.video or out.jsonl or out.show):
         raise ConfigError("nothing to write: give --output, --jsonl or --show")
-    paths = check_outputs(config)  # a bad output fails before anything is opened, and nothing is touched
+    named = per_source(config)
+    plans = list(named.values())
+    for plan in plans:
+        check_outputs(plan)  # a bad output fails before anything is opened, and nothing is touched
     degrade.validate(config.degrade)
+    if config.metrics_port is not None and importlib.util.find_spec("prometheus_client") is None:
+        raise ConfigError(metrics.INSTALL_HINT)
     device = devices.resolve(config.device)
-    summary, opened = Summary(), []
-    if sources.is_live(config.source.uri):  # a file opens first: opening checks it before the slow load
+    summary = Summary(list(named))
+    with contextlib.ExitStack() as stack:
+        opened = _open(plans, str(device), summary, stack, live=False)
         models = models or load_models(config, device)
-    with sources.open_source(config.source.uri, config.source, device=str(device)) as source:
-        summary.outages = source.outages
-        try:
-            policy = _policy(config.source.policy, source.info.live)
-            models = models or load_models(config, device)
-            if out.show:  # the one sink that can fail for want of a display: before any file is opened
-                opened.append(sinks.WindowSink())
-            first = Path(out.video or out.jsonl) if (out.video or out.jsonl) else None
-            if first is not None:  # saved with the first frame, before the outputs replace anything
-                opened.append(sinks.RunConfigSink(_portable(config), first.with_name(first.stem + ".fersr.yaml")))
-            for path in paths:  # each sink takes its output's lock; files are replaced with the first frame
-                opened.append(sinks.open_sink(path, source.info, out))
-                summary.outputs.append(path)
-            summary.stats = _run_pipeline(config, models, source, policy, [*opened, summary], summary)
-        finally:
-            for sink in opened:
-                sink.close()
+        opened.update(_open(plans, str(device), summary, stack, live=True))
+        if not opened and summary.failed:
+            raise next(iter(summary.failed.values()))
+        summary.stats = _run_pipeline(plans, models, opened, summary, stack)
+    if len(plans) == 1 and summary.failed:  # one source: its error is the run's, now that its outputs are whole
+        raise next(iter(summary.failed.values()))
     return summary
 
 
-def _run_pipeline(config: cfg.StreamConfig, models: Models, source, policy: Policy, sinks: list,
-                  summary: Summary) -> Stats:
-    """Build the stages over ``source`` and run them on the runner's threads until the end, a stop or an error."""
-    info = source.info
-    total = None if info.live else info.frame_count
-    if total is not None and config.max_frames is not None:
-        total = min(total, config.max_frames)
+def per_source(config: cfg.StreamConfig) -> dict[str, cfg.StreamConfig]:
+    """One config per source the run reads, by the source's name: its ``source.uri`` that one source, and its
+    outputs' ``{name}`` that name.
+
+    Raises:
+        ConfigError: several sources but an output without ``{name}`` (they would all write one file).
+        SourceError: a glob that matches nothing, a list file that cannot be read.
+    """
+    uris = many.expand(config.source.uri)
+    out = config.output
+    if len(uris) > 1:
+        for option, path in (("--output", out.video), ("--jsonl", out.jsonl)):
+            if path and _NAME not in path:
+                raise ConfigError(f"{len(uris)} sources would all write {option} {path}: put {_NAME} in it, e.g. "
+                                  f"{Path(path).with_name(_NAME + Path(path).suffix)}")
+    plans = {}
+    for uri, name in zip(uris, many.names(uris)):
+        output = dataclasses.replace(out, video=out.video and out.video.replace(_NAME, name),
+                                     jsonl=out.jsonl and out.jsonl.replace(_NAME, name))
+        plans[name] = dataclasses.replace(config, source=dataclasses.replace(config.source, uri=(uri,)),
+                                          output=output)
+    return plans
+
+
+def _open(plans: list[cfg.StreamConfig], device: str, summary: Summary, stack: contextlib.ExitStack,
+          live: bool) -> dict[int, object]:
+    """The sources of ``plans`` that are (``live``) or are not cameras and streams, opened: by their place. With
+    several sources, one that cannot be opened is reported in ``summary`` and left out; a single one raises."""
+    from .. import sources
+
+    opened = {}
+    for i, plan in enumerate(plans):
+        uri = plan.source.uri[0]
+        if many.is_device_or_stream(uri) != live:
+            continue
+        try:
+            opened[i] = stack.enter_context(sources.open_source(uri, plan.source, device=device))
+            summary.outages[i] = opened[i].outages  # a live stream's losses, counted as they happen
+        except FersrError as exc:
+            if len(plans) == 1:
+                raise
+            summary.failed[i] = exc
+    return opened
+
+
+def _sinks(plan: cfg.StreamConfig, name: str, info, several: bool) -> list:
+    """The sinks of one source: its window, its resolved config (saved with the first frame, before the outputs
+    replace anything), its files (each taking its output's lock)."""
+    from .. import sinks
+
+    out, opened = plan.output, []
+    if out.show:  # the one sink that can fail for want of a display: before any file is made
+        opened.append(sinks.WindowSink(f"fersr {name}" if several else "fersr"))
+    first = Path(out.video or out.jsonl) if (out.video or out.jsonl) else None
+    if first is not None:
+        opened.append(sinks.RunConfigSink(_portable(plan), first.with_name(first.stem + ".fersr.yaml")))
+    opened += [sinks.open_sink(path, info, out) for path in (out.video, out.jsonl) if path]
+    return opened
+
+
+def _run_pipeline(plans: list[cfg.StreamConfig], models: Models, opened: dict[int, object], summary: Summary,
+                  stack: contextlib.ExitStack) -> Stats:
+    """Build the stages over the opened sources and run them on the runner's threads until the end of every
+    source, a stop or an error; each source's sinks are finalized however it ends."""
+    order = sorted(opened)  # runner numbers: the opened sources in plan order
+    summary.numbers = order
+    per_source = []
+    for i in order:
+        sinks = _sinks(plans[i], summary.names[i], opened[i].info, len(plans) > 1)
+        for sink in sinks:
+            stack.callback(sink.close)
+        per_source.append(sinks)
+        summary.outputs[i] = [p for p in (plans[i].output.video, plans[i].output.jsonl) if p]
+    infos = [opened[i].info for i in order]
+    totals = [None if info.live else info.frame_count for info in infos]
+    limit = plans[0].max_frames
+    total = None if None in totals else sum(t if limit is None else min(t, limit) for t in totals)
     stats, stop = Stats(), threading.Event()
-    stages = stage_builder.build(config, models, sinks=[*sinks, ProgressSink(total)], stats=stats, stop=stop,
-                                 stills=info.stills, frame_size=(info.width, info.height))
-    runner = Runner(source.frames(stage_builder.on_device(models), stop=stop), stages,
-                    policy=policy, queue_size=config.source.queue_size,
-                    max_frames=config.max_frames, stats=stats, stop_event=stop)
-    heavy = config.enhance.name not in ("none", "bicubic")
-    with _stop_on_signals(runner, summary), devices.stream_threads(models.classifier.device, heavy_model=heavy):
+    size = (infos[0].width, infos[0].height) if len({(i.width, i.height) for i in infos}) == 1 else None
+    stages = stage_builder.build(plans[0], models, sinks=per_source, stats=stats, stop=stop,
+                                 shared=[summary, ProgressSink(total)], stills=[info.stills for info in infos],
+                                 frame_size=size)
+    on_device = stage_builder.on_device(models)
+    # the stop event ends a stream's wait to reconnect
+    inputs = [Input(opened[i].frames(on_device, stop=stop), _policy(plans[i].source.policy, opened[i].info.live),
+                    limit) for i in order]
+    runner = Runner(inputs, stages, queue_size=plans[0].source.queue_size, stats=stats, stop_event=stop)
+    heavy = plans[0].enhance.name not in ("none", "bicubic")
+    collector = metrics.StreamCollector(stats, [summary.names[i] for i in order], runner.depths)
+    with metrics.serving(plans[0].metrics_port, collector), _stop_on_signals(runner, summary), \
+            devices.stream_threads(models.classifier.device, heavy_model=heavy):
         runner.run()
+    for number, i in enumerate(order):
+        if stats.source(number).error is not None:
+            summary.failed[i] = stats.source(number).error
     return stats
 
 
 def check_outputs(config: cfg.StreamConfig) -> list[str]:
-    """The output files of a run, once each is known to be writable and of its option's kind (so the two never
-    share a path), and neither would replace the source; touches nothing.
+    """The output files of a one-source config (see :func:`per_source`), once each is known to be writable and of
+    its option's kind (so the two never share a path), and neither would replace the source; touches nothing.
 
     Raises:
         SinkError: one line naming the option and the path.
     """
     from .. import sinks
 
-    out, source = config.output, Path(config.source.uri).expanduser()
+    out, source = config.output, Path(config.source.uri[0]).expanduser()
     if out.video and Path(out.video).suffix.lower() == ".jsonl":
         raise SinkError(f"--output (output.video) takes a video or an image, got {out.video}; JSON lines go to "
                         f"--jsonl")
@@ -122,7 +209,7 @@ def _portable(config: cfg.StreamConfig) -> cfg.StreamConfig:
 
     return dataclasses.replace(
         config,
-        source=dataclasses.replace(config.source, uri=absolute(config.source.uri)),
+        source=dataclasses.replace(config.source, uri=tuple(absolute(uri) for uri in config.source.uri)),
         detect=dataclasses.replace(config.detect, weights=absolute(config.detect.weights)),
         enhance=dataclasses.replace(config.enhance, weights=absolute(config.enhance.weights)),
         classify=dataclasses.replace(config.classify, weights=absolute(config.classify.weights)),
@@ -141,12 +228,11 @@ def _same_file(a: Path, b: Path) -> bool:
 
 
 def _policy(name: str, live: bool) -> Policy:
+    """The backpressure of a source: ``auto`` is drop-oldest for live sources, wait for files (SourceConfig checks
+    the name)."""
     if name == "auto":
         return Policy.DROP_OLDEST if live else Policy.WAIT
-    try:
-        return Policy(name)
-    except ValueError:
-        raise ConfigError(f"unknown source.policy {name!r}; use auto, wait or drop_oldest") from None
+    return Policy(name)
 
 
 class _stop_on_signals:

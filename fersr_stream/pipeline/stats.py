@@ -24,13 +24,23 @@ class StageStats:
 
 
 @dataclass
+class SourceStats:
+    """One source's counters: frames read, dropped (live sources that fell behind) and written, and the error
+    that ended it early (a lost stream, a damaged file), if one did."""
+
+    frames_in: int = 0
+    dropped: int = 0
+    frames_out: int = 0
+    error: Exception | None = None
+
+
+@dataclass
 class Stats:
-    """Counters shared by the runner's threads (each stage writes only its own entry)."""
+    """Counters shared by the runner's threads (each stage writes only its own entry; the readers and the last
+    stage count per source under a lock)."""
 
     stages: dict[str, StageStats] = field(default_factory=dict)
-    frames_in: int = 0
-    frames_out: int = 0
-    dropped: int = 0
+    sources: dict[int, SourceStats] = field(default_factory=dict)
     counters: dict[str, int] = field(default_factory=dict)  # e.g. restorations, reuses
     started: float = field(default_factory=time.perf_counter)  # when reading began (after the warm-up)
     warm_up: float = 0.0  # seconds the stages' ``start`` hooks took on their threads before reading began
@@ -39,15 +49,41 @@ class Stats:
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def record(self, stage: str, items: int, seconds: float, cpu: float = 0.0) -> None:
-        entry = self.stages.setdefault(stage, StageStats())
-        entry.calls += 1
-        entry.items += items
-        entry.busy += seconds
-        entry.cpu += cpu
+        with self._lock:  # the readers of several sources all record "decode"
+            entry = self.stages.setdefault(stage, StageStats())
+            entry.calls += 1
+            entry.items += items
+            entry.busy += seconds
+            entry.cpu += cpu
 
     def count(self, name: str, n: int = 1) -> None:
         with self._lock:
             self.counters[name] = self.counters.get(name, 0) + n
+
+    def source(self, index: int) -> SourceStats:
+        """Source ``index``'s counters (made on first use)."""
+        with self._lock:
+            return self.sources.setdefault(index, SourceStats())
+
+    def add(self, index: int, read: int = 0, dropped: int = 0, written: int = 0) -> None:
+        """Count frames of source ``index``."""
+        entry = self.source(index)
+        with self._lock:
+            entry.frames_in += read
+            entry.dropped += dropped
+            entry.frames_out += written
+
+    @property
+    def frames_in(self) -> int:
+        return sum(s.frames_in for s in self.sources.values())
+
+    @property
+    def frames_out(self) -> int:
+        return sum(s.frames_out for s in self.sources.values())
+
+    @property
+    def dropped(self) -> int:
+        return sum(s.dropped for s in self.sources.values())
 
     @property
     def warmed_up(self) -> bool:
@@ -67,10 +103,11 @@ class Stats:
         """Seconds from the start until the first frame came out of the last stage (None: none came out)."""
         return None if self.first_out is None else self.first_out - self.started
 
-    def table(self) -> str:
+    def table(self, names: list[str] | None = None) -> str:
         """A one-screen table: per stage, the frames it handled, their mean number per call (its batches), its
         ms/frame inside the running pipeline (wall and the thread's CPU; the difference is time spent waiting for a
-        core) and the fps that wall time allows; then the pipeline's fps and counters."""
+        core) and the fps that wall time allows; then the pipeline's fps, each source's (``names``) when there are
+        several, and the counters."""
         rows = [f"{'stage':<10} {'frames':>7} {'batch':>6} {'ms/frame':>9} {'cpu ms':>7} {'stage fps':>10}"]
         for name, s in self.stages.items():
             ms, cpu = (1000 * s.busy / s.items, 1000 * s.cpu / s.items) if s.items else (0.0, 0.0)
@@ -80,6 +117,11 @@ class Stats:
                     f" (read {self.frames_in}, dropped {self.dropped})"
                     + (f"; first frame out after {1000 * self.fill:.0f} ms" if self.fill is not None else "")
                     + (f"; the stages warmed up for {1000 * self.warm_up:.0f} ms before" if self.warmed_up else ""))
+        if len(self.sources) > 1:
+            for i, s in sorted(self.sources.items()):
+                name = names[i] if names else f"source {i}"
+                rows.append(f"  {name}: read {s.frames_in}, wrote {s.frames_out} ({s.frames_out / self.wall:.1f} fps)"
+                            f", dropped {s.dropped}")
         if self.counters:
             rows.append("counters: " + ", ".join(f"{k} {v}" for k, v in sorted(self.counters.items())))
         return "\n".join(rows)

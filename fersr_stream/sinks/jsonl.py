@@ -11,6 +11,9 @@ Schema of a line::
      "faces": [{
         "box": [x1, y1, x2, y2],  # ints, source-frame pixels
         "score": 0.93,            # detector confidence
+        "landmarks": [[x, y], ...],  # 5 points, source-frame pixels (1 decimal): the subject's right eye (on the
+                                  # image's left), left eye, nose tip, right and left mouth corners, as the crop was
+                                  # aligned to them (filtered per track); null from a detector without landmarks
         "track": 3,               # track id, null before tracking
         "emotion": "happy",       # most probable label, null when not classified
         "confidence": 0.81,       # its probability, null when not classified
@@ -47,6 +50,8 @@ def _face_records(faces: Faces) -> list[dict]:
         records.append({
             "box": [int(round(float(v))) for v in faces.boxes[i]],
             "score": round(float(faces.scores[i]), _DIGITS),
+            "landmarks": None if faces.landmarks is None else [[round(float(x), 1), round(float(y), 1)]
+                                                               for x, y in faces.landmarks[i]],
             "track": track if track >= 0 else None,
             "emotion": None if best is None else LABELS[best],
             "confidence": None if best is None else probs[best],

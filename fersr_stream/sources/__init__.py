@@ -13,8 +13,7 @@
   (files only; see :mod:`fersr_stream.sources.dali`).
 
 Cameras and network streams are ``live`` (frames may be dropped to keep up; numbered and timed from 0 at their
-first frame, see :mod:`fersr_stream.sources.timeline`); files and images are not. :func:`is_live` tells from the
-uri alone, so that a run can open a live source only once its models are ready.
+first frame, see :mod:`fersr_stream.sources.timeline`); files and images are not.
 """
 
 from __future__ import annotations
@@ -30,7 +29,7 @@ from .live import ReconnectingSource, open_stream
 from .pyav import NETWORK_SCHEMES, PyAVSource, open_camera, open_file
 
 __all__ = ["IMAGE_EXTENSIONS", "ImageSource", "Outages", "PyAVSource", "ReconnectingSource", "Source", "SourceInfo",
-           "is_live", "open_source", "read_image"]
+           "open_source", "read_image"]
 
 _CAMERA = re.compile(r"(?:cam)?(\d+)", re.IGNORECASE)
 _DEVICE = re.compile(r"/dev/video\d+")
@@ -70,14 +69,6 @@ def open_source(uri: str, config: SourceConfig = SourceConfig(), device: str = "
     if path.is_file():
         return open_file(path)
     raise SourceError(f"no such file or folder: {uri}")
-
-
-def is_live(uri: str) -> bool:
-    """Whether ``uri`` names a camera or a network stream (an HTTP(S) address of a whole file included: only
-    opening it tells), from the uri alone."""
-    uri = (uri or "").strip()
-    scheme = uri.split("://", 1)[0].lower() if "://" in uri else ""
-    return bool(_CAMERA.fullmatch(uri) or _DEVICE.fullmatch(uri) or scheme in NETWORK_SCHEMES)
 
 
 def _open_dali(uri: str, device: str) -> Source:

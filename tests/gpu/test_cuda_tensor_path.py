@@ -25,7 +25,7 @@ from fersr_stream.detect.retinaface import RetinaFaceDetector, build_retinaface
 from fersr_stream.enhance import BicubicEnhancer, create
 from fersr_stream.pipeline import stages as stage_builder
 from fersr_stream.pipeline.models import Models
-from fersr_stream.pipeline.runner import Runner, run_serially
+from fersr_stream.pipeline.runner import Input, Runner, run_serially
 from fersr_stream.pipeline.stats import Stats
 from fersr_stream.pipeline.transfer import Transfers
 from fersr_stream.sinks import Sink
@@ -162,7 +162,7 @@ def clip(tmp_path, astronaut_face):
 
 
 def _serial(config, models, frames, tensor_path):
-    built = stage_builder.build(config, models, sinks=[], stats=Stats(), stop=threading.Event(),
+    built = stage_builder.build(config, models, sinks=[[]], stats=Stats(), stop=threading.Event(),
                                 tensor_path=tensor_path)
     return run_serially(built, frames)
 
@@ -226,9 +226,9 @@ def test_dali_frames_stay_on_the_gpu_through_the_stream(clip):
             pass
 
     stats = Stats()
-    built = stage_builder.build(config, models, sinks=[Collect()], stats=stats, stop=threading.Event())
+    built = stage_builder.build(config, models, sinks=[[Collect()]], stats=stats, stop=threading.Event())
     with DaliSource(path, device="cuda", sequence=4) as source:
-        Runner(source.frames(stage_builder.on_device(models)), built, stats=stats).run()
+        Runner([Input(source.frames(stage_builder.on_device(models)))], built, stats=stats).run()
     assert [f.index for f in written] == list(range(6))
     # the same stages on the host path, over PyAV's frames and the same boxes
     host_models = Models(TruthDetector(frames, boxes), BicubicEnhancer(512), classify.load(None, "cpu"))

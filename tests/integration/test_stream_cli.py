@@ -188,7 +188,7 @@ def test_odd_sized_grayscale_folder_to_video(tmp_path, astronaut_face):
 
 @pytest.mark.parametrize("args, message", [
     (["--enhancer", "gfpgan"], "fersr-models download gfpgan.v1_4"),  # missing weights, offline
-    (["--set", "source.policy=foo"], "unknown source.policy 'foo'"),
+    (["--set", "source.policy=foo"], "source.policy must be auto, wait or drop_oldest, got 'foo'"),
     (["--set", "degrade.interpolation=foo"], "degrade.interpolation 'foo' is unknown"),
     (["--set", "track.smooth=2"], "track.smooth must be in [0, 1)"),
     (["--set", "align.size=0", "--enhancer", "bicubic"], "align.size must be at least 16"),

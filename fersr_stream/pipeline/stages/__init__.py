@@ -12,6 +12,7 @@ stage (upload) and the overlay stage (download) are given the transfers.
 from __future__ import annotations
 
 import threading
+from collections.abc import Sequence
 
 import torch
 
@@ -38,18 +39,20 @@ def on_device(models: Models, tensor_path: bool | None = None) -> bool:
     return uses_tensor_path(torch.device(models.classifier.device)) if tensor_path is None else tensor_path
 
 
-def build(config: StreamConfig, models: Models, *, sinks: list[Sink], stats: Stats, stop: threading.Event,
-          tensor_path: bool | None = None, stills: bool = False,
-          frame_size: tuple[int, int] | None = None) -> list[Stage]:
+def build(config: StreamConfig, models: Models, *, sinks: Sequence[Sequence[Sink]], stats: Stats,
+          stop: threading.Event, shared: Sequence[Sink] = (), tensor_path: bool | None = None,
+          stills: Sequence[bool] = (), frame_size: tuple[int, int] | None = None) -> list[Stage]:
     """The stage list for the runner.
 
     Args:
         models: detector, enhancer (None when ``enhance.name`` is none) and classifier.
-        sinks: written to in order by the last stage, and finalized when it ends.
+        sinks: per source, the sinks its frames are written to, in order by the last stage, which finalizes them.
         stats: counters (restorations, reuses).
         stop: the run's stop event (set by a sink that wants the run to end).
+        shared: sinks every frame goes to, whatever its source (the summary, the progress bar).
         tensor_path: force the tensor path on or off (None: :func:`on_device`).
-        stills: the frames are unrelated pictures (images, folders): nothing carries over from one to the next.
+        stills: per source, whether its frames are unrelated pictures (images, folders): nothing carries over from
+            one to the next.
         frame_size: (width, height) of every frame when known (the device detector's warm-up needs it).
     """
     transfers = Transfers(models.classifier.device) if on_device(models, tensor_path) else None
@@ -65,7 +68,7 @@ def build(config: StreamConfig, models: Models, *, sinks: list[Sink], stats: Sta
         ClassifyStage(models.classifier, config.classify, side),
         SmoothStage(config.track, stills),
         OverlayStage(config.overlay, transfers),
-        WriteStage(sinks, stop),
+        WriteStage(sinks, stop, shared),
     ]
 
 

@@ -33,3 +33,16 @@ class Stage(abc.ABC):
 
     def close(self) -> None:
         """Called once when the stage's thread ends, however it ends (sinks finalize here). Nothing by default."""
+
+
+class PerSource(dict):
+    """One stateful helper per source (a tracker, a smoother, a noise source...), made on first use by
+    ``make(source)``: the frames of several sources share the stages, never their state."""
+
+    def __init__(self, make):
+        super().__init__()
+        self._make = make
+
+    def __missing__(self, source: int):
+        self[source] = value = self._make(source)
+        return value

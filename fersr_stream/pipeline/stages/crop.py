@@ -7,7 +7,7 @@ from ... import align, crops
 from ...config import AlignConfig, DegradeConfig, StreamConfig
 from ...crops import Noise
 from ...types import Frame
-from .base import Stage
+from .base import PerSource, Stage
 
 CLASSIFIER_OVERSAMPLING = 4  # crop side / classifier input side, where only the classifier reads the crops
 
@@ -28,13 +28,14 @@ def crop_side(config: StreamConfig, preprocessing) -> int:
 
 class CropStage(Stage):
     """Cuts ``size`` px crops (host or device, as the frame is: :func:`fersr_stream.crops.cut`) and degrades them
-    when ``degrade.width`` is set, with one noise source for the whole stream (a run repeats exactly)."""
+    when ``degrade.width`` is set, with one noise source per source (a run repeats exactly, whatever else it
+    reads)."""
 
     name = "crop"
 
     def __init__(self, size: int, align_config: AlignConfig, degrade_config: DegradeConfig):
         self.size, self.margin, self.degrade = size, align_config.margin, degrade_config
-        self.noise = Noise(degrade_config.seed)
+        self.noise = PerSource(lambda source: Noise(degrade_config.seed))
 
     def process(self, frames: list[Frame]) -> list[Frame]:
         return [self._crop(frame) for frame in frames]
@@ -45,5 +46,5 @@ class CropStage(Stage):
         cut = crops.cut(frame, affines, self.size)
         if self.degrade.width is not None and len(faces):
             # the classifier sees the low-resolution face enlarged; a restorer starts from the small image itself
-            cut = cut.degrade(self.degrade, self.noise)
+            cut = cut.degrade(self.degrade, self.noise[frame.source])
         return frame.replace(faces=faces.replace(affines=affines, crops=cut))

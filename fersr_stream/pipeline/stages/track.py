@@ -3,30 +3,34 @@ each track's landmarks so its aligned crops do not jitter."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from ...config import TrackConfig
 from ...track import LandmarkFilter, Tracker
 from ...types import Frame
-from .base import Stage
+from .base import PerSource, Stage
 
 
 class TrackStage(Stage):
-    """One :class:`~fersr_stream.track.Tracker` and :class:`~fersr_stream.track.LandmarkFilter` over the video; for
-    stills (unrelated pictures) a fresh tracker per picture, so each picture's faces are numbered from 0, and no
-    filter."""
+    """One :class:`~fersr_stream.track.Tracker` and :class:`~fersr_stream.track.LandmarkFilter` per source; for a
+    source of stills (unrelated pictures: ``stills[source]``) a fresh tracker per picture, so each picture's faces
+    are numbered from 0, and no filter."""
 
     name = "track"
 
-    def __init__(self, config: TrackConfig, stills: bool = False):
-        self.config, self.stills = config, stills
-        self.tracker = Tracker(config.iou, config.max_age)
-        cutoff = 0.0 if stills else config.landmarks_cutoff
-        self.landmarks = LandmarkFilter(cutoff, config.landmarks_beta, config.max_age)
+    def __init__(self, config: TrackConfig, stills: Sequence[bool] = ()):
+        self.config = config
+        self.stills = lambda source: source < len(stills) and stills[source]
+        self.trackers = PerSource(lambda source: Tracker(config.iou, config.max_age))
+        self.filters = PerSource(lambda source: LandmarkFilter(
+            0.0 if self.stills(source) else config.landmarks_cutoff, config.landmarks_beta, config.max_age))
 
     def process(self, frames: list[Frame]) -> list[Frame]:
         out = []
         for frame in frames:
-            tracker = Tracker(self.config.iou, self.config.max_age) if self.stills else self.tracker
-            faces = self.landmarks.update(tracker.update(frame.faces), _seconds(frame))
+            fresh = self.stills(frame.source)
+            tracker = Tracker(self.config.iou, self.config.max_age) if fresh else self.trackers[frame.source]
+            faces = self.filters[frame.source].update(tracker.update(frame.faces), _seconds(frame))
             out.append(frame.replace(faces=faces))
         return out
 

@@ -19,7 +19,7 @@ from fersr_stream.detect.follow import FollowingDetector
 from fersr_stream.enhance import BicubicEnhancer
 from fersr_stream.pipeline import stages
 from fersr_stream.pipeline.models import Models, load_models
-from fersr_stream.pipeline.runner import Runner, run_serially
+from fersr_stream.pipeline.runner import Input, Runner, run_serially
 from fersr_stream.pipeline.stats import Stats
 from fersr_stream.pipeline.transfer import Transfers
 from fersr_stream.sinks import Sink
@@ -65,22 +65,24 @@ def classifier():
 def test_build_lists_the_stages_in_order_and_the_enhancer_only_when_there_is_one(classifier):
     config = cfg.load(None, [])
     models = Models(Recorder(), None, classifier)
-    built = stages.build(config, models, sinks=[], stats=Stats(), stop=threading.Event())
+    built = stages.build(config, models, sinks=[[]], stats=Stats(), stop=threading.Event())
     assert [s.name for s in built] == ["detect", "track", "crop", "classify", "smooth", "overlay", "write"]
-    with_enhancer = stages.build(config, dataclasses.replace(models, enhancer=BicubicEnhancer()), sinks=[],
+    with_enhancer = stages.build(config, dataclasses.replace(models, enhancer=BicubicEnhancer()), sinks=[[]],
                                  stats=Stats(), stop=threading.Event())
     assert [s.name for s in with_enhancer][3] == "enhance"
-    assert isinstance(built[0].detector, Recorder)  # following (as Haar does) needs a detector that follows
+    assert built[0].followers[0] is built[0].detector  # following (as Haar does) needs a detector that follows
 
 
 def test_the_detect_stage_follows_faces_in_video_only(classifier):
     class Follows(Recorder):
         follows = True
 
-    video = stages.DetectStage(Follows(), full_every=5)
-    assert isinstance(video.detector, FollowingDetector)
-    assert not isinstance(stages.DetectStage(Follows(), full_every=5, stills=True).detector, FollowingDetector)
-    assert not isinstance(stages.DetectStage(Follows(), full_every=1).detector, FollowingDetector)
+    stage = stages.DetectStage(Follows(), full_every=5, stills=[False, True])
+    assert isinstance(stage.followers[0], FollowingDetector)  # a video
+    assert stage.followers[1] is stage.detector  # a folder of pictures: each searched whole
+    assert stage.followers[0] is not stages.DetectStage(Follows(), full_every=5).followers[0]  # one per source
+    assert stages.DetectStage(Follows(), full_every=1).followers[0] is not None
+    assert not isinstance(stages.DetectStage(Follows(), full_every=1).followers[0], FollowingDetector)
 
 
 @pytest.mark.parametrize("reads_tensors", [False, True])
@@ -101,7 +103,7 @@ def test_tracks_carry_over_in_video_and_start_afresh_for_each_still():
     faces = Faces(BOX, np.ones(1, np.float32))
     frames = [Frame(i, np.zeros((8, 8, 3), np.uint8), faces=faces.replace(boxes=BOX + 200 * i)) for i in range(3)]
     video = run_serially([stages.TrackStage(cfg.TrackConfig())], frames)
-    stills = run_serially([stages.TrackStage(cfg.TrackConfig(), stills=True)], frames)
+    stills = run_serially([stages.TrackStage(cfg.TrackConfig(), stills=[True])], frames)
     assert [f.faces.track_ids.tolist() for f in video] == [[0], [1], [2]]  # the boxes moved far: new faces
     assert [f.faces.track_ids.tolist() for f in stills] == [[0], [0], [0]]
 
@@ -111,7 +113,7 @@ def test_smoothing_averages_a_track_over_time_but_never_across_stills():
     faces = [Faces(BOX, np.ones(1, np.float32), track_ids=np.zeros(1, np.int64), probs=p) for p in probs]
     frames = [Frame(i, np.zeros((8, 8, 3), np.uint8), faces=f) for i, f in enumerate(faces)]
     video = run_serially([stages.SmoothStage(cfg.TrackConfig(smooth=0.5))], frames)
-    stills = run_serially([stages.SmoothStage(cfg.TrackConfig(smooth=0.5), stills=True)], frames)
+    stills = run_serially([stages.SmoothStage(cfg.TrackConfig(smooth=0.5), stills=[True])], frames)
     assert video[1].faces.probs[0, 3] == pytest.approx(0.5) and stills[1].faces.probs[0, 3] == 0
 
 
@@ -124,7 +126,7 @@ def test_the_enhance_stage_restores_or_reuses_and_counts_both(astronaut):
     assert stats.counters == {"restorations": 2, "reuses": 2}  # frames 0 and 3 restored, 1 and 2 reused
     assert all(f.faces.restored.tolist() == [True] and f.faces.crops.side == 64 for f in out)
     stats = Stats()
-    stills = stages.EnhanceStage(BicubicEnhancer(128), config, stats, side=64, stills=True)
+    stills = stages.EnhanceStage(BicubicEnhancer(128), config, stats, side=64, stills=[True])
     run_serially(chain[:2] + [stills], [Frame(i, astronaut, faces=faces) for i in range(4)])
     assert stats.counters == {"restorations": 4, "reuses": 0}  # unrelated pictures reuse nothing
 
@@ -145,12 +147,13 @@ def test_a_frame_without_faces_comes_out_of_classify_the_same_whatever_its_batch
 
 
 def test_the_write_stage_writes_in_order_stops_when_a_sink_asks_and_closes_every_sink():
-    sinks, stop = [Written(), Written(stop_after=2)], threading.Event()
-    stage = stages.WriteStage(sinks, stop)
-    stage.process([Frame(i, np.zeros((2, 2, 3), np.uint8)) for i in range(2)])
-    assert [f.index for f in sinks[0].frames] == [0, 1] and stop.is_set()
+    sinks, stop, shared = [Written(), Written(stop_after=2)], threading.Event(), Written()
+    stage = stages.WriteStage([[sinks[0]], [sinks[1]]], stop, [shared])
+    stage.process([Frame(i, np.zeros((2, 2, 3), np.uint8), source=i % 2) for i in range(4)])
+    assert [f.index for f in sinks[0].frames] == [0, 2] and [f.index for f in sinks[1].frames] == [1, 3]
+    assert [f.index for f in shared.frames] == [0, 1, 2, 3] and stop.is_set()
     stage.close()
-    assert [s.closed for s in sinks] == [1, 1]
+    assert [s.closed for s in (*sinks, shared)] == [1, 1, 1]
 
 
 def test_start_runs_each_network_s_warm_up_with_the_crop_side(classifier, monkeypatch):
@@ -163,7 +166,7 @@ def test_start_runs_each_network_s_warm_up_with_the_crop_side(classifier, monkey
     models = Models(detector, enhancer, classifier)
     config = cfg.load(None, ["enhance.name=bicubic"])
     for tensor_path in (False, True):
-        built = stages.build(config, models, sinks=[], stats=Stats(), stop=threading.Event(),
+        built = stages.build(config, models, sinks=[[]], stats=Stats(), stop=threading.Event(),
                              tensor_path=tensor_path, frame_size=(64, 48))
         for stage in built:
             stage.start()
@@ -191,7 +194,7 @@ def clip(tmp_path_factory, astronaut_face, classifier):
 
 
 def _run_serially(config, models, frames, tensor_path):
-    built = stages.build(config, models, sinks=[], stats=Stats(), stop=threading.Event(), tensor_path=tensor_path)
+    built = stages.build(config, models, sinks=[[]], stats=Stats(), stop=threading.Event(), tensor_path=tensor_path)
     return run_serially(built, frames)
 
 
@@ -249,10 +252,10 @@ def test_decoder_tensors_run_the_stream_without_host_frames(make_clip):
     results = {}
     for tensor_path in (False, True):
         sink, stats = Written(), Stats()
-        built = stages.build(config, models, sinks=[sink], stats=stats, stop=threading.Event(),
+        built = stages.build(config, models, sinks=[[sink]], stats=stats, stop=threading.Event(),
                              tensor_path=tensor_path)
         with DaliSource(path, device="cpu", sequence=4) as source:
-            Runner(source.frames(tensor_path), built, stats=stats).run()
+            Runner([Input(source.frames(tensor_path))], built, stats=stats).run()
         results[tensor_path] = sink.frames
     host, tensors = results[False], results[True]
     assert [f.index for f in tensors] == [f.index for f in host] == list(range(5))

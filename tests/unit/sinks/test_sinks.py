@@ -239,7 +239,8 @@ def test_jsonl_lines_follow_the_schema(tmp_path):
     first, second, third = [json.loads(line) for line in path.read_text().splitlines()]
     assert first["frame"] == 0 and first["time"] == 0.48
     face = first["faces"][0]
-    assert set(face) == {"box", "score", "track", "emotion", "confidence", "probs", "restored"}
+    assert set(face) == {"box", "score", "landmarks", "track", "emotion", "confidence", "probs", "restored"}
+    assert face["landmarks"] is None  # a detector without landmarks (see the next test for one with)
     assert face["box"] == [10, 21, 50, 80] and all(isinstance(v, int) for v in face["box"])
     assert face["score"] == 0.9333 and face["track"] == 3 and face["restored"] is True
     assert face["emotion"] == "happy" and face["confidence"] == 0.6
@@ -249,6 +250,16 @@ def test_jsonl_lines_follow_the_schema(tmp_path):
     assert second["faces"][0]["emotion"] is None and second["faces"][0]["probs"] is None
     assert second["faces"][0]["confidence"] is None
     assert third["faces"] == []
+
+
+def test_jsonl_landmarks_are_five_points_in_source_pixels(tmp_path):
+    points = np.array([[[10.04, 20.0], [30.0, 20.5], [20.0, 30.0], [12.0, 40.0], [28.0, 40.06]]], np.float32)
+    faces = Faces(np.array([[0, 0, 40, 50]], np.float32), np.ones(1, np.float32), points)
+    path = tmp_path / "out.jsonl"
+    with JsonlSink(path) as sink:
+        sink.write(Frame(0, np.zeros((8, 8, 3), np.uint8), faces=faces))
+    (face,) = json.loads(path.read_text())["faces"]
+    assert face["landmarks"] == [[10.0, 20.0], [30.0, 20.5], [20.0, 30.0], [12.0, 40.0], [28.0, 40.1]]
 
 
 def test_window_needs_a_display(monkeypatch):

@@ -1,0 +1,100 @@
+"""What a run's ``--source`` values name, one source each, and a name for each (the ``{name}`` of output templates).
+
+A value may be a camera, a URL, a video or image file, a folder (of videos: each one a source; of images: one
+source of stills), a glob (``'clips/*.mp4'``, quoted so the shell leaves it alone), or a ``.txt`` file listing
+sources, one a line (``#`` starts a comment; relative paths are relative to the list's folder).
+"""
+
+from __future__ import annotations
+
+import glob
+import re
+from collections.abc import Sequence
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from ..errors import SourceError
+
+# suffixes of video files, when a folder is read as several videos (image files are the stills of one source)
+VIDEO_SUFFIXES = (".3gp", ".avi", ".flv", ".m2ts", ".m4v", ".mkv", ".mov", ".mp4", ".mpeg", ".mpg", ".mts", ".ogv",
+                  ".ts", ".webm", ".wmv")
+CAMERA = re.compile(r"(?:cam)?(\d+)|/dev/video\d+", re.IGNORECASE)
+
+
+def is_device_or_stream(uri: str) -> bool:
+    """Whether ``uri`` names a camera or a network address (opened once the models are ready: their frames come
+    whether the pipeline is ready or not)."""
+    return bool(CAMERA.fullmatch(uri.strip())) or "://" in uri
+
+
+def expand(values: Sequence[str]) -> list[str]:
+    """Every source the ``values`` name, in order (folders and globs in natural name order).
+
+    Raises:
+        SourceError: a glob that matches nothing, or a list file that cannot be read.
+    """
+    out: list[str] = []
+    for value in values:
+        out += _expand(value.strip())
+    return out
+
+
+def _expand(value: str) -> list[str]:
+    if not value or is_device_or_stream(value):
+        return [value]
+    path = Path(value).expanduser()
+    if path.is_dir():
+        videos = sorted((p for p in path.iterdir() if p.is_file() and p.suffix.lower() in VIDEO_SUFFIXES),
+                        key=_natural)
+        return [str(p) for p in videos] or [value]  # no videos: a folder of images, one source
+    if path.is_file() and path.suffix.lower() == ".txt":
+        return [s for line in _lines(path) for s in _expand(_relative(line, path.parent))]
+    if not path.exists() and glob.has_magic(value):
+        found = sorted(glob.glob(str(path)), key=lambda p: _natural(Path(p)))
+        if not found:
+            raise SourceError(f"no file matches {value}")
+        return [s for match in found for s in _expand(match)]
+    return [value]
+
+
+def _lines(path: Path) -> list[str]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SourceError(f"cannot read the list of sources {path}: {getattr(exc, 'strerror', None) or exc}") from None
+    return [line.split("#", 1)[0].strip() for line in text.splitlines() if line.split("#", 1)[0].strip()]
+
+
+def _relative(entry: str, folder: Path) -> str:
+    """A list's entry: URLs, cameras and absolute paths as they are, relative paths from the list's folder."""
+    if is_device_or_stream(entry) or Path(entry).expanduser().is_absolute():
+        return entry
+    return str(folder / entry)
+
+
+def _natural(path: Path) -> list:
+    parts = re.split(r"(\d+)", path.name.lower())
+    return [int(p) if i % 2 else p for i, p in enumerate(parts)]
+
+
+def names(uris: Sequence[str]) -> list[str]:
+    """A name for each source, unique within the run: a file's stem, a folder's name, ``cam0``, a URL's host and
+    path; repeats get ``-2``, ``-3``..."""
+    out, seen = [], {}
+    for uri in uris:
+        name = _name(uri.strip())
+        seen[name] = seen.get(name, 0) + 1
+        out.append(name if seen[name] == 1 else f"{name}-{seen[name]}")
+    return out
+
+
+def _name(uri: str) -> str:
+    match = CAMERA.fullmatch(uri)
+    if match:
+        return f"cam{match.group(1)}" if match.group(1) else Path(uri).name
+    if "://" in uri:
+        parts = urlsplit(uri)
+        raw = f"{parts.hostname or 'stream'}{parts.path}".rstrip("/")
+        return re.sub(r"[^A-Za-z0-9._-]+", "_", raw) or "stream"
+    path = Path(uri).expanduser()
+    return path.name if path.is_dir() else path.stem

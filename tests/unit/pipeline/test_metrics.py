@@ -1,0 +1,87 @@
+"""Prometheus metrics of a running stream (pipeline/metrics.py): what is served, where, and the errors."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+
+import pytest
+
+from fersr_stream.errors import ConfigError, SourceError
+from fersr_stream.pipeline import metrics
+from fersr_stream.pipeline.stats import Stats
+
+pytest.importorskip("prometheus_client", reason="the metrics extra: pip install -e '.[metrics]'")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def scrape(port: int) -> str:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+        return response.read().decode()
+
+
+def test_the_run_s_counters_are_served_per_source_and_per_stage():
+    stats = Stats()
+    stats.add(0, read=12, written=10)
+    stats.add(1, read=7, dropped=3, written=4)
+    stats.source(1).error = SourceError("lost")
+    stats.record("detect", 4, 0.2)
+    collector = metrics.StreamCollector(stats, ["door", "hall"], lambda: {"detect": 2, "write": 0})
+    port = free_port()
+    with metrics.serving(port, collector):
+        text = scrape(port)
+    assert 'fersr_frames_read_total{source="door"} 12.0' in text
+    assert 'fersr_frames_dropped_total{source="hall"} 3.0' in text
+    assert 'fersr_source_failed{source="hall"} 1.0' in text and 'fersr_source_failed{source="door"} 0.0' in text
+    assert 'fersr_stage_busy_seconds_total{stage="detect"} 0.2' in text
+    assert 'fersr_stage_queued_frames{stage="detect"} 2.0' in text
+    with pytest.raises(OSError):
+        scrape(port)  # served while the block ran, and no longer
+
+
+def test_a_port_taken_is_one_line():
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(ConfigError, match=f"--metrics-port {port}: cannot listen on 127.0.0.1:{port}"):
+            with metrics.serving(port, metrics.StreamCollector(Stats(), [], dict)):
+                pass
+
+
+def test_a_stream_serves_its_metrics_while_it_runs(make_clip, tmp_path):
+    clip, _ = make_clip(n_frames=150, width=160, height=120, fps=25, min_size=50, max_size=60)
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "fersr_stream.cli.stream", "--source", str(clip), "--jsonl",
+                             str(tmp_path / "out.jsonl"), "--metrics-port", str(port), "--device", "cpu"],
+                            stderr=subprocess.PIPE, text=True)
+    seen: list[str] = []
+
+    def poll():
+        while proc.poll() is None:
+            try:
+                text = scrape(port)
+            except OSError:
+                time.sleep(0.05)
+                continue
+            if "fersr_frames_written_total" in text and 'source="clip"' in text:
+                seen.append(text)
+                return
+            time.sleep(0.05)
+
+    poller = threading.Thread(target=poll)
+    poller.start()
+    _, err = proc.communicate(timeout=180)
+    poller.join()
+    assert proc.returncode == 0, err
+    assert seen, "no metrics were served while the run went"
+    assert 'fersr_frames_read_total{source="clip"}' in seen[0] and 'stage="classify"' in seen[0]
