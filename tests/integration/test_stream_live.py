@@ -185,3 +185,22 @@ def test_ctrl_c_while_reconnecting_stops_at_once_with_the_outputs_finalized(clip
     assert code == 130 and time.monotonic() - asked < 5, run.text()
     assert "stopped early" in run.text() and "stream: lost 1 time, reconnected 0 times" in run.text()
     assert len(_video_times(run.video)) == len(run.lines())
+
+
+@pytest.mark.slow
+def test_with_several_sources_a_stream_gone_for_good_fails_alone(clip, tmp_path):
+    with _server("http", clip) as server:
+        command = [sys.executable, "-m", "fersr_stream.cli.stream", "--source", server.url, "--source", clip,
+                   "--jsonl", tmp_path / "{name}.jsonl", "--set", "source.reconnect_for=1"]
+        run = subprocess.Popen(list(map(str, command)), stderr=subprocess.PIPE, text=True)
+        stream = tmp_path / "127.0.0.1.jsonl"
+        deadline = time.monotonic() + 60
+        while not (stream.exists() and len(stream.read_text().splitlines()) >= 10):
+            assert run.poll() is None and time.monotonic() < deadline
+            time.sleep(0.02)
+        server.kill()
+        _, err = run.communicate(timeout=120)
+    assert run.returncode == 2, err
+    assert "127.0.0.1: stream: lost 1 time, reconnected 0 times" in err
+    assert "127.0.0.1: failed after " in err and "no reconnect within 1 s (source.reconnect_for)" in err
+    assert len((tmp_path / "clip.jsonl").read_text().splitlines()) == 12 * _FPS  # the file went on to its end
