@@ -30,13 +30,16 @@ def _require(ok: bool, key: str, rule: str, value) -> None:
 class SourceConfig:
     """Where frames come from. ``uri``: one or more sources (``--source`` repeated), each a camera, a URL, a file,
     a folder, a glob or a ``.txt`` list of sources (see :mod:`fersr_stream.sources.many`). ``policy``: auto (files
-    wait, live sources drop oldest), wait, drop_oldest, for every source."""
+    wait, live sources drop oldest), wait, drop_oldest, for every source. Network streams: ``open_timeout`` for
+    each connection, ``read_timeout`` without video before the stream counts as lost, ``reconnect_for`` seconds of
+    reconnecting after a loss before the source gives up (0: never reconnect)."""
 
     uri: tuple[str, ...] = ()
     policy: str = "auto"
     queue_size: int = 8
     open_timeout: float = 10.0
     read_timeout: float = 10.0
+    reconnect_for: float = 60.0
     fps: float = 5.0  # frame rate given to image and folder sources
     decoder: str = "pyav"  # pyav | dali (files only; GPU decode, optional extra)
 
@@ -48,6 +51,8 @@ class SourceConfig:
         _require(0.001 <= self.fps <= 1000, "source.fps", "in [0.001, 1000] frames per second", self.fps)
         _require(self.open_timeout > 0, "source.open_timeout", "> 0 seconds", self.open_timeout)
         _require(self.read_timeout > 0, "source.read_timeout", "> 0 seconds", self.read_timeout)
+        _require(self.reconnect_for >= 0, "source.reconnect_for", ">= 0 seconds (0: never reconnect)",
+                 self.reconnect_for)
 
 
 @dataclass(frozen=True)

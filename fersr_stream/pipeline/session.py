@@ -106,6 +106,7 @@ def _open(plans: list[cfg.StreamConfig], device: str, summary: Summary, stack: c
             continue
         try:
             opened[i] = stack.enter_context(sources.open_source(uri, plan.source, device=device))
+            summary.outages[i] = opened[i].outages  # a live stream's losses, counted as they happen
         except FersrError as exc:
             if len(plans) == 1:
                 raise
@@ -151,8 +152,9 @@ def _run_pipeline(plans: list[cfg.StreamConfig], models: Models, opened: dict[in
                                  shared=[summary, ProgressSink(total)], stills=[info.stills for info in infos],
                                  frame_size=size)
     on_device = stage_builder.on_device(models)
-    inputs = [Input(opened[i].frames(on_device), _policy(plans[i].source.policy, opened[i].info.live), limit)
-              for i in order]
+    # the stop event ends a stream's wait to reconnect
+    inputs = [Input(opened[i].frames(on_device, stop=stop), _policy(plans[i].source.policy, opened[i].info.live),
+                    limit) for i in order]
     runner = Runner(inputs, stages, queue_size=plans[0].source.queue_size, stats=stats, stop_event=stop)
     heavy = plans[0].enhance.name not in ("none", "bicubic")
     collector = metrics.StreamCollector(stats, [summary.names[i] for i in order], runner.depths)

@@ -10,6 +10,7 @@ import numpy as np
 
 from ..classify.labels import Emotion
 from ..sinks.base import Sink
+from ..sources.base import Outages
 from ..types import Frame
 from .stats import Stats
 
@@ -40,7 +41,8 @@ def _line(frames: int, faces: int, tracks: int) -> str:
 
 class Summary(Sink):
     """Counts each source's frames as they are written. The session fills in ``numbers`` (the runner's number of
-    each source read: its place in ``names``), ``outputs`` and ``failed`` (by place), ``stats`` and ``stopped_by``."""
+    each source read: its place in ``names``), ``outputs``, ``failed`` and ``outages`` (a live stream's losses and
+    reconnects) by place, ``stats`` and ``stopped_by``."""
 
     def __init__(self, names: list[str]):
         self.names = names
@@ -48,6 +50,7 @@ class Summary(Sink):
         self.counts = {i: Counts() for i in range(len(names))}
         self.outputs: dict[int, list[str]] = {}
         self.failed: dict[int, Exception] = {}
+        self.outages: dict[int, Outages] = {}
         self.stats: Stats | None = None
         self.stopped_by: int | None = None  # the signal (SIGINT, SIGTERM) that stopped the run early
 
@@ -96,6 +99,8 @@ class Summary(Sink):
             lines = [f"{prefix}failed{done}: {failed}"]
         else:
             lines = [f"{prefix}{self.counts[i].line()}"] if several else []
+        if i in self.outages and self.outages[i].losses:
+            lines.append(f"{prefix}stream: {self.outages[i].text()}")
         outputs = self.outputs.get(i, [])
         if self.counts[i].frames:
             lines += [f"{prefix}wrote {p}" for p in outputs]

@@ -5,13 +5,15 @@
 - ``cam0``, ``cam1``, ``0``: camera by index (Linux /dev/videoN via v4l2, macOS avfoundation, Windows
   DirectShow in the order FFmpeg lists the devices);
 - ``/dev/videoN``: that Linux camera device;
-- ``rtsp://``, ``rtmp://``, ``http(s)://``: network stream (open/read timeouts; RTSP over TCP);
+- ``rtsp://``, ``rtmp://``, ``http(s)://``, ``udp://``, ``srt://``: network stream (open/read timeouts; RTSP over
+  TCP), reconnected after a loss for up to ``source.reconnect_for`` seconds (see :mod:`fersr_stream.sources.live`);
 - an existing folder: its images in natural name order (frame2 before frame10);
 - an existing image file (.bmp .jpeg .jpg .png .tif .tiff .webp): one frame;
 - any other existing file: video file via PyAV, or via NVIDIA DALI when ``config.decoder`` is ``dali``
   (files only; see :mod:`fersr_stream.sources.dali`).
 
-Cameras and network streams are ``live`` (frames may be dropped to keep up); files and images are not.
+Cameras and network streams are ``live`` (frames may be dropped to keep up; numbered and timed from 0 at their
+first frame, see :mod:`fersr_stream.sources.timeline`); files and images are not.
 """
 
 from __future__ import annotations
@@ -21,11 +23,13 @@ from pathlib import Path
 
 from ..config import SourceConfig
 from ..errors import ConfigError, SourceError
-from .base import Source, SourceInfo
+from .base import Outages, Source, SourceInfo
 from .images import IMAGE_EXTENSIONS, ImageSource, is_image_path, read_image
-from .pyav import NETWORK_SCHEMES, PyAVSource, open_camera, open_file, open_network
+from .live import ReconnectingSource, open_stream
+from .pyav import NETWORK_SCHEMES, PyAVSource, open_camera, open_file
 
-__all__ = ["IMAGE_EXTENSIONS", "ImageSource", "PyAVSource", "Source", "SourceInfo", "open_source", "read_image"]
+__all__ = ["IMAGE_EXTENSIONS", "ImageSource", "Outages", "PyAVSource", "ReconnectingSource", "Source", "SourceInfo",
+           "open_source", "read_image"]
 
 _CAMERA = re.compile(r"(?:cam)?(\d+)", re.IGNORECASE)
 _DEVICE = re.compile(r"/dev/video\d+")
@@ -56,7 +60,7 @@ def open_source(uri: str, config: SourceConfig = SourceConfig(), device: str = "
         return open_camera(None, uri, device=uri)
     scheme = uri.split("://", 1)[0].lower() if "://" in uri else ""
     if scheme in NETWORK_SCHEMES:
-        return open_network(uri, config.open_timeout, config.read_timeout)
+        return open_stream(uri, config)
     if scheme:
         raise SourceError(f"unsupported URL scheme {scheme!r} in {uri}; use one of {', '.join(NETWORK_SCHEMES)}")
     path = Path(uri).expanduser()

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import abc
+import threading
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from fractions import Fraction
 
 from ..types import Frame
@@ -37,6 +38,36 @@ class SourceInfo:
     stills: bool = False
 
 
+@dataclass
+class Outages:
+    """What a live network stream lost so far (all zero for every other source).
+
+    Attributes:
+        losses: times the stream was lost (the server closed it, a read failed, or no data came for
+            ``source.read_timeout``).
+        reconnects: times it was opened again after a loss.
+        seconds: seconds without frames: from the last frame before each loss to the first one after it (or to
+            when reading ended).
+        notes: one line per loss and per reconnect, in order (also logged as they happen).
+    """
+
+    losses: int = 0
+    reconnects: int = 0
+    seconds: float = 0.0
+    notes: list[str] = field(default_factory=list)
+
+    def text(self) -> str:
+        """``"lost 2 times, reconnected 2 times, 6.4 s without frames"``; empty when nothing was lost."""
+        if not self.losses:
+            return ""
+        return (f"lost {_times(self.losses)}, reconnected {_times(self.reconnects)}, "
+                f"{self.seconds:.1f} s without frames")
+
+
+def _times(n: int) -> str:
+    return f"{n} time{'' if n == 1 else 's'}"
+
+
 class Source(abc.ABC):
     """Frames from somewhere, decoded one at a time (never the whole input in memory).
 
@@ -46,13 +77,22 @@ class Source(abc.ABC):
 
     info: SourceInfo
 
+    @property
+    def outages(self) -> Outages:
+        """Losses and reconnects of a live network stream so far; all zero for other sources."""
+        return Outages()
+
     @abc.abstractmethod
     def __iter__(self) -> Iterator[Frame]:
         """Yield frames in presentation order, indices from 0."""
 
-    def frames(self, on_device: bool) -> Iterator[Frame]:
+    def frames(self, on_device: bool, stop: threading.Event | None = None) -> Iterator[Frame]:
         """The frames the stream reads: for ``on_device`` (the tensor path) a source that decodes on the device
-        hands them over there (``Frame.device_image``, no host copy); by default the frames of :meth:`__iter__`."""
+        hands them over there (``Frame.device_image``, no host copy); by default the frames of :meth:`__iter__`.
+
+        ``stop``: the run's stop event. A source that waits between reads (a stream waiting to reconnect) ends
+        when it is set rather than at the end of its wait; a read in progress still ends at its timeout.
+        """
         return iter(self)
 
     @abc.abstractmethod

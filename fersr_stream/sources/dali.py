@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import NamedTuple
@@ -178,9 +179,10 @@ class DaliSource(Source):
             for index, pts, image in zip(batch.indices, batch.pts, images):
                 yield Frame(index=index, image=image, pts=pts, time_base=time_base)
 
-    def frames(self, on_device: bool) -> Iterator[Frame]:
+    def frames(self, on_device: bool, stop: threading.Event | None = None) -> Iterator[Frame]:
         """With ``on_device``, the frames as tensors where DALI decoded them: ``image`` None and ``device_image`` a
-        (3, H, W) uint8 view of the decoded batch, with no host copy; else :meth:`__iter__`'s."""
+        (3, H, W) uint8 view of the decoded batch, with no host copy; else :meth:`__iter__`'s. (A file never waits
+        between reads: ``stop`` is not needed.)"""
         if not on_device:
             yield from self
             return

@@ -6,7 +6,9 @@ frames without a pts continue from the previous frame. The first frame is decode
 input of which no frame decodes (a damaged index, say) is a :class:`SourceError` before anything is written.
 A packet the decoder refuses is skipped and decoding goes on, as in players; the count is logged when the source
 is closed. A file that ends early (truncated or corrupt tail) yields what decodes and logs a warning; a live stream
-that fails mid-way raises :class:`SourceError`.
+that fails mid-way raises :class:`StreamLost` (:mod:`fersr_stream.sources.live` reconnects network streams). A live
+source's frames are numbered and timed by a :class:`~fersr_stream.sources.timeline.LiveTimeline`: from 0 at its
+first frame.
 """
 
 from __future__ import annotations
@@ -33,10 +35,33 @@ from ..device import spare_cores
 from ..errors import SourceError
 from ..types import Frame
 from .base import Source, SourceInfo
+from .timeline import LiveTimeline
 
 log = logging.getLogger("fersr")
 
-NETWORK_SCHEMES = ("rtsp", "rtsps", "rtmp", "rtmps", "http", "https")
+NETWORK_SCHEMES = ("rtsp", "rtsps", "rtmp", "rtmps", "http", "https", "udp", "srt")
+
+# FFmpeg's FLV reader (RTMP) waits its whole analyzeduration (5 s) for streams that may still appear; the video's
+# parameters come first, in its sequence header, and a live source's audio is not used: a second is enough.
+_RTMP_ANALYZE_US = "1000000"
+
+
+class StreamLost(SourceError):
+    """A live source that failed mid-way: a read failed, or no data came for ``source.read_timeout``; ``reason``
+    is the message without the source's name."""
+
+    def __init__(self, label: str, reason: str):
+        super().__init__(f"lost {label}: {reason}")
+        self.reason = reason
+
+
+class CannotOpen(SourceError):
+    """A network stream that does not open; ``reason`` is the message without the stream's name, ``timed_out``
+    whether it was the open timeout."""
+
+    def __init__(self, label: str, reason: str, timed_out: bool = False):
+        super().__init__(f"cannot open stream {label}: {reason}")
+        self.reason, self.timed_out = reason, timed_out
 
 # A file counts as truncated when its frames end this much before the duration its header announces
 # (at least two frame intervals): a margin for streams whose audio outlasts the video by a few packets.
@@ -118,6 +143,10 @@ class PyAVSource(Source):
         label: how messages name the input (file path, camera, redacted URL).
         live: camera or network stream (no frame count, no audio path, errors raise).
         path: the input file, for the video sink's audio copy; None for live sources.
+        read_timeout: seconds a live stream may send no video before it counts as lost (the container's own read
+            timeout, which FFmpeg applies per read, must be the same); None: none.
+        timeline: numbers and times a live source's frames; one shared by the connections of a reconnecting stream
+            (None: a new one, in this stream's time base).
 
     Attributes:
         damaged: packets the decoder refused so far (skipped).
@@ -126,8 +155,10 @@ class PyAVSource(Source):
         SourceError: no video stream, or no frame of it decodes (the container is closed then).
     """
 
-    def __init__(self, container, label: str, live: bool, path: str | None):
+    def __init__(self, container, label: str, live: bool, path: str | None, read_timeout: float | None = None,
+                 timeline: LiveTimeline | None = None):
         self._container, self._label, self._live, self._closed = container, label, live, False
+        self._read_timeout = read_timeout if live else None
         if not container.streams.video:
             container.close()
             raise SourceError(f"no video stream in {label}")
@@ -145,9 +176,9 @@ class PyAVSource(Source):
         self._frames = self._decode()
         try:
             first = next(self._frames, None)
-        except SourceError:
+        except StreamLost as exc:
             container.close()
-            raise
+            raise SourceError(f"{label} sent no frame: {exc.reason}") from None
         if first is None:
             container.close()
             why = "; ".join(filter(None, [_packets(self.damaged, "damaged"), self._ended_by]))
@@ -157,9 +188,10 @@ class PyAVSource(Source):
                               ": the file, or its index, is damaged")
         self._turns, self._mirror = orientation(first)
         width, height = (first.height, first.width) if self._turns % 2 else (first.width, first.height)
-        # a live source's first frame is stale once the models are loaded: it only tells the size
-        self._first = None if live else first
-        self.info = SourceInfo(width=width, height=height, fps=float(rate), time_base=Fraction(time_base),
+        self._first = first
+        self.timeline = (timeline or LiveTimeline(Fraction(time_base), self._step)) if live else None
+        self.info = SourceInfo(width=width, height=height, fps=float(rate),
+                               time_base=self.timeline.time_base if live else Fraction(time_base),
                                frame_count=None if live else self._count_frames(float(rate)),
                                live=live, path=path, has_audio=bool(container.streams.audio))
 
@@ -182,16 +214,22 @@ class PyAVSource(Source):
     def _decode(self) -> Iterator[av.VideoFrame]:
         """The stream's decoded frames. A packet the decoder refuses is counted in :attr:`damaged` and skipped (the
         frames that refer to it may show artefacts, as in players); a read that fails ends a file there (the reason
-        in ``_ended_by``) and a live stream with a SourceError."""
-        packets, count = self._container.demux(self._stream), 0
+        in ``_ended_by``) and a live stream with a :class:`StreamLost`, as does a live stream that sends no video
+        for ``read_timeout``."""
+        packets = self._container.demux(self._stream)
         while True:
+            started = time.monotonic()
             try:
                 packet = next(packets, None)
             except (av.FFmpegError, OSError) as exc:
                 if self._live:
-                    raise SourceError(f"lost {self._label} after {count} frames: {_reason(exc)}") from None
+                    raise self._lost(exc, time.monotonic() - started) from None
                 self._ended_by = _reason(exc)
                 return
+            if self._read_timeout is not None and time.monotonic() - started >= self._read_timeout:
+                # FFmpeg's timeout fired, and the demuxer handed over what it still held (RTSP, MPEG-TS): the
+                # connection is spent, and a second read would wait a whole timeout again
+                raise self._lost(None, time.monotonic() - started)
             if packet is None:
                 return
             try:
@@ -199,15 +237,28 @@ class PyAVSource(Source):
             except av.FFmpegError:
                 self.damaged += 1
                 continue
-            count += len(frames)
             yield from frames
+
+    def _lost(self, exc: Exception | None, waited: float) -> StreamLost:
+        """A live read that failed after ``waited`` seconds: FFmpeg's timeout (which it reports as "Immediate exit
+        requested" or as an input/output error, or not at all) or the reason FFmpeg gives."""
+        if self._read_timeout is not None and (waited >= self._read_timeout or isinstance(exc, av.ExitError)):
+            return StreamLost(self._label, f"no data for {self._read_timeout:g} s (source.read_timeout)")
+        return StreamLost(self._label, f"reading failed ({_reason(exc)})" if exc is not None else "reading failed")
 
     def __iter__(self) -> Iterator[Frame]:
         time_base, index = self.info.time_base, 0
         first_pts = last_pts = last_end = None
         frames = self._frames if self._first is None else itertools.chain([self._first], self._frames)
         self._first = None
+        if self.timeline is not None:
+            self.timeline.new_connection()
         for frame in frames:
+            if self.timeline is not None:  # a live source: from 0 at its first frame, on across reconnects
+                index, pts = self.timeline.place(frame.pts, frame.time_base or self._stream.time_base)
+                yield Frame(index=index, image=upright(to_rgb(frame), self._turns, self._mirror), pts=pts,
+                            time_base=time_base)
+                continue
             pts = frame.pts
             if pts is None:  # raw elementary streams (.h264) carry no timestamps
                 pts = 0 if last_pts is None else last_pts + (frame.duration or self._step)
@@ -338,24 +389,36 @@ def open_camera(index: int | None, uri: str, device: str | None = None) -> PyAVS
     return PyAVSource(container, f"camera {target}", live=True, path=None)
 
 
-def open_network(url: str, open_timeout: float, read_timeout: float) -> PyAVSource:
-    """Open an RTSP/RTMP/HTTP(S) stream, RTSP over TCP (no lost UDP packets), with open and read timeouts in s.
+def open_network(url: str, open_timeout: float, read_timeout: float,
+                 timeline: LiveTimeline | None = None) -> PyAVSource:
+    """Open one connection to an RTSP/RTMP/HTTP(S)/UDP/SRT stream, RTSP over TCP (no lost UDP packets), with open
+    and read timeouts in s.
 
     A stream is live (frames may be dropped to keep up), except an HTTP(S) address of a whole file, whose length
-    the container announces: that is read like a local file, every frame.
+    the container announces: that is read like a local file, every frame. A live stream that fails mid-way raises
+    :class:`StreamLost`; :func:`fersr_stream.sources.live.open_stream` reconnects.
+
+    Args:
+        timeline: the frame numbers and times to go on with (a reconnect), None to start from 0.
 
     Raises:
-        SourceError: unreachable, refused, timed out, or not a video stream.
+        SourceError: unreachable, refused, timed out, not a video stream, or a protocol this FFmpeg lacks.
     """
     label = redact(url)
-    options = {"rtsp_transport": "tcp"} if url.lower().startswith("rtsp") else {}
+    scheme = url.split("://", 1)[0].lower()
+    options = {"rtsp_transport": "tcp"} if scheme.startswith("rtsp") else {}
+    if scheme.startswith("rtmp"):
+        options["analyzeduration"] = _RTMP_ANALYZE_US
     started = time.monotonic()
     try:
         container = av.open(url, options=options, timeout=(open_timeout, read_timeout))
+    except av.ProtocolNotFoundError:
+        raise CannotOpen(label, f"this FFmpeg (PyAV's) cannot read {scheme}:// streams") from None
     except (av.FFmpegError, OSError) as exc:
         # FFmpeg reports its timeout as an interrupt or as bad data; the clock tells which it was
-        reason = (f"no answer within {open_timeout:g} s (source.open_timeout)"
-                  if time.monotonic() - started >= open_timeout else _reason(exc))
-        raise SourceError(f"cannot open stream {label}: {reason}") from None
-    whole_file = url.lower().startswith("http") and (container.duration or 0) > 0
-    return PyAVSource(container, label, live=not whole_file, path=None)
+        timed_out = time.monotonic() - started >= open_timeout
+        reason = f"no answer within {open_timeout:g} s (source.open_timeout)" if timed_out else _reason(exc)
+        raise CannotOpen(label, reason, timed_out) from None
+    whole_file = scheme.startswith("http") and (container.duration or 0) > 0
+    return PyAVSource(container, label, live=not whole_file, path=None, read_timeout=read_timeout,
+                      timeline=None if whole_file else timeline)
