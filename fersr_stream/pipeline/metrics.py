@@ -1,7 +1,8 @@
 """Prometheus metrics of a running stream (``--metrics-port PORT``), served on 127.0.0.1 by ``prometheus_client``.
 
 The counters are read from the run's own :class:`Stats` when Prometheus scrapes, so metrics cost nothing per
-frame. Per source (label ``source``, its name): frames read, written and dropped, and whether it failed; per stage
+frame. Per source (label ``source``, its name): frames read, written and dropped, whether it failed, and a live
+stream's losses, reconnects and seconds without frames; per stage
 (label ``stage``): frames handled, seconds busy (their rates' ratio is the stage's latency per frame) and frames
 queued before it.
 """
@@ -12,17 +13,19 @@ import contextlib
 from collections.abc import Callable, Iterator
 
 from ..errors import ConfigError
+from ..sources.base import Outages
 from .stats import Stats
 
 INSTALL_HINT = "--metrics-port needs prometheus_client: pip install -e '.[metrics]'"
 
 
 class StreamCollector:
-    """A ``prometheus_client`` collector of one run: ``names`` by the runner's source numbers, ``depths()`` the
-    frames queued before each stage, by name."""
+    """A ``prometheus_client`` collector of one run: ``names`` and ``outages`` (what each live stream lost so far)
+    by the runner's source numbers, ``depths()`` the frames queued before each stage, by name."""
 
-    def __init__(self, stats: Stats, names: list[str], depths: Callable[[], dict[str, int]]):
-        self.stats, self.names, self.depths = stats, names, depths
+    def __init__(self, stats: Stats, names: list[str], depths: Callable[[], dict[str, int]],
+                 outages: list[Outages] = ()):
+        self.stats, self.names, self.depths, self.outages = stats, names, depths, outages
 
     def collect(self) -> Iterator:
         from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
@@ -40,6 +43,7 @@ class StreamCollector:
             failed.add_metric(label, 0 if s.error is None else 1)
         yield from sources.values()
         yield failed
+        yield from self._outages()
         frames = CounterMetricFamily("fersr_stage_frames", "frames a stage handled", labels=["stage"])
         busy = CounterMetricFamily("fersr_stage_busy_seconds", "seconds a stage spent on its frames", labels=["stage"])
         for name, s in self.stats.stages.items():
@@ -49,6 +53,17 @@ class StreamCollector:
         for name, depth in self.depths().items():
             queued.add_metric([name], depth)
         yield from (frames, busy, queued)
+
+    def _outages(self) -> Iterator:
+        from prometheus_client.core import CounterMetricFamily
+
+        families = [CounterMetricFamily(f"fersr_stream_{name}", help, labels=["source"]) for name, help in (
+            ("losses", "times a live stream was lost"), ("reconnects", "times a live stream was opened again"),
+            ("seconds_without_frames", "seconds a live stream gave no frames, lost"))]
+        for number, lost in enumerate(self.outages):
+            for family, value in zip(families, (lost.losses, lost.reconnects, lost.seconds)):
+                family.add_metric([self.names[number]], value)
+        yield from families
 
 
 @contextlib.contextmanager

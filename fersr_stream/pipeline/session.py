@@ -157,7 +157,8 @@ def _run_pipeline(plans: list[cfg.StreamConfig], models: Models, opened: dict[in
                     limit) for i in order]
     runner = Runner(inputs, stages, queue_size=plans[0].source.queue_size, stats=stats, stop_event=stop)
     heavy = plans[0].enhance.name not in ("none", "bicubic")
-    collector = metrics.StreamCollector(stats, [summary.names[i] for i in order], runner.depths)
+    collector = metrics.StreamCollector(stats, [summary.names[i] for i in order], runner.depths,
+                                        [opened[i].outages for i in order])
     with metrics.serving(plans[0].metrics_port, collector), _stop_on_signals(runner, summary), \
             devices.stream_threads(models.classifier.device, heavy_model=heavy):
         runner.run()

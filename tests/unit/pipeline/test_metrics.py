@@ -14,6 +14,7 @@ import pytest
 from fersr_stream.errors import ConfigError, SourceError
 from fersr_stream.pipeline import metrics
 from fersr_stream.pipeline.stats import Stats
+from fersr_stream.sources.base import Outages
 
 pytest.importorskip("prometheus_client", reason="the metrics extra: pip install -e '.[metrics]'")
 
@@ -35,7 +36,8 @@ def test_the_run_s_counters_are_served_per_source_and_per_stage():
     stats.add(1, read=7, dropped=3, written=4)
     stats.source(1).error = SourceError("lost")
     stats.record("detect", 4, 0.2)
-    collector = metrics.StreamCollector(stats, ["door", "hall"], lambda: {"detect": 2, "write": 0})
+    lost = Outages(losses=2, reconnects=1, seconds=6.5)
+    collector = metrics.StreamCollector(stats, ["door", "hall"], lambda: {"detect": 2, "write": 0}, [Outages(), lost])
     port = free_port()
     with metrics.serving(port, collector):
         text = scrape(port)
@@ -44,6 +46,9 @@ def test_the_run_s_counters_are_served_per_source_and_per_stage():
     assert 'fersr_source_failed{source="hall"} 1.0' in text and 'fersr_source_failed{source="door"} 0.0' in text
     assert 'fersr_stage_busy_seconds_total{stage="detect"} 0.2' in text
     assert 'fersr_stage_queued_frames{stage="detect"} 2.0' in text
+    assert 'fersr_stream_losses_total{source="hall"} 2.0' in text
+    assert 'fersr_stream_reconnects_total{source="door"} 0.0' in text
+    assert 'fersr_stream_seconds_without_frames_total{source="hall"} 6.5' in text
     with pytest.raises(OSError):
         scrape(port)  # served while the block ran, and no longer
 
@@ -59,7 +64,7 @@ def test_a_port_taken_is_one_line():
 
 
 def test_a_stream_serves_its_metrics_while_it_runs(make_clip, tmp_path):
-    clip, _ = make_clip(n_frames=150, width=160, height=120, fps=25, min_size=50, max_size=60)
+    clip, _ = make_clip(n_frames=400, width=160, height=120, fps=25, min_size=50, max_size=60)
     port = free_port()
     proc = subprocess.Popen([sys.executable, "-m", "fersr_stream.cli.stream", "--source", str(clip), "--jsonl",
                              str(tmp_path / "out.jsonl"), "--metrics-port", str(port), "--device", "cpu"],
