@@ -29,7 +29,8 @@ from .. import resize as _resize
 from ..config import DetectConfig
 from ..types import Faces
 from . import area
-from .base import Detector, check_image, downscale, to_faces
+from .base import check_image, downscale, to_faces
+from .network import NetworkDetector, check_tensor
 from .mtcnn_nets import MTCNN, load_mtcnn
 
 CELL, STRIDE = 12, 2  # P-Net's window and its step, in pyramid-level pixels
@@ -102,7 +103,7 @@ def _crop_corners(boxes: torch.Tensor, limits: torch.Tensor) -> torch.Tensor:
 # --- detector ------------------------------------------------------------------------------------------------------
 
 
-class MTCNNDetector(Detector):
+class MTCNNDetector(NetworkDetector):
     """MTCNN on frames shrunk to ``config.detect_width``, batched across frames of the same size.
 
     Args:
@@ -115,7 +116,6 @@ class MTCNNDetector(Detector):
         net: already built networks (tests); default: loaded from ``config.weights``.
     """
 
-    reads_tensors = True
     follows = True
     default_threshold = 0.7  # O-Net's, the authors' value  # refine: O-Net alone on the faces of the frame before
     # default_weights stays None: the weights ship inside the package, so fetch has nothing to download
@@ -128,31 +128,6 @@ class MTCNNDetector(Detector):
         # channels-last: the levels and crops come in that layout, and torch's CPU max pooling is several times
         # faster in it
         self.net = net.eval().requires_grad_(False).to(self.device, memory_format=torch.channels_last)
-
-    def detect(self, images: list[np.ndarray]) -> list[Faces]:
-        """One Faces per RGB uint8 (H, W, 3) frame: boxes and landmarks in source pixels (boxes clipped), O-Net
-        probabilities above ``score_threshold``, best first."""
-        for image in images:
-            check_image(image)
-        if self._on_gpu:  # one upload each, then the device path
-            return self.detect_tensors([torch.from_numpy(image).to(self.device).permute(2, 0, 1) for image in images])
-        return self._grouped(images, lambda image: image.shape, self._prepare)
-
-    def detect_tensors(self, frames: list[torch.Tensor]) -> list[Faces]:
-        """:meth:`detect` for (3, H, W) uint8 RGB tensors (the GPU path): shrunk and searched on the detector's
-        device; only boxes, scores and landmarks come back to the host."""
-        for frame in frames:
-            _check_tensor(frame)
-        return self._grouped(frames, lambda frame: (frame.shape[1], frame.shape[2], 3),
-                             lambda same: self._prepare_tensors(torch.stack([f.to(self.device) for f in same])))
-
-    def warm_up(self, frame_size: tuple[int, int], batches: int) -> None:
-        """On CUDA, one batch of each of 1..``batches`` blank frames of ``frame_size`` (width, height)."""
-        if self.device.type != "cuda":
-            return
-        frame = torch.zeros((3, frame_size[1], frame_size[0]), dtype=torch.uint8, device=self.device)
-        for n in range(1, batches + 1):
-            self.detect_tensors([frame] * n)
 
     def refine(self, images: list[np.ndarray], boxes: list[np.ndarray]) -> list[Faces]:
         """O-Net alone on given candidate boxes: for following faces between whole-frame searches of a video.
@@ -176,7 +151,7 @@ class MTCNNDetector(Detector):
         if len(frames) != len(boxes):
             raise ValueError(f"refine: {len(frames)} frames but {len(boxes)} box arrays")
         for frame in frames:
-            _check_tensor(frame)
+            check_tensor(frame)
         given = [np.asarray(b, np.float32).reshape(-1, 4) for b in boxes]
         wanted = [i for i, b in enumerate(given) if len(b)]
         results = [Faces.empty().replace(landmarks=np.zeros((0, 5, 2), np.float32)) for _ in frames]
@@ -199,19 +174,11 @@ class MTCNNDetector(Detector):
 
     # --- batches ---
 
-    def _grouped(self, images: list, shape_of, prepare) -> list[Faces]:
-        """Frames of equal shape as one batch each; ``prepare`` gives a group's summed-area table and scale."""
-        results: list[Faces | None] = [None] * len(images)
-        groups: dict[tuple[int, ...], list[int]] = {}
-        for i, image in enumerate(images):
-            groups.setdefault(tuple(shape_of(image)), []).append(i)
-        for shape, indices in groups.items():
-            table, scale = prepare([images[i] for i in indices])
-            with torch.inference_mode():
-                found = self._cascade(table, scale)
-            for i, faces in zip(indices, self._split(*found, [scale] * len(indices), [shape] * len(indices))):
-                results[i] = faces
-        return results
+    def _detect_batch(self, table: torch.Tensor, scale: float, shape: tuple[int, ...]) -> list[Faces]:
+        """The cascade on a batch's summed-area table (B, H + 1, W + 1, 3)."""
+        with torch.inference_mode():
+            found = self._cascade(table, scale)
+        return self._split(*found, [scale] * len(table), [shape] * len(table))
 
     def _prepare(self, images: list[np.ndarray]) -> tuple[torch.Tensor, float]:
         """Same-size host frames -> the summed-area table of them at detect width (on the device), and the scale."""
@@ -322,10 +289,3 @@ class MTCNNDetector(Detector):
             mine = mine[_min_overlap_nms(boxes[mine], scores[mine], ONET_OVERLAP)]
             faces.append(to_faces(boxes[mine], scores[mine], landmarks[mine], scale, shape, self.config.min_face))
         return faces
-
-
-def _check_tensor(frame) -> None:
-    if not (isinstance(frame, torch.Tensor) and frame.ndim == 3 and frame.shape[0] == 3
-            and frame.dtype == torch.uint8):
-        got = f"{tuple(frame.shape)} {frame.dtype}" if isinstance(frame, torch.Tensor) else type(frame).__name__
-        raise ValueError(f"mtcnn: expected a (3, H, W) uint8 RGB frame tensor, got {got}")

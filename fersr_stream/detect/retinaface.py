@@ -27,7 +27,8 @@ from .. import resize as _resize
 from ..config import DetectConfig
 from ..errors import WeightsError, one_line
 from ..types import Faces
-from .base import Detector, check_image, downscale, to_faces
+from .base import downscale, to_faces
+from .network import NetworkDetector
 
 DEFAULT_WEIGHTS = "retinaface.resnet50"
 BACKBONES = ("mobilenet0.25", "resnet50")
@@ -251,7 +252,7 @@ def decode_landmarks(offsets: torch.Tensor, priors: torch.Tensor) -> torch.Tenso
 # --- detector ------------------------------------------------------------------------------------------------------
 
 
-class RetinaFaceDetector(Detector):
+class RetinaFaceDetector(NetworkDetector):
     """RetinaFace on frames shrunk to ``config.detect_width``, batched across frames of the same size.
 
     Args:
@@ -263,7 +264,6 @@ class RetinaFaceDetector(Detector):
     """
 
     default_weights = DEFAULT_WEIGHTS
-    reads_tensors = True
 
     def __init__(self, config: DetectConfig, device: torch.device | str | None = None, net: RetinaFace | None = None):
         self.config = config
@@ -273,44 +273,6 @@ class RetinaFaceDetector(Detector):
         self.net = net.eval().requires_grad_(False).to(self.device)
         self._priors: dict[tuple[int, int], torch.Tensor] = {}
         self._mean = torch.tensor(MEAN_BGR, device=self.device).view(1, 3, 1, 1)
-
-    def detect(self, images: list[np.ndarray]) -> list[Faces]:
-        """One Faces per RGB uint8 (H, W, 3) frame: boxes (clipped) and landmarks in source pixels, scores in
-        [0, 1] above ``score_threshold``, best first."""
-        for image in images:
-            check_image(image)
-        return self._grouped(images, lambda image: image.shape, self._prepare)
-
-    def detect_tensors(self, frames: list[torch.Tensor]) -> list[Faces]:
-        """:meth:`detect` for frames already on a device (the GPU path): (3, H, W) uint8 RGB tensors, shrunk on
-        the detector's device; only boxes, scores and landmarks come back to the host."""
-        for frame in frames:
-            if not (isinstance(frame, torch.Tensor) and frame.ndim == 3 and frame.shape[0] == 3
-                    and frame.dtype == torch.uint8):
-                got = f"{tuple(frame.shape)} {frame.dtype}" if isinstance(frame, torch.Tensor) else type(frame).__name__
-                raise ValueError(f"detect_tensors: expected a (3, H, W) uint8 RGB frame tensor, got {got}")
-        return self._grouped(frames, lambda frame: (frame.shape[1], frame.shape[2], 3),
-                             lambda same: self._prepare_tensors(torch.stack([f.to(self.device) for f in same])))
-
-    def warm_up(self, frame_size: tuple[int, int], batches: int) -> None:
-        """On CUDA, one batch of each of 1..``batches`` blank frames of ``frame_size`` (width, height)."""
-        if self.device.type != "cuda":
-            return
-        frame = torch.zeros((3, frame_size[1], frame_size[0]), dtype=torch.uint8, device=self.device)
-        for n in range(1, batches + 1):
-            self.detect_tensors([frame] * n)
-
-    def _grouped(self, images: list, shape_of, prepare) -> list[Faces]:
-        """Run frames of equal shape as one batch each; ``prepare`` turns a group into the network's input."""
-        results: list[Faces | None] = [None] * len(images)
-        groups: dict[tuple[int, ...], list[int]] = {}
-        for i, image in enumerate(images):
-            groups.setdefault(tuple(shape_of(image)), []).append(i)
-        for shape, indices in groups.items():
-            batch, scale = prepare([images[i] for i in indices])
-            for i, faces in zip(indices, self._detect_batch(batch, scale, shape)):
-                results[i] = faces
-        return results
 
     def _detect_batch(self, batch: torch.Tensor, scale: float, shape: tuple[int, ...]) -> list[Faces]:
         height, width = batch.shape[-2:]
@@ -325,8 +287,6 @@ class RetinaFaceDetector(Detector):
 
     def _prepare(self, images: list[np.ndarray]) -> tuple[torch.Tensor, float]:
         """Same-size RGB frames -> (B, 3, h, w) mean-subtracted BGR float batch at detect width, and its scale."""
-        if self._on_gpu:  # one upload, then the device path
-            return self._prepare_tensors(torch.from_numpy(np.stack(images)).to(self.device).permute(0, 3, 1, 2))
         small = [downscale(image, self.config.detect_width) for image in images]
         frames = torch.from_numpy(np.stack([s for s, _ in small])).permute(0, 3, 1, 2).float()
         return frames.flip(1).sub_(self._mean).contiguous(), small[0][1]  # RGB -> BGR, minus the training mean
