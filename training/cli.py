@@ -81,8 +81,11 @@ def run(config_path, data, overrides, quiet, **flags) -> None:
     from . import phases
 
     config = _load(config_path, data, overrides, **flags)
-    folder = phases.run(config, progress=not quiet)
-    click.echo(f"report: {folder / 'REPORT.md'}")
+    study = phases.Study(config, progress=not quiet)
+    study.prepare()
+    folder = study.run()
+    if study.dist.main:  # under torchrun every rank gets here; one line is enough
+        click.echo(f"report: {folder / 'REPORT.md'}")
 
 
 @cli.command(epilog="Example: fersr-train restore --config configs/train/kdef_three_phase.yaml --data DIR --shard 1/4")

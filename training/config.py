@@ -119,8 +119,10 @@ class ProtocolConfig:
     split: str = "subject"
     folds: int = 5
     val_fraction: float = 0.15  # share of the training people (or images) held out for model selection
-    seed: int = 0
+    seed: int = 0  # deals the folds (the same folds for every training seed)
     only_folds: tuple[int, ...] | None = None  # run a subset of the folds (all when None)
+    # training seeds (initialisation, data order, augmentation, dropout): every cell runs once per seed
+    seeds: tuple[int, ...] = (0,)
 
     def __post_init__(self) -> None:
         if self.split not in SPLITS:
@@ -130,6 +132,9 @@ class ProtocolConfig:
             raise ConfigError(f"config key 'protocol.folds' must be >= 2, got {self.folds}")
         if not 0.0 < self.val_fraction < 0.5:
             raise ConfigError(f"config key 'protocol.val_fraction' must be in (0, 0.5), got {self.val_fraction}")
+        _members("protocol.seeds", self.seeds, (), int)
+        if not self.seeds or len(set(self.seeds)) < len(self.seeds) or min(self.seeds) < 0:
+            raise ConfigError(f"config key 'protocol.seeds' must list distinct seeds >= 0, got {list(self.seeds)}")
         if self.only_folds is not None:
             _members("protocol.only_folds", self.only_folds, (), int)
             if not self.only_folds:
@@ -161,7 +166,6 @@ class TrainConfig:
     augment: bool = True
     workers: int = 2
     threads: int | None = None  # torch CPU threads (None = torch's default; 1 helps on busy shared machines)
-    seed: int = 0
 
     def __post_init__(self) -> None:
         _members("train.models", self.models, TRAINABLE + ZERO_SHOT)
@@ -325,21 +329,33 @@ def parse_restorer(spec: str) -> RestorerSpec:
     return RestorerSpec(name, fidelity, weights or None)
 
 
+# Keys that moved: an old config stops with one line saying where, instead of "unknown key".
+MOVED = {"train.seed": "protocol.seeds (a list: every cell runs once per training seed, e.g. protocol.seeds: [0])"}
+
+
 def load(path: str | Path | None = None, overrides: list[str] | tuple = ()) -> StudyConfig:
     """Defaults, then the YAML file, then ``--set`` overrides (fersr_stream's loader, our schema)."""
-    return stream_config.load(path, overrides, base=StudyConfig())
+    try:
+        return stream_config.load(path, overrides, base=StudyConfig())
+    except ConfigError as exc:
+        for old, new in MOVED.items():
+            if str(exc).startswith(f"unknown config key {old!r}"):
+                raise ConfigError(f"config key {old!r} moved to {new}") from None
+        raise
 
 
 def save(config: StudyConfig, path: str | Path) -> None:
     stream_config.save(config, path)
 
 
-def fingerprinted(config: StudyConfig) -> dict:
-    """What decides what a cell's model and numbers mean: data, faces, protocol, training, degradation.
+def fingerprinted(config: StudyConfig, world_size: int = 1) -> dict:
+    """What decides what a cell's model and numbers mean: data, faces, protocol, training, degradation, and the
+    number of processes that train (``torchrun``'s world size: it splits each batch and each rank keeps its own
+    BatchNorm statistics, so one process and four do not give the same model).
 
-    A rerun into an existing experiment folder must match it. Widths, restorers, arms, models, the folds run,
-    cache and report may change freely because every cell is keyed by its own conditions; the degradation recipe
-    (blur, noise, JPEG, LR interpolation) is not in a cell's name, so it is part of it.
+    A rerun into an existing experiment folder must match it. Widths, restorers, arms, models, the folds and
+    seeds run, cache and report may change freely because every cell is keyed by its own conditions; the
+    degradation recipe (blur, noise, JPEG, LR interpolation) is not in a cell's name, so it is part of it.
     """
     keep = {k: dataclasses.asdict(getattr(config, k)) for k in ("data", "faces", "protocol")}
     keep["degrade"] = dataclasses.asdict(config.phases.degrade)
@@ -347,14 +363,17 @@ def fingerprinted(config: StudyConfig) -> dict:
     for operational in ("models", "workers", "threads"):
         train.pop(operational)
     keep["train"] = train
+    keep["world_size"] = world_size
     keep["data"].pop("root")  # the same dataset may be mounted elsewhere on another machine
     keep["protocol"].pop("only_folds")  # which folds run, not what a fold is: a pilot fold can grow to the study
+    keep["protocol"].pop("seeds")  # each cell is keyed by its seed: more seeds add cells
     return json.loads(json.dumps(keep, default=list))
 
 
-def fingerprint(config: StudyConfig) -> str:
+def fingerprint(config: StudyConfig, world_size: int = 1) -> str:
     """A short hash of :func:`fingerprinted`."""
-    return hashlib.sha256(json.dumps(fingerprinted(config), sort_keys=True).encode()).hexdigest()[:16]
+    blob = fingerprinted(config, world_size)
+    return hashlib.sha256(json.dumps(blob, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def differences(earlier: dict, now: dict, prefix: str = "") -> list[str]:

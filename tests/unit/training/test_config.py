@@ -49,7 +49,10 @@ def test_overrides_and_errors():
              "protocol.split=random": "choose from subject, image, official",
              "report.example_widths=[0]": "widths must be >= 2 px",
              "report.example_widths=[300]": "300 px is not lower than the face crops",
-             "name=": "config key 'name' needs a value"}
+             "name=": "config key 'name' needs a value",
+             "train.seed=1": "config key 'train.seed' moved to protocol.seeds",
+             "protocol.seeds=[]": "must list distinct seeds",
+             "protocol.seeds=[1, 1]": "must list distinct seeds"}
     for item, message in cases.items():
         with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace("]", r"\]")):
             config.load(None, [item])
@@ -72,8 +75,20 @@ def test_fingerprint_ignores_operational_keys():
                                                                           "phases.restorers=[bicubic]"]))
     # which folds run is not what a fold is: a pilot fold can grow into the full study
     assert config.fingerprint(a) == config.fingerprint(config.load(None, ["protocol.only_folds=[0]"]))
+    # more training seeds add cells; the number of processes changes what a cell's model is
+    assert config.fingerprint(a) == config.fingerprint(config.load(None, ["protocol.seeds=[0, 1, 2]"]))
+    assert config.fingerprint(a, 1) != config.fingerprint(a, 2)
+    assert config.differences(config.fingerprinted(a, 1), config.fingerprinted(a, 4)) == ["world_size"]
     other = config.load(None, ["train.lr=0.1", "phases.degrade.blur=1.0"])
     assert config.differences(config.fingerprinted(a), config.fingerprinted(other)) == ["degrade.blur", "train.lr"]
+
+
+def test_an_old_train_seed_key_in_a_file_says_where_it_moved(tmp_path):
+    old = tmp_path / "old.yaml"
+    old.write_text("train:\n  seed: 3\n")
+    with pytest.raises(ConfigError) as info:
+        config.load(old)
+    assert str(info.value).startswith("config key 'train.seed' moved to protocol.seeds") and "\n" not in str(info.value)
 
 
 def test_a_restorer_file_is_tagged_by_its_content(tmp_path):
