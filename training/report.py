@@ -19,6 +19,8 @@ import yaml
 
 from fersr_stream.classify.labels import KDEF_CODES
 
+from . import breakdown
+
 ROW_KEYS = ("model", "arm", "train", "test", "phase", "width", "restorer", "fold", "seed", "n", "accuracy", "macro_f1")
 
 
@@ -133,18 +135,8 @@ def _correct(cell: dict) -> dict[str, bool]:
 
 
 def per_class(cells: list[dict]) -> list[dict]:
-    """Per-emotion accuracy pooled over folds (from the summed confusion matrices)."""
-    sums: dict[tuple, np.ndarray] = {}
-    for c in cells:
-        key = (c["model"], c["arm"], c["train"], c["test"])
-        sums[key] = sums.get(key, np.zeros((7, 7), np.int64)) + np.array(c["confusion"])
-    rows = []
-    for (model, arm, train, test), conf in sums.items():
-        row = {"model": model, "arm": arm, "train": train, "test": test}
-        for i, code in enumerate(KDEF_CODES):
-            row[code] = float(conf[i, i] / conf[i].sum()) if conf[i].sum() else float("nan")
-        rows.append(row)
-    return rows
+    """Per-emotion precision, recall and F1 pooled over runs (see :func:`training.breakdown.per_class`)."""
+    return breakdown.per_class(cells)
 
 
 def _csv(path: Path, rows: list[dict]) -> None:
@@ -304,13 +296,13 @@ def example_grid(path: Path, rows: list[tuple[str, list[np.ndarray]]], columns: 
 
 
 def write(folder: str | Path) -> Path:
-    """Rebuild results.csv, results.md, per_class.csv, mcnemar.csv, figures and REPORT.md; returns REPORT.md."""
+    """Rebuild results.csv, results.md, per_class.csv, mcnemar.csv, breakdown/, figures and REPORT.md; returns
+    REPORT.md."""
     folder = Path(folder)
     cells = load_cells(folder)
     rows = summarise(cells)
     tests = mcnemar(cells)
     _csv(folder / "results.csv", [{k: _row_value(c, k) for k in ROW_KEYS} for c in cells])
-    _csv(folder / "per_class.csv", per_class(cells))
     _csv(folder / "mcnemar.csv", tests)
     table = markdown_table(rows)
     (folder / "results.md").write_text(table + "\n")
@@ -319,8 +311,9 @@ def write(folder: str | Path) -> Path:
     figures = folder / "figures"
     confusions = plot_confusions(cells, figures / "confusion")
     plots = plot_widths(rows, figures, f"LR, no restoration ({lr_interpolation(cfg)})")
+    breakdowns = breakdown.write(folder, cells)  # breakdown/*.csv and per_class.csv
     report = folder / "REPORT.md"
-    report.write_text(_report_text(folder, cfg, tests, table, plots, confusions))
+    report.write_text(_report_text(folder, cfg, tests, table, plots, confusions, breakdowns))
     return report
 
 
@@ -369,7 +362,7 @@ def _protocol_line(proto: dict) -> str:
             "stopping; the test fold chooses nothing. Splits in `splits.json`.")
 
 
-def _report_text(folder: Path, cfg: dict, tests, table, plots, confusions) -> str:
+def _report_text(folder: Path, cfg: dict, tests, table, plots, confusions, breakdowns: str = "") -> str:
     data = json.loads((folder / "data.json").read_text()) if (folder / "data.json").is_file() else {}
     found = json.loads((folder / "faces.json").read_text()) if (folder / "faces.json").is_file() else {}
     counts = data.get("counts", {})
@@ -401,12 +394,14 @@ def _report_text(folder: Path, cfg: dict, tests, table, plots, confusions) -> st
         "## Restored vs. LR (McNemar, pooled over folds)", "",
         "Exact two-sided test on images classified differently; per-fold rows in `mcnemar.csv`.", "",
         _mcnemar_table(tests) if tests else "_No restorer was tested._", "",
+        breakdowns,
         "## Figures", ""]
     parts += [f"- ![{p.stem}](figures/{p.name})" for p in plots]
     examples = sorted((folder / "figures").glob("examples_*.png"))
     parts += [f"- Example faces: [{p.name}](figures/{p.name})" for p in examples]
-    parts += [f"- Confusion matrices: `figures/confusion/` ({len(confusions)} files); per-class accuracy: "
-              "`per_class.csv`; every cell's metrics: `cells/`; flat results: `results.csv`.", ""]
+    parts += [f"- Confusion matrices: `figures/confusion/` ({len(confusions)} files); per-class precision, recall "
+              "and F1: `per_class.csv`; breakdowns: `breakdown/`; every cell's metrics: `cells/`; flat results: "
+              "`results.csv`.", ""]
     parts += ["## Data issues", ""]
     parts += [f"- `{i['file']}`: {i['action']}: {i['reason']}" for i in issues] or ["- none"]
     return "\n".join(parts) + "\n"

@@ -64,7 +64,13 @@ def test_smoke_study_end_to_end_then_rerun_does_nothing(tmp_path, monkeypatch, m
     assert "± 0.0" not in table  # one fold: no spread to show
     with open(folder / "per_class.csv") as f:
         per_class = list(csv.DictReader(f))
-    assert len(per_class) == 5 and set(per_class[0]) >= set(KDEF_CODES)
+    assert len(per_class) == 5 * 7 and {r["emotion"] for r in per_class} == set(KDEF_CODES)
+    assert set(per_class[0]) >= {"precision", "recall", "f1", "support"}
+    with open(folder / "breakdown" / "angles.csv") as f:
+        angles = list(csv.DictReader(f))
+    assert {r["angle"] for r in angles} == {"FL", "HL", "S", "HR", "FR"} and len(angles) == 5 * 5
+    assert sum(int(r["n"]) for r in angles if r["test"] == "hr") == len(json.loads(
+        (folder / "splits.json").read_text())["folds"][0]["test"])
     with open(folder / "mcnemar.csv") as f:
         tests = list(csv.DictReader(f))
     assert sorted((r["width"], r["fold"]) for r in tests) == [("16", "0"), ("16", "all"), ("8", "0"), ("8", "all")]
@@ -89,6 +95,7 @@ def test_smoke_study_end_to_end_then_rerun_does_nothing(tmp_path, monkeypatch, m
     assert "Synthetic data" in report and "| resnet18 | hr | 3 | hr | 8 px | bicubic |" in report
     assert "bilinear interpolation" in report and "figures/accuracy_vs_width_resnet18.png" in report
     assert "examples_w16.png" in report and "McNemar" in report
+    assert "### Per view angle" in report and "No detector ran (`faces.crop` = box)" in report
 
     # fersr-stream runs the exported model on a video
     from fersr_stream.cli.stream import stream

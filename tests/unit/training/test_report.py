@@ -68,7 +68,10 @@ def test_write_makes_tables_figures_and_report(experiment):
     assert len(list((experiment / "figures" / "confusion").glob("*.png"))) == 3
     csv_lines = (experiment / "results.csv").read_text().splitlines()
     assert len(csv_lines) == 1 + 6 and csv_lines[0].startswith("model,arm,train,test,phase")
-    assert "AF,AN,DI,HA,NE,SA,SU" in (experiment / "per_class.csv").read_text().splitlines()[0]
+    per_class = (experiment / "per_class.csv").read_text().splitlines()
+    assert per_class[0] == "model,arm,train,test,emotion,support,precision,recall,f1" and len(per_class) == 1 + 3 * 7
+    assert {p.name for p in (experiment / "breakdown").iterdir()} == {"seeds.csv", "angles.csv", "detection.csv"}
+    assert "## Breakdowns" in text and "Per-class F1" in text
 
 
 def test_one_run_shows_n_1_never_a_zero_spread(tmp_path):
