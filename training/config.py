@@ -209,9 +209,14 @@ class PhasesConfig:
         if not self.arms:
             raise ConfigError("config key 'phases.arms' must name at least one arm")
         _members("phases.restorers", self.restorers, ())
-        tags = [parse_restorer(spec).tag for spec in self.restorers]
-        if len(set(tags)) < len(tags):
-            raise ConfigError(f"config key 'phases.restorers' names one restorer twice: {list(self.restorers)}")
+        seen: dict[str, str] = {}
+        for spec in self.restorers:
+            tag = parse_restorer(spec).tag  # one tag per restorer, parameters and weights file (by content)
+            if tag in seen:
+                same = "names one restorer twice" if seen[tag] == spec else "names the same weights twice"
+                raise ConfigError(f"config key 'phases.restorers' {same}: {seen[tag]!r} and {spec!r} are both "
+                                  f"{tag}; keep one")
+            seen[tag] = spec
         if self.degrade.width is not None:
             raise ConfigError("config key 'phases.degrade.width' must stay empty: 'phases.widths' sets it per cell")
         try:  # a bad interpolation or JPEG quality fails here, before any work
@@ -280,11 +285,15 @@ class RestorerSpec:
 
     @property
     def tag(self) -> str:
-        """A file-name-safe label, e.g. ``codeformer@0.7``; given weights add a short hash of their content, so
-        results and cached faces never outlive a weights file replaced in place."""
+        """A file-name-safe label, e.g. ``codeformer@0.7``; weights other than the restorer's default add a short
+        hash of their content, so results and cached faces never outlive a weights file replaced in place. One
+        weights file has one tag: ``gfpgan``, ``gfpgan:gfpgan.v1_4`` and a copy of that file are all ``gfpgan``."""
         tag = self.name if self.name != "codeformer" else f"{self.name}@{self.fidelity:g}"
         if self.weights:
-            tag += "-" + weights_id(self.weights)[:6]
+            sha = weights_id(self.weights)
+            default = ENHANCERS.get(self.name).default_weights
+            if default is None or sha != weights_id(default):
+                tag += "-" + sha[:6]
         return tag
 
 

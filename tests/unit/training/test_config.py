@@ -102,6 +102,24 @@ def test_a_restorer_file_is_tagged_by_its_content(tmp_path):
     assert config.parse_restorer("gfpgan:gfpgan.v1_3").tag == "gfpgan-c953a8"  # a registry entry: its sha256
 
 
+def test_one_tag_per_weights_file_and_the_same_weights_twice_is_refused(tmp_path):
+    # the default weights named explicitly are the default: one tag, so one set of cells and cached faces
+    assert config.parse_restorer("gfpgan:gfpgan.v1_4").tag == config.parse_restorer("gfpgan").tag == "gfpgan"
+    for restorers in ("[gfpgan, 'gfpgan:gfpgan.v1_4']", "['codeformer@0.5', 'codeformer@0.5:codeformer.v0_1']"):
+        with pytest.raises(ConfigError, match="names the same weights twice") as info:
+            config.load(None, [f"phases.restorers={restorers}"])
+        assert "\n" not in str(info.value)
+    one, copy = tmp_path / "a.pth", tmp_path / "b.pth"
+    one.write_bytes(b"same")
+    copy.write_bytes(b"same")  # two names, one content
+    with pytest.raises(ConfigError, match="names the same weights twice"):
+        config.load(None, [f"phases.restorers=['gfpgan:{one}', 'gfpgan:{copy}']"])
+    with pytest.raises(ConfigError, match="names one restorer twice"):
+        config.load(None, ["phases.restorers=[bicubic, bicubic]"])
+    # another fidelity or other weights are other restorers
+    config.load(None, ["phases.restorers=['codeformer@0.5', 'codeformer@0.7', gfpgan, 'gfpgan:gfpgan.v1_3']"])
+
+
 @pytest.fixture(scope="module")
 def tree(tmp_path_factory):
     return kdef.load(synthetic.write(tmp_path_factory.mktemp("s"), 10, width=48))
