@@ -338,14 +338,41 @@ def parse_restorer(spec: str) -> RestorerSpec:
     return RestorerSpec(name, fidelity, weights or None)
 
 
+INSTALLED = Path(__file__).resolve().parent / "configs"  # the configs shipped with the package
+
+
+def installed() -> dict[str, Path]:
+    """The installed study configs by name (``smoke``, ``kdef_three_phase``, ...)."""
+    return {p.stem: p for p in sorted(INSTALLED.glob("*.yaml"))}
+
+
+def find(config: str | Path) -> Path:
+    """The config file ``--config`` means: an existing file as it is; else an installed config given by name
+    (``smoke``, ``smoke.yaml``) or by its old place in a clone (``configs/train/smoke.yaml``).
+
+    Raises:
+        ConfigError: neither, naming the installed configs.
+    """
+    path = Path(config).expanduser()
+    if path.is_file():
+        return path
+    name = path.stem if path.suffix in (".yaml", ".yml") else path.name
+    bare = path.parent == Path(".") or path.parent.as_posix().endswith("configs/train")
+    if bare and name in installed():
+        return installed()[name]
+    raise ConfigError(f"config file not found: {config}; installed configs (--config NAME): "
+                      f"{', '.join(installed())}")
+
+
 # Keys that moved: an old config stops with one line saying where, instead of "unknown key".
 MOVED = {"train.seed": "protocol.seeds (a list: every cell runs once per training seed, e.g. protocol.seeds: [0])"}
 
 
 def load(path: str | Path | None = None, overrides: list[str] | tuple = ()) -> StudyConfig:
-    """Defaults, then the YAML file, then ``--set`` overrides (fersr_stream's loader, our schema)."""
+    """Defaults, then the YAML file (a path, or an installed config's name: :func:`find`), then ``--set``
+    overrides (fersr_stream's loader, our schema)."""
     try:
-        return stream_config.load(path, overrides, base=StudyConfig())
+        return stream_config.load(None if path is None else find(path), overrides, base=StudyConfig())
     except ConfigError as exc:
         for old, new in MOVED.items():
             if str(exc).startswith(f"unknown config key {old!r}"):

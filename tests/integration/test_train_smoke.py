@@ -17,11 +17,11 @@ import yaml
 from click.testing import CliRunner
 
 from fersr_stream.classify.labels import KDEF_CODES
-from training import synthetic
+from training import config, synthetic
 from training.cli import cli
 
 ROOT = Path(__file__).resolve().parents[2]
-SMOKE = ROOT / "configs" / "train" / "smoke.yaml"
+SMOKE = config.installed()["smoke"]
 
 
 @pytest.fixture(autouse=True)

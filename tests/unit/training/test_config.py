@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import pytest
 
@@ -10,7 +9,7 @@ from fersr_stream.errors import ConfigError
 from training import config, kdef, splits, synthetic
 from training.dataset import DatasetError
 
-CONFIGS = Path(__file__).resolve().parents[3] / "configs" / "train"
+CONFIGS = config.INSTALLED
 
 
 @pytest.mark.parametrize("name", ["smoke.yaml", "kdef_three_phase.yaml"])
