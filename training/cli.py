@@ -176,6 +176,28 @@ def report(folder) -> None:
     click.echo(f"report: {report_.write(Path(folder))}")
 
 
+@cli.command(epilog="Example: fersr-train plan --config kdef_three_phase --data /data/KDEF_and_AKDEF")
+@_common
+@click.option("--workers", default="1,4,16", show_default=True, help="worker (process or GPU) counts to estimate")
+def plan(config_path, data, overrides, quiet, workers, **flags) -> None:
+    """Print the grid's size and an estimate of its hours on 1, 4, 16 workers, from costs measured here."""
+    from fersr_stream.errors import ConfigError
+
+    from . import plan as plan_
+
+    try:
+        counts = tuple(int(w) for w in workers.split(","))
+    except ValueError:
+        counts = ()
+    if not counts or min(counts) < 1:
+        raise ConfigError(f"--workers expects counts >= 1 such as 1,4,16, got {workers!r}")
+    config = _load(config_path, data, overrides, **flags)
+    grid = plan_.count(config)
+    costs, stand_ins = plan_.measure(config)
+    for line in plan_.describe(grid, costs, counts, tuple(stand_ins)):
+        click.echo(line)
+
+
 @cli.command(epilog="Example: fersr-train init configs/train")
 @click.argument("folder", default="configs/train", type=click.Path(file_okay=False))
 @click.option("--force", is_flag=True, help="overwrite configs that were edited")

@@ -248,7 +248,7 @@ class Study:
     def restore_all(self, shard: tuple[int, int] = (0, 1)) -> dict[str, dict]:
         """Fill the restoration cache for every restored condition the grid needs (this shard's faces)."""
         self.load_faces()
-        wanted = sorted({i for cell, tests in self.cells() for i in self._indices(cell, tests)})
+        wanted = sorted(set(self.faceset.index(sorted(self.restored_keys())).tolist()))
         crops = np.asarray(self.faceset.crops[wanted])
         keys = [self.keys[i] for i in wanted]
         counts = {}
@@ -257,14 +257,17 @@ class Study:
                 counts[condition.tag] = self.cache.fill(condition, crops, keys, shard)
         return counts
 
-    def _indices(self, cell: TrainCell, tests: list[Condition]) -> list[int]:
-        """Dataset positions the cell needs restored: its test fold when a test restores, plus its training part
-        when it trains on restored faces."""
-        fold = self.folds[cell.fold]
-        need = fold.test if any(t.restorer is not None for t in tests) else ()
-        if cell.train.restorer is not None:
-            need = need + fold.train + fold.val
-        return self.faceset.index(need).tolist()
+    def restored_keys(self) -> set[str]:
+        """Sample keys whose faces the grid needs restored (at every width, by every restorer): a cell's test
+        fold when a test restores, plus its training part when it trains on restored faces."""
+        need: set[str] = set()
+        for cell, tests in self.cells():
+            fold = self.folds[cell.fold]
+            if any(t.restorer is not None for t in tests):
+                need.update(fold.test)
+            if cell.train.restorer is not None:
+                need.update(fold.train + fold.val)
+        return need
 
     def split(self, keys: tuple[str, ...], condition: Condition) -> engine.Split:
         """The faces of ``keys`` as shown under ``condition`` (HR, LR or restored), with their labels."""
