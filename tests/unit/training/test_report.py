@@ -15,8 +15,9 @@ def _cell(folder, fold, test, width, restorer, preds, labels, model="resnet18", 
     confusion = np.zeros((7, 7), int)
     np.add.at(confusion, (labels, preds), 1)
     phase = "1" if width is None else ("2" if restorer == "none" else "3")
-    blob = {"model": model, "arm": "hr", "fold": fold, "seed": seed, "train": "hr", "test": test, "phase": phase, "width": width,
-            "restorer": restorer, "n": len(labels), "accuracy": float((labels == preds).mean()), "per_class": {},
+    blob = {"model": model, "arm": "hr", "fold": fold, "seed": seed, "train": "hr", "test": test, "phase": phase,
+            "width": width, "restorer": restorer, "n": len(labels), "accuracy": float((labels == preds).mean()),
+            "per_class": {},
             "confusion": confusion.tolist(), "keys": [f"f{fold}-{i}" for i in range(len(labels))],
             "labels": labels.tolist(), "preds": preds.tolist()}
     run = f"fold{fold}" + (f"-seed{seed}" if seed else "")
