@@ -39,6 +39,14 @@ def _condition(cell: dict) -> tuple:
     return tuple(cell[k] for k in CONDITION)
 
 
+def _rank(cells: list[dict]) -> dict[tuple, int]:
+    """Each condition's place in the main table's order (``cells`` come sorted as the report sorts them)."""
+    rank: dict[tuple, int] = {}
+    for c in cells:
+        rank.setdefault(_condition(c), len(rank))
+    return rank
+
+
 def by_image_group(cells: list[dict], group_of: Callable[[str], str | None], name: str) -> list[dict]:
     """Accuracy per condition and image group, pooled over runs.
 
@@ -64,7 +72,8 @@ def by_image_group(cells: list[dict], group_of: Callable[[str], str | None], nam
 def angles(cells: list[dict], images: dict[str, dict]) -> list[dict]:
     """Accuracy per KDEF view angle (empty when the dataset records no angles)."""
     rows = by_image_group(cells, lambda key: images.get(key, {}).get("angle"), "angle")
-    return sorted(rows, key=lambda r: (*_condition(r), ANGLES.index(r["angle"]) if r["angle"] in ANGLES else 9))
+    rank = _rank(cells)
+    return sorted(rows, key=lambda r: (rank[_condition(r)], ANGLES.index(r["angle"]) if r["angle"] in ANGLES else 9))
 
 
 def detection(cells: list[dict], found: dict) -> list[dict]:
@@ -74,7 +83,8 @@ def detection(cells: list[dict], found: dict) -> list[dict]:
         return []
     missed = set(found.get("not_detected_keys", ()))
     rows = by_image_group(cells, lambda key: "fallback" if key in missed else "detected", "box")
-    return sorted(rows, key=lambda r: (*_condition(r), r["box"] != "detected"))
+    rank = _rank(cells)
+    return sorted(rows, key=lambda r: (rank[_condition(r)], r["box"] != "detected"))
 
 
 def seeds(cells: list[dict]) -> list[dict]:
@@ -89,7 +99,8 @@ def seeds(cells: list[dict]) -> list[dict]:
         rows.append({**dict(zip(CONDITION, key[:-1])), "seed": key[-1], "folds": len(members),
                      "accuracy": float(np.mean([m["accuracy"] for m in members])),
                      "macro_f1": float(np.mean([macro_f1(m["confusion"]) for m in members]))})
-    return sorted(rows, key=lambda r: (*_condition(r), r["seed"]))
+    rank = _rank(cells)
+    return sorted(rows, key=lambda r: (rank[_condition(r)], r["seed"]))
 
 
 def per_class(cells: list[dict]) -> list[dict]:
@@ -119,7 +130,8 @@ def pivot(rows: list[dict], column: str, columns: tuple | list, value: str = "ac
     one."""
     table: dict[tuple, dict] = defaultdict(dict)
     for r in rows:
-        table[_condition(r)][r[column]] = r
+        title = f"seed {r[column]}" if column == "seed" else r[column]  # a bare number is no column title
+        table[_condition(r)][title] = r
     lines = ["| model | arm | train | test | " + " | ".join(str(c) for c in columns) + " |",
              "|---|---|---|---|" + "---|" * len(columns)]
     for key, cells in table.items():
@@ -159,7 +171,7 @@ def _section(by_seed, by_angle, by_box, classes, found: dict) -> str:
     seed_ids = sorted({r["seed"] for r in by_seed})
     parts = ["## Breakdowns", "",
              "### Per training seed (mean over folds; `breakdown/seeds.csv`)", "",
-             pivot(by_seed, "seed", seed_ids, "accuracy"), ""]
+             pivot(by_seed, "seed", [f"seed {s}" for s in seed_ids], "accuracy"), ""]
     if by_angle:
         shown = [a for a in ANGLES if any(r["angle"] == a for r in by_angle)]
         parts += ["### Per view angle (pooled over runs; `breakdown/angles.csv`)", "",

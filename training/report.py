@@ -2,7 +2,7 @@
 
 Everything here reads ``cells/**/test-*.json`` only, so ``fersr-train report DIR`` can redo it at any time.
 McNemar's test compares, image by image, the restored faces against the plain LR faces of the same model,
-fold and width (exact binomial test on the discordant pairs), per fold and pooled over folds.
+fold, seed and width (exact binomial test on the discordant pairs), per run and pooled over runs.
 """
 
 from __future__ import annotations
@@ -79,7 +79,8 @@ def percent(mean: float, std: float | None, n: int) -> str:
 def runs_label(row: dict) -> str:
     """``4 (2 folds × 2 seeds)``, or the number alone when there is one seed."""
     if row["seeds"] > 1:
-        return f"{row['runs']} ({row['folds']} folds × {row['seeds']} seeds)"
+        folds = f"{row['folds']} fold" + ("s" if row["folds"] > 1 else "")
+        return f"{row['runs']} ({folds} × {row['seeds']} seeds)"
     return str(row["runs"])
 
 
@@ -391,8 +392,9 @@ def _report_text(folder: Path, cfg: dict, tests, table, plots, confusions, break
            if "mini_xception" in train.get("models", []) else ""),
         _lr_note(cfg),
         "", "## Accuracy", "", table, "",
-        "## Restored vs. LR (McNemar, pooled over folds)", "",
-        "Exact two-sided test on images classified differently; per-fold rows in `mcnemar.csv`.", "",
+        "## Restored vs. LR (McNemar, pooled over runs)", "",
+        "Exact two-sided test on images classified differently, each restored test paired with the LR test of "
+        "the same trained model (fold and seed); per-run rows in `mcnemar.csv`.", "",
         _mcnemar_table(tests) if tests else "_No restorer was tested._", "",
         breakdowns,
         "## Figures", ""]

@@ -103,6 +103,7 @@ def test_seeds_are_runs_beside_folds_and_mcnemar_pairs_within_a_seed(tmp_path):
     rows = {r["test"]: r for r in report.summarise(cells)}
     assert (rows["lr8"]["runs"], rows["lr8"]["folds"], rows["lr8"]["seeds"]) == (4, 2, 2)
     assert report.runs_label(rows["lr8"]) == "4 (2 folds × 2 seeds)"
+    assert report.runs_label({"runs": 2, "folds": 1, "seeds": 2}) == "2 (1 fold × 2 seeds)"
     tests = report.mcnemar(cells)
     per_run = {(r["fold"], r["seed"]): r for r in tests if r["fold"] != "all"}
     assert len(per_run) == 4
