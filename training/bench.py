@@ -3,7 +3,7 @@
 Prints training throughput (images/s) and the share of each epoch the model spends waiting for data, for a
 few DataLoader worker counts, then the restoration cache cold vs. warm: restorer calls and seconds.
 
-    python -m training.bench [--config configs/train/smoke.yaml] [--epochs 2] [--workers 0,2]
+    python -m training.bench [--config smoke] [--epochs 2] [--workers 0,2]
 
 Timings on a shared machine are noisy: compare rows of one run, and say which machine they came from.
 """
@@ -21,7 +21,7 @@ from . import config as tconfig
 from . import engine, phases
 from .cache import Condition, RestorationCache
 
-SMOKE = Path(__file__).resolve().parents[1] / "configs" / "train" / "smoke.yaml"
+SMOKE = tconfig.installed()["smoke"]
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -45,6 +45,8 @@ from .config import RestorerSpec, weights_id
 
 VERSION = 2  # bump when restoration changes meaning, so old entries are not reused
 # (2: restorers take the LR image at its own size instead of the enlarged LR crop)
+# Conditions are keyed by the weights' sha256 alone (not the name they were given by), so ``gfpgan`` and
+# ``gfpgan:gfpgan.v1_4`` share one cache folder.
 
 
 class CacheError(FersrError):
@@ -163,7 +165,7 @@ class RestorationCache:
         degrade.pop("interpolation")  # restorers start from the LR image itself, never from its enlargement
         blob = {"version": VERSION, "size": size, "degrade": degrade,
                 "restorer": spec.name, "fidelity": spec.fidelity if spec.name == "codeformer" else None,
-                "weights": spec.weights, "weights_sha256": self._sha[spec.tag]}
+                "weights_sha256": self._sha[spec.tag]}  # by content, not name: one file is restored once
         return hashlib.sha256(json.dumps(blob, sort_keys=True).encode()).hexdigest()[:20], blob
 
     def _folder(self, condition: Condition, size: int) -> Path:

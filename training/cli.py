@@ -2,7 +2,8 @@
 
 Commands: ``run`` (the whole study), ``data`` (what a dataset folder holds), ``synth`` (write the synthetic
 KDEF-shaped set), ``restore`` (fill the restoration cache, shardable across machines), ``report`` (rebuild
-tables and figures). A user mistake is one line on stderr and exit code 2 (fersr_stream's CLI policy).
+tables and figures), ``plan`` (the grid's size and an estimate of its hours), ``init`` (write the installed
+configs out for editing). A user mistake is one line on stderr and exit code 2 (fersr_stream's CLI policy).
 """
 
 from __future__ import annotations
@@ -37,7 +38,8 @@ def _load(config_path: str | None, data: str | None, overrides: tuple[str, ...],
 
 def _common(f):
     options = [
-        click.option("--config", "config_path", type=click.Path(dir_okay=False), help="study YAML (configs/train/)"),
+        click.option("--config", "config_path", help="study YAML: a file, or an installed config's name (smoke, "
+                                                     "kdef_three_phase; fersr-train init writes them out)"),
         click.option("--data", help="dataset folder (KDEF, or KDEF_and_AKDEF above it; see data.kind for others)"),
         click.option("--out", help="folder holding experiments and the cache"),
         click.option("--name", help="experiment name (its folder under --out)"),
@@ -57,11 +59,11 @@ _EXAMPLES = """\b
 Examples:
   fersr-train data --data /data/KDEF_and_AKDEF            what the loader sees, and every file it fixes or drops
   fersr-train data --data /data/fer2013 --kind fer2013    another layout (fer2013 rafdb ckplus jaffe affectnet folders)
-  fersr-train run --config configs/train/smoke.yaml       a first try, on a drawn (synthetic) set
-  fersr-train run --config configs/train/kdef_three_phase.yaml --data /data/KDEF_and_AKDEF
-  fersr-train run --config configs/train/kdef_three_phase.yaml --data /data/KDEF_and_AKDEF \\
+  fersr-train run --config smoke       a first try, on a drawn (synthetic) set
+  fersr-train run --config kdef_three_phase --data /data/KDEF_and_AKDEF
+  fersr-train run --config kdef_three_phase --data /data/KDEF_and_AKDEF \\
       --set 'train.models=[resnet18]' --set 'protocol.only_folds=[0]'     one model, one fold first
-  fersr-train restore --config configs/train/kdef_three_phase.yaml --data ... --shard 0/4
+  fersr-train restore --config kdef_three_phase --data ... --shard 0/4
   fersr-train report runs/kdef_three_phase                 rebuild tables, figures and REPORT.md
 """
 
@@ -74,18 +76,21 @@ def cli() -> None:
     """
 
 
-@cli.command(epilog="Example: fersr-train run --config configs/train/smoke.yaml")
+@cli.command(epilog="Example: fersr-train run --config smoke")
 @_common
 def run(config_path, data, overrides, quiet, **flags) -> None:
     """Run the study (skipping finished cells) and write its report."""
     from . import phases
 
     config = _load(config_path, data, overrides, **flags)
-    folder = phases.run(config, progress=not quiet)
-    click.echo(f"report: {folder / 'REPORT.md'}")
+    study = phases.Study(config, progress=not quiet)
+    study.prepare()
+    folder = study.run()
+    if study.dist.main:  # under torchrun every rank gets here; one line is enough
+        click.echo(f"report: {folder / 'REPORT.md'}")
 
 
-@cli.command(epilog="Example: fersr-train restore --config configs/train/kdef_three_phase.yaml --data DIR --shard 1/4")
+@cli.command(epilog="Example: fersr-train restore --config kdef_three_phase --data DIR --shard 1/4")
 @_common
 @click.option("--shard", default="0/1", show_default=True, help="fill only faces of shard i of n")
 def restore(config_path, data, overrides, quiet, shard, **flags) -> None:
@@ -105,7 +110,7 @@ def restore(config_path, data, overrides, quiet, shard, **flags) -> None:
 
 @cli.command(epilog="Example: fersr-train data --data /data/fer2013/fer2013.csv --set data.kind=fer2013")
 @click.option("--data", required=True, help="dataset folder (or FER2013's CSV)")
-@click.option("--config", "config_path", type=click.Path(dir_okay=False), help="study YAML whose data section to use")
+@click.option("--config", "config_path", help="study YAML (file or installed name) whose data section to use")
 @click.option("--kind", type=click.Choice(layouts.KINDS), help="the layout (data.kind; default kdef)")
 @click.option("--angles", help=f"KDEF views to count, e.g. S,HL (default {','.join(tconfig.ANGLES)})")
 @click.option("--sessions", help=f"KDEF sessions to count (default {','.join(tconfig.SESSIONS)})")
@@ -169,6 +174,51 @@ def report(folder) -> None:
         raise ConfigError(f"{folder} is not an experiment folder (it has no run.json); give <out>/<name>, "
                           f"e.g. runs/kdef_three_phase")
     click.echo(f"report: {report_.write(Path(folder))}")
+
+
+@cli.command(epilog="Example: fersr-train plan --config kdef_three_phase --data /data/KDEF_and_AKDEF")
+@_common
+@click.option("--workers", default="1,4,16", show_default=True, help="worker (process or GPU) counts to estimate")
+def plan(config_path, data, overrides, quiet, workers, **flags) -> None:
+    """Print the grid's size and an estimate of its hours on 1, 4, 16 workers, from costs measured here."""
+    from fersr_stream.errors import ConfigError
+
+    from . import plan as plan_
+
+    try:
+        counts = tuple(int(w) for w in workers.split(","))
+    except ValueError:
+        counts = ()
+    if not counts or min(counts) < 1:
+        raise ConfigError(f"--workers expects counts >= 1 such as 1,4,16, got {workers!r}")
+    config = _load(config_path, data, overrides, **flags)
+    grid = plan_.count(config)
+    costs, stand_ins = plan_.measure(config)
+    for line in plan_.describe(grid, costs, counts, tuple(stand_ins)):
+        click.echo(line)
+
+
+@cli.command(epilog="Example: fersr-train init configs/train")
+@click.argument("folder", default="configs/train", type=click.Path(file_okay=False))
+@click.option("--force", is_flag=True, help="overwrite configs that were edited")
+def init(folder, force) -> None:
+    """Write the installed study configs (smoke, kdef_three_phase, ...) into FOLDER for editing.
+
+    A config already there and edited is kept unless --force; then run with --config FOLDER/NAME.yaml.
+    """
+    out = Path(folder)
+    out.mkdir(parents=True, exist_ok=True)
+    for name, source in tconfig.installed().items():
+        target = out / source.name
+        text = source.read_text()
+        if target.is_file() and target.read_text() == text:
+            click.echo(f"{target}: up to date")
+        elif target.is_file() and not force:
+            click.echo(f"{target}: kept (edited; --force overwrites it)")
+        else:
+            state = "overwritten" if target.is_file() else "written"
+            target.write_text(text)
+            click.echo(f"{target}: {state}")
 
 
 def main() -> None:

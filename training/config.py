@@ -119,8 +119,10 @@ class ProtocolConfig:
     split: str = "subject"
     folds: int = 5
     val_fraction: float = 0.15  # share of the training people (or images) held out for model selection
-    seed: int = 0
+    seed: int = 0  # deals the folds (the same folds for every training seed)
     only_folds: tuple[int, ...] | None = None  # run a subset of the folds (all when None)
+    # training seeds (initialisation, data order, augmentation, dropout): every cell runs once per seed
+    seeds: tuple[int, ...] = (0,)
 
     def __post_init__(self) -> None:
         if self.split not in SPLITS:
@@ -130,6 +132,9 @@ class ProtocolConfig:
             raise ConfigError(f"config key 'protocol.folds' must be >= 2, got {self.folds}")
         if not 0.0 < self.val_fraction < 0.5:
             raise ConfigError(f"config key 'protocol.val_fraction' must be in (0, 0.5), got {self.val_fraction}")
+        _members("protocol.seeds", self.seeds, (), int)
+        if not self.seeds or len(set(self.seeds)) < len(self.seeds) or min(self.seeds) < 0:
+            raise ConfigError(f"config key 'protocol.seeds' must list distinct seeds >= 0, got {list(self.seeds)}")
         if self.only_folds is not None:
             _members("protocol.only_folds", self.only_folds, (), int)
             if not self.only_folds:
@@ -161,7 +166,6 @@ class TrainConfig:
     augment: bool = True
     workers: int = 2
     threads: int | None = None  # torch CPU threads (None = torch's default; 1 helps on busy shared machines)
-    seed: int = 0
 
     def __post_init__(self) -> None:
         _members("train.models", self.models, TRAINABLE + ZERO_SHOT)
@@ -205,9 +209,14 @@ class PhasesConfig:
         if not self.arms:
             raise ConfigError("config key 'phases.arms' must name at least one arm")
         _members("phases.restorers", self.restorers, ())
-        tags = [parse_restorer(spec).tag for spec in self.restorers]
-        if len(set(tags)) < len(tags):
-            raise ConfigError(f"config key 'phases.restorers' names one restorer twice: {list(self.restorers)}")
+        seen: dict[str, str] = {}
+        for spec in self.restorers:
+            tag = parse_restorer(spec).tag  # one tag per restorer, parameters and weights file (by content)
+            if tag in seen:
+                same = "names one restorer twice" if seen[tag] == spec else "names the same weights twice"
+                raise ConfigError(f"config key 'phases.restorers' {same}: {seen[tag]!r} and {spec!r} are both "
+                                  f"{tag}; keep one")
+            seen[tag] = spec
         if self.degrade.width is not None:
             raise ConfigError("config key 'phases.degrade.width' must stay empty: 'phases.widths' sets it per cell")
         try:  # a bad interpolation or JPEG quality fails here, before any work
@@ -276,11 +285,15 @@ class RestorerSpec:
 
     @property
     def tag(self) -> str:
-        """A file-name-safe label, e.g. ``codeformer@0.7``; given weights add a short hash of their content, so
-        results and cached faces never outlive a weights file replaced in place."""
+        """A file-name-safe label, e.g. ``codeformer@0.7``; weights other than the restorer's default add a short
+        hash of their content, so results and cached faces never outlive a weights file replaced in place. One
+        weights file has one tag: ``gfpgan``, ``gfpgan:gfpgan.v1_4`` and a copy of that file are all ``gfpgan``."""
         tag = self.name if self.name != "codeformer" else f"{self.name}@{self.fidelity:g}"
         if self.weights:
-            tag += "-" + weights_id(self.weights)[:6]
+            sha = weights_id(self.weights)
+            default = ENHANCERS.get(self.name).default_weights
+            if default is None or sha != weights_id(default):
+                tag += "-" + sha[:6]
         return tag
 
 
@@ -325,21 +338,60 @@ def parse_restorer(spec: str) -> RestorerSpec:
     return RestorerSpec(name, fidelity, weights or None)
 
 
+INSTALLED = Path(__file__).resolve().parent / "configs"  # the configs shipped with the package
+
+
+def installed() -> dict[str, Path]:
+    """The installed study configs by name (``smoke``, ``kdef_three_phase``, ...)."""
+    return {p.stem: p for p in sorted(INSTALLED.glob("*.yaml"))}
+
+
+def find(config: str | Path) -> Path:
+    """The config file ``--config`` means: an existing file as it is; else an installed config given by name
+    (``smoke``, ``smoke.yaml``) or by its old place in a clone (``configs/train/smoke.yaml``).
+
+    Raises:
+        ConfigError: neither, naming the installed configs.
+    """
+    path = Path(config).expanduser()
+    if path.is_file():
+        return path
+    name = path.stem if path.suffix in (".yaml", ".yml") else path.name
+    bare = path.parent == Path(".") or path.parent.as_posix().endswith("configs/train")
+    if bare and name in installed():
+        return installed()[name]
+    raise ConfigError(f"config file not found: {config}; installed configs (--config NAME): "
+                      f"{', '.join(installed())}")
+
+
+# Keys that moved: an old config stops with one line saying where, instead of "unknown key".
+MOVED = {"train.seed": "protocol.seeds (a list: every cell runs once per training seed, e.g. protocol.seeds: [0])"}
+
+
 def load(path: str | Path | None = None, overrides: list[str] | tuple = ()) -> StudyConfig:
-    """Defaults, then the YAML file, then ``--set`` overrides (fersr_stream's loader, our schema)."""
-    return stream_config.load(path, overrides, base=StudyConfig())
+    """Defaults, then the YAML file (a path, or an installed config's name: :func:`find`), then ``--set``
+    overrides (fersr_stream's loader, our schema)."""
+    try:
+        return stream_config.load(None if path is None else find(path), overrides, base=StudyConfig())
+    except ConfigError as exc:
+        for old, new in MOVED.items():
+            if str(exc).startswith(f"unknown config key {old!r}"):
+                raise ConfigError(f"config key {old!r} moved to {new}") from None
+        raise
 
 
 def save(config: StudyConfig, path: str | Path) -> None:
     stream_config.save(config, path)
 
 
-def fingerprinted(config: StudyConfig) -> dict:
-    """What decides what a cell's model and numbers mean: data, faces, protocol, training, degradation.
+def fingerprinted(config: StudyConfig, world_size: int = 1) -> dict:
+    """What decides what a cell's model and numbers mean: data, faces, protocol, training, degradation, and the
+    number of processes that train (``torchrun``'s world size: it splits each batch and each rank keeps its own
+    BatchNorm statistics, so one process and four do not give the same model).
 
-    A rerun into an existing experiment folder must match it. Widths, restorers, arms, models, the folds run,
-    cache and report may change freely because every cell is keyed by its own conditions; the degradation recipe
-    (blur, noise, JPEG, LR interpolation) is not in a cell's name, so it is part of it.
+    A rerun into an existing experiment folder must match it. Widths, restorers, arms, models, the folds and
+    seeds run, cache and report may change freely because every cell is keyed by its own conditions; the
+    degradation recipe (blur, noise, JPEG, LR interpolation) is not in a cell's name, so it is part of it.
     """
     keep = {k: dataclasses.asdict(getattr(config, k)) for k in ("data", "faces", "protocol")}
     keep["degrade"] = dataclasses.asdict(config.phases.degrade)
@@ -347,14 +399,17 @@ def fingerprinted(config: StudyConfig) -> dict:
     for operational in ("models", "workers", "threads"):
         train.pop(operational)
     keep["train"] = train
+    keep["world_size"] = world_size
     keep["data"].pop("root")  # the same dataset may be mounted elsewhere on another machine
     keep["protocol"].pop("only_folds")  # which folds run, not what a fold is: a pilot fold can grow to the study
+    keep["protocol"].pop("seeds")  # each cell is keyed by its seed: more seeds add cells
     return json.loads(json.dumps(keep, default=list))
 
 
-def fingerprint(config: StudyConfig) -> str:
+def fingerprint(config: StudyConfig, world_size: int = 1) -> str:
     """A short hash of :func:`fingerprinted`."""
-    return hashlib.sha256(json.dumps(fingerprinted(config), sort_keys=True).encode()).hexdigest()[:16]
+    blob = fingerprinted(config, world_size)
+    return hashlib.sha256(json.dumps(blob, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def differences(earlier: dict, now: dict, prefix: str = "") -> list[str]:

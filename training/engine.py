@@ -207,7 +207,7 @@ def evaluate(classifier: Classifier, split: Split) -> tuple[float, float, np.nda
 
 def fit(model: nn.Module, arch: str, train: Split, val: Split, config: TrainConfig, device: torch.device,
         state_path: Path, dist_: Dist = Dist(), desc: str = "train",
-        on_epoch_end: Callable[[int], None] | None = None, progress: bool = True) -> FitResult:
+        on_epoch_end: Callable[[int], None] | None = None, progress: bool = True, seed: int = 0) -> FitResult:
     """Fine-tune ``model`` on ``train``, pick the epoch with the best ``val`` accuracy, stop early on patience.
 
     Args:
@@ -216,6 +216,7 @@ def fit(model: nn.Module, arch: str, train: Split, val: Split, config: TrainConf
         state_path: the epoch checkpoint; resumed from when present, written atomically after every epoch.
         on_epoch_end: called with the finished epoch after its checkpoint is written (tests use it to kill).
         progress: show a progress bar (on rank 0).
+        seed: the training seed: data order, augmentation and dropout are functions of it and the epoch.
 
     Returns:
         The best epoch's weights (CPU tensors), that epoch and its validation accuracy, and the history.
@@ -225,8 +226,8 @@ def fit(model: nn.Module, arch: str, train: Split, val: Split, config: TrainConf
     model.to(device)
     optimizer = _optimizer(model, arch, config)
     start, history, best, bad_epochs = _resume(state_path, model, optimizer)
-    data = CropData(train.crops, train.labels, config.input_size, config.augment, config.seed)
-    order = EpochOrder(len(data), config.seed, dist_)
+    data = CropData(train.crops, train.labels, config.input_size, config.augment, seed)
+    order = EpochOrder(len(data), seed, dist_)
     per_rank_batch = max(1, config.batch // dist_.world)
     loader = torch.utils.data.DataLoader(data, batch_size=per_rank_batch, sampler=order,
                                          num_workers=config.workers, drop_last=False)
@@ -235,7 +236,7 @@ def fit(model: nn.Module, arch: str, train: Split, val: Split, config: TrainConf
     for epoch in range(start, config.epochs):
         if config.patience and bad_epochs >= config.patience:
             break
-        torch.manual_seed(config.seed * 100003 + epoch)  # dropout, reproducible per epoch
+        torch.manual_seed(seed * 100003 + epoch)  # dropout, reproducible per epoch
         data.epoch = order.epoch = epoch
         _schedule(model, arch, optimizer, config, epoch, len(blocks))
         net = nn.parallel.DistributedDataParallel(model) if dist_.world > 1 else model

@@ -7,9 +7,9 @@ FER2013 model, tested zero-shot under every phase-1/2/3 condition.
 
 Layout of an experiment folder::
 
-    config.yaml  run.json  data.json  splits.json
-    cells/<model>/train-<condition>/fold<k>/{model.safetensors, fit.json, test-<condition>.json}
-    results.csv  results.md  per_class.csv  mcnemar.csv  figures/  REPORT.md
+    config.yaml  run.json  data.json  images.json  splits.json  faces.json
+    cells/<model>/train-<condition>/fold<k>[-seed<s>]/{model.safetensors, fit.json, test-<condition>.json}
+    results.csv  results.md  per_class.csv  mcnemar.csv  breakdown/  figures/  REPORT.md
 
 A cell whose output exists is skipped, so a rerun finishes what a killed run left; a training cell resumes
 from its epoch checkpoint (``train_state.pt``, removed once the model is exported).
@@ -35,7 +35,7 @@ from fersr_stream.crops import HostCrops
 from fersr_stream.errors import ConfigError
 
 from . import config as tconfig
-from . import engine, faces, kdef, layouts, report, splits, synthetic
+from . import breakdown, engine, faces, kdef, layouts, report, splits, synthetic
 from .cache import Condition, RestorationCache, face_keys
 from .config import StudyConfig, parse_restorer
 from .dataset import Dataset
@@ -47,9 +47,13 @@ class TrainCell:
     train: Condition  # what the model is trained (and validated) on
     arm: str  # hr | lr | restored | zero-shot
     fold: int
+    seed: int = 0  # the training seed (protocol.seeds)
 
     def folder(self, root: Path) -> Path:
-        return root / "cells" / self.model / f"train-{self.train.tag}" / f"fold{self.fold}"
+        """``cells/<model>/train-<condition>/fold<k>``; a seed other than 0 adds ``-seed<s>`` (seed 0 keeps the
+        folder it had before seeds were a key, so the paths of a one-seed study stay as documented)."""
+        run = f"fold{self.fold}" + (f"-seed{self.seed}" if self.seed else "")
+        return root / "cells" / self.model / f"train-{self.train.tag}" / run
 
 
 def phase_of(arm: str, test: Condition) -> str:
@@ -114,8 +118,9 @@ class Study:
         run_json = self.folder / "run.json"
         if run_json.is_file():
             earlier = json.loads(run_json.read_text())
-            if earlier.get("fingerprint") != tconfig.fingerprint(c):
-                differ = tconfig.differences(earlier.get("settings", {}), tconfig.fingerprinted(c))
+            if earlier.get("fingerprint") != tconfig.fingerprint(c, self.dist.world):
+                differ = tconfig.differences(earlier.get("settings", {}),
+                                             tconfig.fingerprinted(c, self.dist.world))
                 which = f" ({', '.join(differ)} differ)" if differ else ""
                 raise ConfigError(f"{self.folder} holds a run with other data/faces/protocol/train settings{which}; "
                                   "choose another name (--set name=...) or out folder")
@@ -128,10 +133,12 @@ class Study:
         c = self.config
         self.folder.mkdir(parents=True, exist_ok=True)
         tconfig.save(c, self.folder / "config.yaml")
-        _write_json(self.folder / "run.json", {"fingerprint": tconfig.fingerprint(c),
-                                               "settings": tconfig.fingerprinted(c), "world_size": self.dist.world,
+        _write_json(self.folder / "run.json", {"fingerprint": tconfig.fingerprint(c, self.dist.world),
+                                               "settings": tconfig.fingerprinted(c, self.dist.world),
+                                               "world_size": self.dist.world,
                                                "device": str(self.device), "torch": torch.__version__})
         _write_json(self.folder / "data.json", self.dataset.summary())
+        _write_json(self.folder / "images.json", breakdown.image_table(self.dataset))  # per-angle breakdowns
         splits.save(self.folds, c.protocol, self.folder / "splits.json")
 
     # ---------------------------------------------------------------------------------------- the grid
@@ -144,24 +151,35 @@ class Study:
         return out
 
     def cells(self) -> list[tuple[TrainCell, list[Condition]]]:
-        """(training cell, its test conditions) for every fold, model and arm, in run order."""
+        """(training cell, its test conditions) for every fold, seed, model and arm, in run order.
+
+        A zero-shot model is not trained, so it runs once per fold (under the first seed).
+        """
         c = self.config
         folds = c.protocol.only_folds if c.protocol.only_folds is not None else range(len(self.folds))
         out = []
         for k in folds:
-            for model in c.train.models:
-                if model in tconfig.ZERO_SHOT:
-                    out.append((TrainCell(model, Condition(), "zero-shot", k), self.conditions()))
-                    continue
-                for arm in c.phases.arms:
-                    if arm == "hr":
-                        out.append((TrainCell(model, Condition(), "hr", k), self.conditions()))
-                    for w in c.phases.widths:
-                        if arm == "lr":
-                            out.append((TrainCell(model, Condition(w), "lr", k), [Condition(w)]))
-                        if arm == "restored":
-                            out += [(TrainCell(model, Condition(w, r), "restored", k), [Condition(w, r)])
-                                    for r in self.restorers]
+            for seed in c.protocol.seeds:
+                for model in c.train.models:
+                    if model in tconfig.ZERO_SHOT:
+                        if seed == c.protocol.seeds[0]:
+                            out.append((TrainCell(model, Condition(), "zero-shot", k, seed), self.conditions()))
+                        continue
+                    out += self._arm_cells(model, k, seed)
+        return out
+
+    def _arm_cells(self, model: str, fold: int, seed: int) -> list[tuple[TrainCell, list[Condition]]]:
+        """The training cells of one trainable model, fold and seed: one per arm (per width and restorer)."""
+        out = []
+        for arm in self.config.phases.arms:
+            if arm == "hr":
+                out.append((TrainCell(model, Condition(), "hr", fold, seed), self.conditions()))
+            for w in self.config.phases.widths:
+                if arm == "lr":
+                    out.append((TrainCell(model, Condition(w), "lr", fold, seed), [Condition(w)]))
+                if arm == "restored":
+                    out += [(TrainCell(model, Condition(w, r), "restored", fold, seed), [Condition(w, r)])
+                            for r in self.restorers]
         return out
 
     # ------------------------------------------------------------------------------------------ running
@@ -230,7 +248,7 @@ class Study:
     def restore_all(self, shard: tuple[int, int] = (0, 1)) -> dict[str, dict]:
         """Fill the restoration cache for every restored condition the grid needs (this shard's faces)."""
         self.load_faces()
-        wanted = sorted({i for cell, tests in self.cells() for i in self._indices(cell, tests)})
+        wanted = sorted(set(self.faceset.index(sorted(self.restored_keys())).tolist()))
         crops = np.asarray(self.faceset.crops[wanted])
         keys = [self.keys[i] for i in wanted]
         counts = {}
@@ -239,14 +257,17 @@ class Study:
                 counts[condition.tag] = self.cache.fill(condition, crops, keys, shard)
         return counts
 
-    def _indices(self, cell: TrainCell, tests: list[Condition]) -> list[int]:
-        """Dataset positions the cell needs restored: its test fold when a test restores, plus its training part
-        when it trains on restored faces."""
-        fold = self.folds[cell.fold]
-        need = fold.test if any(t.restorer is not None for t in tests) else ()
-        if cell.train.restorer is not None:
-            need = need + fold.train + fold.val
-        return self.faceset.index(need).tolist()
+    def restored_keys(self) -> set[str]:
+        """Sample keys whose faces the grid needs restored (at every width, by every restorer): a cell's test
+        fold when a test restores, plus its training part when it trains on restored faces."""
+        need: set[str] = set()
+        for cell, tests in self.cells():
+            fold = self.folds[cell.fold]
+            if any(t.restorer is not None for t in tests):
+                need.update(fold.test)
+            if cell.train.restorer is not None:
+                need.update(fold.train + fold.val)
+        return need
 
     def split(self, keys: tuple[str, ...], condition: Condition) -> engine.Split:
         """The faces of ``keys`` as shown under ``condition`` (HR, LR or restored), with their labels."""
@@ -282,11 +303,12 @@ class Study:
         c = self.config
         folder.mkdir(parents=True, exist_ok=True)
         self.dist.barrier()
-        torch.manual_seed(c.train.seed * 1009 + cell.fold)  # the same random head (and body) on every rank
+        torch.manual_seed(cell.seed * 1009 + cell.fold)  # the same random head (and body) on every rank
         model = engine.build_model(cell.model, c.train.pretrained)
         result = engine.fit(model, cell.model, self.split(fold.train, cell.train), self.split(fold.val, cell.train),
                             c.train, self.device, folder / "train_state.pt", self.dist,
-                            desc=f"{cell.model} {cell.train.tag} fold {cell.fold}", progress=self.progress)
+                            desc=f"{cell.model} {cell.train.tag} fold {cell.fold} seed {cell.seed}",
+                            progress=self.progress, seed=cell.seed)
         if self.dist.main:
             model.load_state_dict(result.state)
             _write_json(folder / "fit.json", {"best_epoch": result.best_epoch, "best_val_acc": result.best_val_acc,
@@ -294,7 +316,7 @@ class Study:
             # the model file is written last: its presence marks a finished training cell
             save_checkpoint(target, model, cell.model, tuple(Emotion), engine.preprocessing(c.train.input_size),
                             source="fersr-train", dataset=self.dataset.kind, fold=str(cell.fold),
-                            train_condition=cell.train.tag, best_epoch=str(result.best_epoch),
+                            train_condition=cell.train.tag, seed=str(cell.seed), best_epoch=str(result.best_epoch),
                             val_accuracy=f"{result.best_val_acc:.4f}", split=c.protocol.split)
             (folder / "train_state.pt").unlink(missing_ok=True)
         self.dist.barrier()
@@ -308,7 +330,8 @@ def metrics(cell: TrainCell, test: Condition, keys: tuple[str, ...], labels: np.
     np.add.at(confusion, (labels, preds), 1)
     per_class = {code: (float(confusion[i, i] / confusion[i].sum()) if confusion[i].sum() else None)
                  for i, code in enumerate(KDEF_CODES)}
-    return {"model": cell.model, "arm": cell.arm, "fold": cell.fold, "train": cell.train.tag, "test": test.tag,
+    return {"model": cell.model, "arm": cell.arm, "fold": cell.fold, "seed": cell.seed, "train": cell.train.tag,
+            "test": test.tag,
             "phase": phase_of(cell.arm, test), "width": test.width, "restorer": test.restorer_name,
             "n": int(len(labels)), "accuracy": float((preds == labels).mean()), "per_class": per_class,
             "confusion": confusion.tolist(), "keys": list(keys), "labels": labels.tolist(), "preds": preds.tolist()}

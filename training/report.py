@@ -2,7 +2,7 @@
 
 Everything here reads ``cells/**/test-*.json`` only, so ``fersr-train report DIR`` can redo it at any time.
 McNemar's test compares, image by image, the restored faces against the plain LR faces of the same model,
-fold and width (exact binomial test on the discordant pairs), per fold and pooled over folds.
+fold, seed and width (exact binomial test on the discordant pairs), per run and pooled over runs.
 """
 
 from __future__ import annotations
@@ -19,7 +19,9 @@ import yaml
 
 from fersr_stream.classify.labels import KDEF_CODES
 
-ROW_KEYS = ("model", "arm", "train", "test", "phase", "width", "restorer", "fold", "n", "accuracy")
+from . import breakdown
+
+ROW_KEYS = ("model", "arm", "train", "test", "phase", "width", "restorer", "fold", "seed", "n", "accuracy", "macro_f1")
 
 
 def load_cells(folder: Path) -> list[dict]:
@@ -29,23 +31,57 @@ def load_cells(folder: Path) -> list[dict]:
 
 
 def _order(c: dict):
-    return (*_order_row(c), c["fold"])
+    return (*_order_row(c), c.get("seed", 0), c["fold"])
 
 
 def summarise(cells: list[dict]) -> list[dict]:
-    """Mean and std of accuracy over folds per (model, arm, train, test condition)."""
+    """Mean and std of accuracy (and macro-F1) over runs per (model, arm, train, test condition).
+
+    A run is one fold trained with one seed; ``std`` is None for a single run (no spread to show).
+    """
     groups: dict[tuple, list[dict]] = defaultdict(list)
     for c in cells:
         groups[(c["model"], c["arm"], c["train"], c["test"])].append(c)
     rows = []
     for members in groups.values():
         acc = np.array([m["accuracy"] for m in members])
+        f1 = np.array([macro_f1(m["confusion"]) for m in members])
         first = members[0]
         rows.append({"model": first["model"], "arm": first["arm"], "phase": first["phase"], "train": first["train"],
                      "test": first["test"], "width": first["width"], "restorer": first["restorer"],
-                     "folds": len(members), "mean": float(acc.mean()),
-                     "std": float(acc.std(ddof=1)) if len(acc) > 1 else 0.0})
+                     "runs": len(members), "folds": len({m["fold"] for m in members}),
+                     "seeds": len({m.get("seed", 0) for m in members}),
+                     "mean": float(acc.mean()), "std": _std(acc), "f1_mean": float(f1.mean()), "f1_std": _std(f1)})
     return sorted(rows, key=_order_row)
+
+
+def _std(values: np.ndarray) -> float | None:
+    """Sample standard deviation, None for a single value."""
+    return float(values.std(ddof=1)) if len(values) > 1 else None
+
+
+def macro_f1(confusion) -> float:
+    """Mean F1 over the emotions present in a (7, 7) confusion matrix (true rows, predicted columns)."""
+    conf = np.asarray(confusion, np.float64)
+    tp, support, predicted = np.diag(conf), conf.sum(1), conf.sum(0)
+    present = support > 0
+    f1 = np.divide(2 * tp, support + predicted, out=np.zeros_like(tp), where=(support + predicted) > 0)
+    return float(f1[present].mean()) if present.any() else float("nan")
+
+
+def percent(mean: float, std: float | None, n: int) -> str:
+    """``45.0 ± 3.1 %`` over several runs, ``22.9 % (n=1)`` for one (never a spread of 0 from one number)."""
+    if std is None:
+        return f"{100 * mean:.1f} % (n={n})"
+    return f"{100 * mean:.1f} ± {100 * std:.1f} %"
+
+
+def runs_label(row: dict) -> str:
+    """``4 (2 folds × 2 seeds)``, or the number alone when there is one seed."""
+    if row["seeds"] > 1:
+        folds = f"{row['folds']} fold" + ("s" if row["folds"] > 1 else "")
+        return f"{row['runs']} ({folds} × {row['seeds']} seeds)"
+    return str(row["runs"])
 
 
 def _order_row(r: dict):
@@ -56,18 +92,19 @@ def _order_row(r: dict):
 
 
 def mcnemar(cells: list[dict]) -> list[dict]:
-    """Restored vs. plain LR on the same images: per fold and pooled ("all"), exact two-sided p-values.
+    """Restored vs. plain LR on the same images: per run (fold and seed) and pooled ("all"), exact two-sided
+    p-values. Pairs are matched within a run: the restored and the LR test of one trained model.
 
     Columns ``b``: right on LR, wrong restored; ``c``: wrong on LR, right restored.
     """
-    lr = {(c["model"], c["train"], c["fold"], c["width"]): c for c in cells
+    lr = {(c["model"], c["train"], c["fold"], c.get("seed", 0), c["width"]): c for c in cells
           if c["width"] is not None and c["restorer"] == "none"}
     pooled: dict[tuple, dict] = {}
     rows = []
     for c in cells:
         if c["width"] is None or c["restorer"] == "none":
             continue
-        base = lr.get((c["model"], c["train"], c["fold"], c["width"]))
+        base = lr.get((c["model"], c["train"], c["fold"], c.get("seed", 0), c["width"]))
         if base is None:  # an extension arm trained on restored faces has no LR twin
             continue
         right_lr, right_r = _correct(base), _correct(c)
@@ -76,22 +113,22 @@ def mcnemar(cells: list[dict]) -> list[dict]:
                   "b": sum(right_lr[k] and not right_r[k] for k in shared),
                   "c": sum(right_r[k] and not right_lr[k] for k in shared)}
         key = (c["model"], c["train"], c["width"], c["restorer"])
-        rows.append(_mcnemar_row(key, c["fold"], counts))
+        rows.append(_mcnemar_row(key, c["fold"], c.get("seed", 0), counts))
         total = pooled.setdefault(key, dict.fromkeys(counts, 0))
         for name, value in counts.items():
             total[name] += value
-    rows += [_mcnemar_row(key, "all", counts) for key, counts in pooled.items()]
+    rows += [_mcnemar_row(key, "all", "all", counts) for key, counts in pooled.items()]
     return rows
 
 
-def _mcnemar_row(key: tuple, fold, counts: dict) -> dict:
+def _mcnemar_row(key: tuple, fold, seed, counts: dict) -> dict:
     from scipy.stats import binomtest
 
     discordant = counts["b"] + counts["c"]
     n = max(counts["n"], 1)
-    return {"model": key[0], "train": key[1], "width": key[2], "restorer": key[3], "fold": fold, "n": counts["n"],
-            "acc_lr": counts["lr"] / n, "acc_restored": counts["r"] / n, "b": counts["b"], "c": counts["c"],
-            "p": float(binomtest(counts["c"], discordant, 0.5).pvalue) if discordant else 1.0}
+    return {"model": key[0], "train": key[1], "width": key[2], "restorer": key[3], "fold": fold, "seed": seed,
+            "n": counts["n"], "acc_lr": counts["lr"] / n, "acc_restored": counts["r"] / n, "b": counts["b"],
+            "c": counts["c"], "p": float(binomtest(counts["c"], discordant, 0.5).pvalue) if discordant else 1.0}
 
 
 def _correct(cell: dict) -> dict[str, bool]:
@@ -99,18 +136,8 @@ def _correct(cell: dict) -> dict[str, bool]:
 
 
 def per_class(cells: list[dict]) -> list[dict]:
-    """Per-emotion accuracy pooled over folds (from the summed confusion matrices)."""
-    sums: dict[tuple, np.ndarray] = {}
-    for c in cells:
-        key = (c["model"], c["arm"], c["train"], c["test"])
-        sums[key] = sums.get(key, np.zeros((7, 7), np.int64)) + np.array(c["confusion"])
-    rows = []
-    for (model, arm, train, test), conf in sums.items():
-        row = {"model": model, "arm": arm, "train": train, "test": test}
-        for i, code in enumerate(KDEF_CODES):
-            row[code] = float(conf[i, i] / conf[i].sum()) if conf[i].sum() else float("nan")
-        rows.append(row)
-    return rows
+    """Per-emotion precision, recall and F1 pooled over runs (see :func:`training.breakdown.per_class`)."""
+    return breakdown.per_class(cells)
 
 
 def _csv(path: Path, rows: list[dict]) -> None:
@@ -125,14 +152,22 @@ def _csv(path: Path, rows: list[dict]) -> None:
 
 
 def markdown_table(rows: list[dict]) -> str:
-    """The mean +- std table: one line per model x arm x phase x width x restorer."""
-    lines = ["| model | arm | phase | train | test width | restorer | accuracy (mean ± std) | folds |",
-             "|---|---|---|---|---|---|---|---|"]
+    """The main table: one line per model x arm x phase x width x restorer; accuracy and macro-F1 over runs."""
+    lines = ["| model | arm | phase | train | test width | restorer | accuracy (mean ± std) | macro-F1 | runs |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         width = "HR" if r["width"] is None else f"{r['width']} px"
         lines.append(f"| {r['model']} | {r['arm']} | {r['phase']} | {r['train']} | {width} | {r['restorer']} | "
-                     f"{100 * r['mean']:.1f} ± {100 * r['std']:.1f} % | {r['folds']} |")
+                     f"{percent(r['mean'], r['std'], r['runs'])} | {percent(r['f1_mean'], r['f1_std'], r['runs'])} "
+                     f"| {runs_label(r)} |")
     return "\n".join(lines)
+
+
+def _row_value(cell: dict, key: str):
+    """A results.csv value of one evaluation cell (cells written before seeds were a key ran seed 0)."""
+    if key == "macro_f1":
+        return macro_f1(cell["confusion"])
+    return cell.get(key, 0) if key == "seed" else cell[key]
 
 
 def _mcnemar_table(rows: list[dict]) -> str:
@@ -199,7 +234,7 @@ def plot_widths(rows: list[dict], folder: Path, lr_label: str = "LR (no restorat
             lines: dict[str, list] = defaultdict(list)
             for r in mine:
                 if r["arm"] == arm and r["width"] is not None:
-                    lines[r["restorer"]].append((r["width"], r["mean"], r["std"]))
+                    lines[r["restorer"]].append((r["width"], r["mean"], r["std"] or 0.0))
             for name, points in sorted(lines.items(), key=lambda kv: (kv[0] != "none", kv[0])):
                 w, m, s = (np.array(v) for v in zip(*sorted(points)))
                 ax.errorbar(w, m, yerr=s, marker="o", capsize=3, label=lr_label if name == "none" else name)
@@ -220,7 +255,7 @@ def plot_widths(rows: list[dict], folder: Path, lr_label: str = "LR (no restorat
         ax.set_xticks(widths, [str(w) for w in widths])
         ax.set_ylim(0, 1)
         ax.set_xlabel("face crop width in the low-resolution image (px)")
-        ax.set_ylabel("accuracy (mean ± std over folds)")
+        ax.set_ylabel("accuracy (mean ± std over runs)")
         ax.set_title(model)
         ax.legend(fontsize=7)
         fig.tight_layout()
@@ -262,13 +297,13 @@ def example_grid(path: Path, rows: list[tuple[str, list[np.ndarray]]], columns: 
 
 
 def write(folder: str | Path) -> Path:
-    """Rebuild results.csv, results.md, per_class.csv, mcnemar.csv, figures and REPORT.md; returns REPORT.md."""
+    """Rebuild results.csv, results.md, per_class.csv, mcnemar.csv, breakdown/, figures and REPORT.md; returns
+    REPORT.md."""
     folder = Path(folder)
     cells = load_cells(folder)
     rows = summarise(cells)
     tests = mcnemar(cells)
-    _csv(folder / "results.csv", [{k: c[k] for k in ROW_KEYS} for c in cells])
-    _csv(folder / "per_class.csv", per_class(cells))
+    _csv(folder / "results.csv", [{k: _row_value(c, k) for k in ROW_KEYS} for c in cells])
     _csv(folder / "mcnemar.csv", tests)
     table = markdown_table(rows)
     (folder / "results.md").write_text(table + "\n")
@@ -277,8 +312,9 @@ def write(folder: str | Path) -> Path:
     figures = folder / "figures"
     confusions = plot_confusions(cells, figures / "confusion")
     plots = plot_widths(rows, figures, f"LR, no restoration ({lr_interpolation(cfg)})")
+    breakdowns = breakdown.write(folder, cells)  # breakdown/*.csv and per_class.csv
     report = folder / "REPORT.md"
-    report.write_text(_report_text(folder, cfg, tests, table, plots, confusions))
+    report.write_text(_report_text(folder, cfg, tests, table, plots, confusions, breakdowns))
     return report
 
 
@@ -327,7 +363,7 @@ def _protocol_line(proto: dict) -> str:
             "stopping; the test fold chooses nothing. Splits in `splits.json`.")
 
 
-def _report_text(folder: Path, cfg: dict, tests, table, plots, confusions) -> str:
+def _report_text(folder: Path, cfg: dict, tests, table, plots, confusions, breakdowns: str = "") -> str:
     data = json.loads((folder / "data.json").read_text()) if (folder / "data.json").is_file() else {}
     found = json.loads((folder / "faces.json").read_text()) if (folder / "faces.json").is_file() else {}
     counts = data.get("counts", {})
@@ -356,15 +392,18 @@ def _report_text(folder: Path, cfg: dict, tests, table, plots, confusions) -> st
            if "mini_xception" in train.get("models", []) else ""),
         _lr_note(cfg),
         "", "## Accuracy", "", table, "",
-        "## Restored vs. LR (McNemar, pooled over folds)", "",
-        "Exact two-sided test on images classified differently; per-fold rows in `mcnemar.csv`.", "",
+        "## Restored vs. LR (McNemar, pooled over runs)", "",
+        "Exact two-sided test on images classified differently, each restored test paired with the LR test of "
+        "the same trained model (fold and seed); per-run rows in `mcnemar.csv`.", "",
         _mcnemar_table(tests) if tests else "_No restorer was tested._", "",
+        breakdowns,
         "## Figures", ""]
     parts += [f"- ![{p.stem}](figures/{p.name})" for p in plots]
     examples = sorted((folder / "figures").glob("examples_*.png"))
     parts += [f"- Example faces: [{p.name}](figures/{p.name})" for p in examples]
-    parts += [f"- Confusion matrices: `figures/confusion/` ({len(confusions)} files); per-class accuracy: "
-              "`per_class.csv`; every cell's metrics: `cells/`; flat results: `results.csv`.", ""]
+    parts += [f"- Confusion matrices: `figures/confusion/` ({len(confusions)} files); per-class precision, recall "
+              "and F1: `per_class.csv`; breakdowns: `breakdown/`; every cell's metrics: `cells/`; flat results: "
+              "`results.csv`.", ""]
     parts += ["## Data issues", ""]
     parts += [f"- `{i['file']}`: {i['action']}: {i['reason']}" for i in issues] or ["- none"]
     return "\n".join(parts) + "\n"

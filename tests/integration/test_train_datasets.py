@@ -5,17 +5,16 @@ from __future__ import annotations
 
 import csv
 import json
-from pathlib import Path
 
 import cv2
 import pytest
 from click.testing import CliRunner
 
 from fersr_stream.classify.labels import FER2013_ORDER
-from training import faces, kdef, synthetic
+from training import config, faces, kdef, synthetic
 from training.cli import cli
 
-SMOKE = Path(__file__).resolve().parents[2] / "configs" / "train" / "smoke.yaml"
+SMOKE = config.installed()["smoke"]
 USAGE = {"F01": "Training", "M01": "Training", "F02": "PublicTest", "M02": "PrivateTest"}
 
 

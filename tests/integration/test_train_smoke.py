@@ -17,11 +17,11 @@ import yaml
 from click.testing import CliRunner
 
 from fersr_stream.classify.labels import KDEF_CODES
-from training import synthetic
+from training import config, synthetic
 from training.cli import cli
 
 ROOT = Path(__file__).resolve().parents[2]
-SMOKE = ROOT / "configs" / "train" / "smoke.yaml"
+SMOKE = config.installed()["smoke"]
 
 
 @pytest.fixture(autouse=True)
@@ -60,10 +60,17 @@ def test_smoke_study_end_to_end_then_rerun_does_nothing(tmp_path, monkeypatch, m
     assert sorted(r["test"] for r in rows) == ["hr", "lr16", "lr16-bicubic", "lr8", "lr8-bicubic"]
     assert {r["phase"] for r in rows} == {"1", "2", "3"}
     table = (folder / "results.md").read_text()
-    assert table.count("\n") == 2 + 5 and table.count(" % | 1 |") == 5  # header, rule, a line per condition
+    assert table.count("\n") == 2 + 5 and table.count(" % (n=1) | 1 |") == 5  # header, rule, a line per condition
+    assert "± 0.0" not in table  # one fold: no spread to show
     with open(folder / "per_class.csv") as f:
         per_class = list(csv.DictReader(f))
-    assert len(per_class) == 5 and set(per_class[0]) >= set(KDEF_CODES)
+    assert len(per_class) == 5 * 7 and {r["emotion"] for r in per_class} == set(KDEF_CODES)
+    assert set(per_class[0]) >= {"precision", "recall", "f1", "support"}
+    with open(folder / "breakdown" / "angles.csv") as f:
+        angles = list(csv.DictReader(f))
+    assert {r["angle"] for r in angles} == {"FL", "HL", "S", "HR", "FR"} and len(angles) == 5 * 5
+    assert sum(int(r["n"]) for r in angles if r["test"] == "hr") == len(json.loads(
+        (folder / "splits.json").read_text())["folds"][0]["test"])
     with open(folder / "mcnemar.csv") as f:
         tests = list(csv.DictReader(f))
     assert sorted((r["width"], r["fold"]) for r in tests) == [("16", "0"), ("16", "all"), ("8", "0"), ("8", "all")]
@@ -88,6 +95,7 @@ def test_smoke_study_end_to_end_then_rerun_does_nothing(tmp_path, monkeypatch, m
     assert "Synthetic data" in report and "| resnet18 | hr | 3 | hr | 8 px | bicubic |" in report
     assert "bilinear interpolation" in report and "figures/accuracy_vs_width_resnet18.png" in report
     assert "examples_w16.png" in report and "McNemar" in report
+    assert "### Per view angle" in report and "No detector ran (`faces.crop` = box)" in report
 
     # fersr-stream runs the exported model on a video
     from fersr_stream.cli.stream import stream
@@ -181,6 +189,7 @@ def test_two_process_ddp_smoke(tmp_path):
            "--set", "phases.widths=[8]", "--set", "report.example_widths=[8]"]
     done = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=240)
     assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.count("report: ") == 1, done.stdout  # rank 0 only
     folder = tmp_path / "runs" / "smoke"
     assert json.loads((folder / "run.json").read_text())["world_size"] == 2
     fit = json.loads((folder / "cells" / "resnet18" / "train-hr" / "fold0" / "fit.json").read_text())
@@ -188,6 +197,13 @@ def test_two_process_ddp_smoke(tmp_path):
     assert sorted(json.loads(p.read_text())["test"] for p in folder.glob("cells/*/*/fold0/test-*.json")) == \
         ["hr", "lr8", "lr8-bicubic"]
     assert (folder / "REPORT.md").is_file()
+    # one process in the folder of a two-process run would mix models of two kinds: refused in one line
+    result = CliRunner().invoke(cli, ["run", "--config", str(SMOKE), "--out", str(tmp_path / "runs"), "--quiet",
+                                      "--set", f"data.root={tmp_path / 'synth'}", "--set", "train.epochs=1",
+                                      "--set", "phases.widths=[8]", "--set", "report.example_widths=[8]"],
+                                prog_name="fersr-train")
+    assert result.exit_code == 2 and "(world_size differ)" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
 
 
 @pytest.mark.slow

@@ -73,6 +73,12 @@ def test_condition_keys_cover_degradation_restorer_and_weights(tmp_path, crops):
     from fersr_stream.weights import registry
 
     assert weights_sha256(RestorerSpec("gfpgan")) == registry.get("gfpgan.v1_4").sha256
+    # one weights file, one cache folder, whatever it is called: restored once
+    named = Condition(8, parse_restorer("gfpgan:gfpgan.v1_4"))
+    assert key(named) == key(Condition(8, parse_restorer("gfpgan")))
+    copy = tmp_path / "copy.pth"
+    copy.write_bytes(b"weights one")
+    assert key(Condition(8, parse_restorer(f"gfpgan:{one}"))) == key(Condition(8, parse_restorer(f"gfpgan:{copy}")))
 
 
 def test_restorers_start_from_the_lr_image_and_bicubic_is_not_plain_lr(tmp_path, crops, monkeypatch):

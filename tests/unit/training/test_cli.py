@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from training import synthetic
+from training import config, synthetic
 from training.cli import cli
 
 
@@ -102,7 +102,7 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(tmp_path, tree, monkeyp
     (tmp_path / "afile").write_text("x")
     fill = {"nokdef": tmp_path / "nokdef", "missing": tmp_path / "missing", "tree": tree,
             "empty": tmp_path / "empty", "partial": partial, "afile": tmp_path / "afile",
-            "smoke": Path(__file__).resolve().parents[3] / "configs" / "train" / "smoke.yaml"}
+            "smoke": config.installed()["smoke"]}
     args = [a.format(**fill) for a in args]
     out = tmp_path / "runs"
     result = _invoke(["run", "--out", str(out), "--quiet", *args])
@@ -111,3 +111,41 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(tmp_path, tree, monkeyp
     assert len(lines) == 1 and lines[0].startswith("fersr-train: error:") and message in lines[0]
     assert not out.exists()
     assert [p.name for p in (tmp_path / "nokdef").iterdir()] == ["photo.jpg"]  # a user's folder is never written
+
+
+def test_config_by_name_by_its_old_clone_path_or_as_a_file(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # nowhere near a clone
+    smoke = config.installed()["smoke"]
+    for given in ("smoke", "smoke.yaml", "configs/train/smoke.yaml"):
+        assert config.find(given) == smoke
+    assert config.load("smoke").name == "smoke"
+    (tmp_path / "smoke.yaml").write_text("name: mine\n")  # a file of the user's wins
+    assert config.load("smoke.yaml").name == "mine" and config.load("smoke").name == "smoke"
+    result = _invoke(["run", "--config", "smok"])
+    assert result.exit_code == 2 and "installed configs (--config NAME): kdef_three_phase, smoke" in result.stderr
+
+
+def test_init_writes_the_installed_configs_and_keeps_edited_ones(tmp_path):
+    out = tmp_path / "cfg"
+    result = _invoke(["init", str(out)])
+    assert result.exit_code == 0, result.output
+    names = sorted(p.name for p in out.iterdir())
+    assert names == sorted(p.name for p in config.installed().values()) and "smoke.yaml" in names
+    assert config.load(out / "smoke.yaml") == config.load("smoke")
+    (out / "smoke.yaml").write_text((out / "smoke.yaml").read_text().replace("epochs: 3", "epochs: 9"))
+    result = _invoke(["init", str(out)])
+    assert "smoke.yaml: kept (edited; --force overwrites it)" in result.output
+    assert "kdef_three_phase.yaml: up to date" in result.output
+    assert config.load(out / "smoke.yaml").train.epochs == 9
+    result = _invoke(["init", str(out), "--force"])
+    assert "smoke.yaml: overwritten" in result.output and config.load(out / "smoke.yaml").train.epochs == 3
+
+
+def test_the_configs_are_package_data():
+    import tomllib
+
+    project = tomllib.loads((Path(__file__).resolve().parents[3] / "pyproject.toml").read_text())
+    patterns = project["tool"]["setuptools"]["package-data"]["training"]
+    package = config.INSTALLED.parent
+    shipped = {p for pattern in patterns for p in package.glob(pattern)}
+    assert set(config.installed().values()) <= shipped and len(config.installed()) >= 2

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import pytest
 
@@ -10,7 +9,7 @@ from fersr_stream.errors import ConfigError
 from training import config, kdef, splits, synthetic
 from training.dataset import DatasetError
 
-CONFIGS = Path(__file__).resolve().parents[3] / "configs" / "train"
+CONFIGS = config.INSTALLED
 
 
 @pytest.mark.parametrize("name", ["smoke.yaml", "kdef_three_phase.yaml"])
@@ -49,7 +48,10 @@ def test_overrides_and_errors():
              "protocol.split=random": "choose from subject, image, official",
              "report.example_widths=[0]": "widths must be >= 2 px",
              "report.example_widths=[300]": "300 px is not lower than the face crops",
-             "name=": "config key 'name' needs a value"}
+             "name=": "config key 'name' needs a value",
+             "train.seed=1": "config key 'train.seed' moved to protocol.seeds",
+             "protocol.seeds=[]": "must list distinct seeds",
+             "protocol.seeds=[1, 1]": "must list distinct seeds"}
     for item, message in cases.items():
         with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace("]", r"\]")):
             config.load(None, [item])
@@ -72,8 +74,20 @@ def test_fingerprint_ignores_operational_keys():
                                                                           "phases.restorers=[bicubic]"]))
     # which folds run is not what a fold is: a pilot fold can grow into the full study
     assert config.fingerprint(a) == config.fingerprint(config.load(None, ["protocol.only_folds=[0]"]))
+    # more training seeds add cells; the number of processes changes what a cell's model is
+    assert config.fingerprint(a) == config.fingerprint(config.load(None, ["protocol.seeds=[0, 1, 2]"]))
+    assert config.fingerprint(a, 1) != config.fingerprint(a, 2)
+    assert config.differences(config.fingerprinted(a, 1), config.fingerprinted(a, 4)) == ["world_size"]
     other = config.load(None, ["train.lr=0.1", "phases.degrade.blur=1.0"])
     assert config.differences(config.fingerprinted(a), config.fingerprinted(other)) == ["degrade.blur", "train.lr"]
+
+
+def test_an_old_train_seed_key_in_a_file_says_where_it_moved(tmp_path):
+    old = tmp_path / "old.yaml"
+    old.write_text("train:\n  seed: 3\n")
+    with pytest.raises(ConfigError) as info:
+        config.load(old)
+    assert str(info.value).startswith("config key 'train.seed' moved to protocol.seeds") and "\n" not in str(info.value)
 
 
 def test_a_restorer_file_is_tagged_by_its_content(tmp_path):
@@ -85,6 +99,24 @@ def test_a_restorer_file_is_tagged_by_its_content(tmp_path):
     weights.write_bytes(b"other")  # replaced in place: new results, not the old file's
     assert config.parse_restorer(f"gfpgan:{weights}").tag != first
     assert config.parse_restorer("gfpgan:gfpgan.v1_3").tag == "gfpgan-c953a8"  # a registry entry: its sha256
+
+
+def test_one_tag_per_weights_file_and_the_same_weights_twice_is_refused(tmp_path):
+    # the default weights named explicitly are the default: one tag, so one set of cells and cached faces
+    assert config.parse_restorer("gfpgan:gfpgan.v1_4").tag == config.parse_restorer("gfpgan").tag == "gfpgan"
+    for restorers in ("[gfpgan, 'gfpgan:gfpgan.v1_4']", "['codeformer@0.5', 'codeformer@0.5:codeformer.v0_1']"):
+        with pytest.raises(ConfigError, match="names the same weights twice") as info:
+            config.load(None, [f"phases.restorers={restorers}"])
+        assert "\n" not in str(info.value)
+    one, copy = tmp_path / "a.pth", tmp_path / "b.pth"
+    one.write_bytes(b"same")
+    copy.write_bytes(b"same")  # two names, one content
+    with pytest.raises(ConfigError, match="names the same weights twice"):
+        config.load(None, [f"phases.restorers=['gfpgan:{one}', 'gfpgan:{copy}']"])
+    with pytest.raises(ConfigError, match="names one restorer twice"):
+        config.load(None, ["phases.restorers=[bicubic, bicubic]"])
+    # another fidelity or other weights are other restorers
+    config.load(None, ["phases.restorers=['codeformer@0.5', 'codeformer@0.7', gfpgan, 'gfpgan:gfpgan.v1_3']"])
 
 
 @pytest.fixture(scope="module")

@@ -10,16 +10,18 @@ import pytest
 from training import report
 
 
-def _cell(folder, fold, test, width, restorer, preds, labels, model="resnet18"):
+def _cell(folder, fold, test, width, restorer, preds, labels, model="resnet18", seed=0):
     labels, preds = np.array(labels), np.array(preds)
     confusion = np.zeros((7, 7), int)
     np.add.at(confusion, (labels, preds), 1)
     phase = "1" if width is None else ("2" if restorer == "none" else "3")
-    blob = {"model": model, "arm": "hr", "fold": fold, "train": "hr", "test": test, "phase": phase, "width": width,
-            "restorer": restorer, "n": len(labels), "accuracy": float((labels == preds).mean()), "per_class": {},
+    blob = {"model": model, "arm": "hr", "fold": fold, "seed": seed, "train": "hr", "test": test, "phase": phase,
+            "width": width, "restorer": restorer, "n": len(labels), "accuracy": float((labels == preds).mean()),
+            "per_class": {},
             "confusion": confusion.tolist(), "keys": [f"f{fold}-{i}" for i in range(len(labels))],
             "labels": labels.tolist(), "preds": preds.tolist()}
-    path = folder / "cells" / model / "train-hr" / f"fold{fold}" / f"test-{test}.json"
+    run = f"fold{fold}" + (f"-seed{seed}" if seed else "")
+    path = folder / "cells" / model / "train-hr" / run / f"test-{test}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(blob))
 
@@ -61,10 +63,51 @@ def test_write_makes_tables_figures_and_report(experiment):
                                                                   "reason": "misnamed"}]}))
     path = report.write(experiment)
     text = path.read_text()
-    assert "| resnet18 | hr | 3 | hr | 8 px | bicubic | 80.0 ± 28.3 % | 2 |" in text
+    assert "| resnet18 | hr | 3 | hr | 8 px | bicubic | 80.0 ± 28.3 % | " in text
     assert "AF31/AF31V.JPG" in text and "McNemar" in text
     assert (experiment / "figures" / "accuracy_vs_width_resnet18.png").stat().st_size > 1000
     assert len(list((experiment / "figures" / "confusion").glob("*.png"))) == 3
     csv_lines = (experiment / "results.csv").read_text().splitlines()
     assert len(csv_lines) == 1 + 6 and csv_lines[0].startswith("model,arm,train,test,phase")
-    assert "AF,AN,DI,HA,NE,SA,SU" in (experiment / "per_class.csv").read_text().splitlines()[0]
+    per_class = (experiment / "per_class.csv").read_text().splitlines()
+    assert per_class[0] == "model,arm,train,test,emotion,support,precision,recall,f1" and len(per_class) == 1 + 3 * 7
+    assert {p.name for p in (experiment / "breakdown").iterdir()} == {"seeds.csv", "angles.csv", "detection.csv"}
+    assert "## Breakdowns" in text and "Per-class F1" in text
+
+
+def test_one_run_shows_n_1_never_a_zero_spread(tmp_path):
+    labels = [0, 1, 2, 3, 4, 5, 6]
+    _cell(tmp_path, 0, "hr", None, "hr", [0, 1, 2, 3, 4, 5, 5], labels)
+    rows = report.summarise(report.load_cells(tmp_path))
+    assert rows[0]["std"] is None and rows[0]["f1_std"] is None and rows[0]["runs"] == 1
+    table = report.markdown_table(rows)
+    assert "| 85.7 % (n=1) |" in table and "±" not in table.split("\n", 2)[2]
+    assert report.percent(0.5, 0.0, 2) == "50.0 ± 0.0 %"  # two runs that agree do have a spread of 0
+
+
+def test_macro_f1_from_the_confusion_matrix():
+    conf = np.zeros((7, 7), int)
+    conf[0, 0], conf[0, 1], conf[1, 1] = 2, 2, 4  # AF: P 1, R 0.5; AN: P 4/6, R 1; other emotions absent
+    f1_af, f1_an = 2 * 0.5 / 1.5, 2 * (4 / 6) / (4 / 6 + 1)
+    assert report.macro_f1(conf) == pytest.approx((f1_af + f1_an) / 2)
+
+
+def test_seeds_are_runs_beside_folds_and_mcnemar_pairs_within_a_seed(tmp_path):
+    labels = [0, 1, 2, 3, 4, 5, 6, 0]
+    for fold in (0, 1):
+        for seed in (0, 1):
+            lr = labels if seed == 0 else [6] * 8  # seed 1's LR is wrong everywhere
+            _cell(tmp_path, fold, "lr8", 8, "none", lr, labels, seed=seed)
+            _cell(tmp_path, fold, "lr8-bicubic", 8, "bicubic", labels, labels, seed=seed)
+    cells = report.load_cells(tmp_path)
+    rows = {r["test"]: r for r in report.summarise(cells)}
+    assert (rows["lr8"]["runs"], rows["lr8"]["folds"], rows["lr8"]["seeds"]) == (4, 2, 2)
+    assert report.runs_label(rows["lr8"]) == "4 (2 folds × 2 seeds)"
+    assert report.runs_label({"runs": 2, "folds": 1, "seeds": 2}) == "2 (1 fold × 2 seeds)"
+    tests = report.mcnemar(cells)
+    per_run = {(r["fold"], r["seed"]): r for r in tests if r["fold"] != "all"}
+    assert len(per_run) == 4
+    # matched within a seed: seed 0's restored agrees with its own LR; seed 1 gains every image but SU
+    assert per_run[(0, 0)]["b"] == per_run[(0, 0)]["c"] == 0 and per_run[(0, 1)]["c"] == 7
+    pooled = next(r for r in tests if r["fold"] == "all")
+    assert (pooled["n"], pooled["b"], pooled["c"]) == (32, 0, 14)

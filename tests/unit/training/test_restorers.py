@@ -19,7 +19,7 @@ from training import config as tconfig
 from training import phases, synthetic
 from training.cache import CacheError, Condition, RestorationCache, in_shard
 
-SMOKE = Path(__file__).resolve().parents[3] / "configs" / "train" / "smoke.yaml"
+SMOKE = tconfig.installed()["smoke"]
 
 
 @pytest.fixture(scope="module")
