@@ -8,8 +8,13 @@ FER2013 model, tested zero-shot under every phase-1/2/3 condition.
 Layout of an experiment folder::
 
     config.yaml  run.json  data.json  splits.json
-    cells/<model>/train-<condition>/fold<k>/{model.safetensors, fit.json, test-<condition>.json}
-    results.csv  results.md  per_class.csv  mcnemar.csv  figures/  REPORT.md
+    cells/<model>/<align>/train-<condition>/fold<k>/{model.safetensors, fit.json, test-<condition>.json}
+    results.csv  results.md  per_class.csv  mcnemar.csv  faces.json  faces_by_view.csv  ablation.csv  figures/
+    REPORT.md
+
+``<align>`` is how the faces were framed (``landmarks`` or ``box``, see :mod:`training.faces`): the main run's
+``faces.align``, and the alignment ablation (``ablation.*``: the ``hr`` arm of a few models trained and tested
+again on faces framed the other way).
 
 A cell whose output exists is skipped, so a rerun finishes what a killed run left; a training cell resumes
 from its epoch checkpoint (``train_state.pt``, removed once the model is exported).
@@ -17,6 +22,7 @@ from its epoch checkpoint (``train_state.pt``, removed once the model is exporte
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import uuid
@@ -47,9 +53,10 @@ class TrainCell:
     train: Condition  # what the model is trained (and validated) on
     arm: str  # hr | lr | restored | zero-shot
     fold: int
+    align: str = "landmarks"  # how its faces are framed: landmarks | box
 
     def folder(self, root: Path) -> Path:
-        return root / "cells" / self.model / f"train-{self.train.tag}" / f"fold{self.fold}"
+        return root / "cells" / self.model / self.align / f"train-{self.train.tag}" / f"fold{self.fold}"
 
 
 def phase_of(arm: str, test: Condition) -> str:
@@ -89,8 +96,10 @@ class Study:
         self.dataset: Dataset | None = None
         self.folds: list[splits.Fold] = []
         self.restorers = [parse_restorer(r) for r in config.phases.restorers]
-        self.faceset: faces.FaceSet | None = None  # set by load_faces(), with keys and cache
+        self.faceset: faces.FaceSet | None = None  # set by load_faces(), with keys and cache: the main alignment's
         self.keys: list[str] = []
+        self.facesets: dict[str, faces.FaceSet] = {}  # every alignment's (main and ablation), and their keys
+        self.keysets: dict[str, list[str]] = {}
         self.cache: RestorationCache | None = None
 
     # -------------------------------------------------------------------------------------- validation
@@ -135,6 +144,26 @@ class Study:
         splits.save(self.folds, c.protocol, self.folder / "splits.json")
 
     # ---------------------------------------------------------------------------------------- the grid
+    @property
+    def align(self) -> str:
+        """How the main run's faces are framed: ``faces.align`` where a detector runs, else box (no landmarks)."""
+        detected = faces.crop_mode(self.config.faces, self.dataset) == "detect"
+        return self.config.faces.align if detected else "box"
+
+    def ablation_aligns(self) -> list[str]:
+        """The ablation's alignments: ``ablation.align`` less the main one; none without a detector (every face
+        is then a box crop)."""
+        if self.align != self.config.faces.align:
+            return []
+        return [a for a in dict.fromkeys(self.config.ablation.align) if a != self.align]
+
+    def ablation_conditions(self) -> list[Condition]:
+        """The ablation's test conditions: HR, and LR and each restorer at ``ablation.widths``."""
+        out = [Condition()]
+        for w in self.config.ablation_widths:
+            out += [Condition(w)] + [Condition(w, r) for r in self.restorers]
+        return out
+
     def conditions(self) -> list[Condition]:
         """Every test condition of phases 1-3: HR, LR per width, and LR + restorer per width."""
         out = [Condition()]
@@ -148,20 +177,24 @@ class Study:
         c = self.config
         folds = c.protocol.only_folds if c.protocol.only_folds is not None else range(len(self.folds))
         out = []
+        main = self.align
         for k in folds:
             for model in c.train.models:
                 if model in tconfig.ZERO_SHOT:
-                    out.append((TrainCell(model, Condition(), "zero-shot", k), self.conditions()))
+                    out.append((TrainCell(model, Condition(), "zero-shot", k, main), self.conditions()))
                     continue
                 for arm in c.phases.arms:
                     if arm == "hr":
-                        out.append((TrainCell(model, Condition(), "hr", k), self.conditions()))
+                        out.append((TrainCell(model, Condition(), "hr", k, main), self.conditions()))
                     for w in c.phases.widths:
                         if arm == "lr":
-                            out.append((TrainCell(model, Condition(w), "lr", k), [Condition(w)]))
+                            out.append((TrainCell(model, Condition(w), "lr", k, main), [Condition(w)]))
                         if arm == "restored":
-                            out += [(TrainCell(model, Condition(w, r), "restored", k), [Condition(w, r)])
+                            out += [(TrainCell(model, Condition(w, r), "restored", k, main), [Condition(w, r)])
                                     for r in self.restorers]
+            for align in self.ablation_aligns():
+                out += [(TrainCell(model, Condition(), "zero-shot" if model in tconfig.ZERO_SHOT else "hr", k, align),
+                         self.ablation_conditions()) for model in c.ablation_models]
         return out
 
     # ------------------------------------------------------------------------------------------ running
@@ -215,28 +248,35 @@ class Study:
         if self.faceset is not None:
             return
         c = self.config
-        if self.dist.main:
-            self.faceset = faces.crop_dataset(self.dataset, c.faces, c.cache_dir, self.device, self.progress)
-        self.dist.barrier()
-        if not self.dist.main:
-            self.faceset = faces.crop_dataset(self.dataset, c.faces, c.cache_dir, self.device, False)
-        self.keys = face_keys(self.faceset.crops)
+        for turn in ("main", "others"):  # rank 0 cuts (and caches) first, the other ranks read its cache
+            if self.dist.main == (turn == "main"):
+                for align in [self.align] + self.ablation_aligns():
+                    framed = dataclasses.replace(c.faces, align=align) if align != self.align else c.faces
+                    self.facesets[align] = faces.crop_dataset(self.dataset, framed, c.cache_dir, self.device,
+                                                              self.progress and self.dist.main)
+            if turn == "main":
+                self.dist.barrier()
+        self.keysets = {align: face_keys(found.crops) for align, found in self.facesets.items()}
+        self.faceset, self.keys = self.facesets[self.align], self.keysets[self.align]
         self.cache = RestorationCache(c.cache_dir, c.phases.degrade, self.device, c.cache.batch,
                                       self.progress and self.dist.main)
         if self.dist.main and self.folder.is_dir():
             _write_json(self.folder / "faces.json", faces_summary(self.faceset, self.dataset.framing,
-                                                                  c.faces.detector))
+                                                                  c.faces.detector, self.dataset))
 
     def restore_all(self, shard: tuple[int, int] = (0, 1)) -> dict[str, dict]:
         """Fill the restoration cache for every restored condition the grid needs (this shard's faces)."""
         self.load_faces()
-        wanted = sorted({i for cell, tests in self.cells() for i in self._indices(cell, tests)})
-        crops = np.asarray(self.faceset.crops[wanted])
-        keys = [self.keys[i] for i in wanted]
         counts = {}
-        for condition in self.conditions():
-            if condition.restorer is not None:
-                counts[condition.tag] = self.cache.fill(condition, crops, keys, shard)
+        for align, found in self.facesets.items():
+            cells = [(cell, tests) for cell, tests in self.cells() if cell.align == align]
+            wanted = sorted({i for cell, tests in cells for i in self._indices(cell, tests)})
+            crops = np.asarray(found.crops[wanted])
+            keys = [self.keysets[align][i] for i in wanted]
+            prefix = "" if align == self.align else f"{align}/"  # the ablation's faces, framed the other way
+            for condition in sorted({t for _, tests in cells for t in tests if t.restorer is not None},
+                                    key=lambda t: (t.width, t.tag)):
+                counts[prefix + condition.tag] = self.cache.fill(condition, crops, keys, shard)
         return counts
 
     def _indices(self, cell: TrainCell, tests: list[Condition]) -> list[int]:
@@ -246,14 +286,17 @@ class Study:
         need = fold.test if any(t.restorer is not None for t in tests) else ()
         if cell.train.restorer is not None:
             need = need + fold.train + fold.val
-        return self.faceset.index(need).tolist()
+        return self.facesets[cell.align].index(need).tolist()
 
-    def split(self, keys: tuple[str, ...], condition: Condition) -> engine.Split:
-        """The faces of ``keys`` as shown under ``condition`` (HR, LR or restored), with their labels."""
-        idx = self.faceset.index(keys)
-        crops = np.asarray(self.faceset.crops[idx])
-        shown = self.cache.load(condition, crops, [self.keys[i] for i in idx])
-        return engine.Split(shown, self.faceset.labels[idx])
+    def split(self, keys: tuple[str, ...], condition: Condition, align: str | None = None) -> engine.Split:
+        """The faces of ``keys`` as shown under ``condition`` (HR, LR or restored), with their labels; framed by
+        ``align`` (default: the main run's)."""
+        align = align or self.align
+        found, face_ids = self.facesets[align], self.keysets[align]
+        idx = found.index(keys)
+        crops = np.asarray(found.crops[idx])
+        shown = self.cache.load(condition, crops, [face_ids[i] for i in idx])
+        return engine.Split(shown, found.labels[idx])
 
     def _run_cell(self, cell: TrainCell, tests: list[Condition]) -> None:
         folder = cell.folder(self.folder)
@@ -269,7 +312,7 @@ class Study:
         if not self.dist.main:
             return
         for test in todo:
-            split = self.split(fold.test, test)
+            split = self.split(fold.test, test, cell.align)
             probs = classifier.classify(HostCrops(np.ascontiguousarray(split.crops)))
             _write_json(folder / f"test-{test.tag}.json",
                         metrics(cell, test, fold.test, split.labels, probs))
@@ -284,16 +327,18 @@ class Study:
         self.dist.barrier()
         torch.manual_seed(c.train.seed * 1009 + cell.fold)  # the same random head (and body) on every rank
         model = engine.build_model(cell.model, c.train.pretrained)
-        result = engine.fit(model, cell.model, self.split(fold.train, cell.train), self.split(fold.val, cell.train),
-                            c.train, self.device, folder / "train_state.pt", self.dist,
+        result = engine.fit(model, cell.model, self.split(fold.train, cell.train, cell.align),
+                            self.split(fold.val, cell.train, cell.align), c.train, self.device, folder / "train_state.pt", self.dist,
                             desc=f"{cell.model} {cell.train.tag} fold {cell.fold}", progress=self.progress)
         if self.dist.main:
             model.load_state_dict(result.state)
             _write_json(folder / "fit.json", {"best_epoch": result.best_epoch, "best_val_acc": result.best_val_acc,
                                               "history": result.history})
             # the model file is written last: its presence marks a finished training cell
-            save_checkpoint(target, model, cell.model, tuple(Emotion), engine.preprocessing(c.train.input_size),
-                            source="fersr-train", dataset=self.dataset.kind, fold=str(cell.fold),
+            # the framing it was trained on, which the stream's crop stage then follows
+            framing = dataclasses.replace(engine.preprocessing(c.train.input_size), align=cell.align,
+                                          margin=c.faces.margin)
+            save_checkpoint(target, model, cell.model, tuple(Emotion), framing, source="fersr-train", dataset=self.dataset.kind, fold=str(cell.fold),
                             train_condition=cell.train.tag, best_epoch=str(result.best_epoch),
                             val_accuracy=f"{result.best_val_acc:.4f}", split=c.protocol.split)
             (folder / "train_state.pt").unlink(missing_ok=True)
@@ -308,20 +353,23 @@ def metrics(cell: TrainCell, test: Condition, keys: tuple[str, ...], labels: np.
     np.add.at(confusion, (labels, preds), 1)
     per_class = {code: (float(confusion[i, i] / confusion[i].sum()) if confusion[i].sum() else None)
                  for i, code in enumerate(KDEF_CODES)}
-    return {"model": cell.model, "arm": cell.arm, "fold": cell.fold, "train": cell.train.tag, "test": test.tag,
+    return {"model": cell.model, "arm": cell.arm, "align": cell.align, "fold": cell.fold, "train": cell.train.tag,
+            "test": test.tag,
             "phase": phase_of(cell.arm, test), "width": test.width, "restorer": test.restorer_name,
             "n": int(len(labels)), "accuracy": float((preds == labels).mean()), "per_class": per_class,
             "confusion": confusion.tolist(), "keys": list(keys), "labels": labels.tolist(), "preds": preds.tolist()}
 
 
-def faces_summary(faceset: faces.FaceSet, framing: str, detector: str) -> dict:
-    """faces.json: how the faces were cut and, where a detector ran, the images it found no face in."""
+def faces_summary(faceset: faces.FaceSet, framing: str, detector: str, dataset: Dataset | None = None) -> dict:
+    """faces.json: how the faces were cut and, where a detector ran, the images it found no face in; with
+    ``dataset``, the count of each cut per KDEF view (``by_view``, see :func:`training.faces.by_view`)."""
+    views = {"by_view": faces.by_view(faceset, dataset)} if dataset is not None and faceset.cut else {}
     if faceset.mode != "detect":
-        return {"crop": faceset.mode, "detector": None}
+        return {"crop": faceset.mode, "detector": None, "align": "box", **views}
     missed = [k for k, found in zip(faceset.keys, faceset.detected) if not found]
     fallback = "KDEF's fixed box" if faces.uses_kdef_box("detect", framing) else "the image's centred square"
-    return {"crop": "detect", "detector": detector, "detected": int(faceset.detected.sum()),
-            "not_detected": len(missed), "fallback": fallback, "not_detected_keys": missed}
+    return {"crop": "detect", "detector": detector, "align": faceset.align, "detected": int(faceset.detected.sum()),
+            "not_detected": len(missed), "fallback": fallback, **views, "not_detected_keys": missed}
 
 
 def _write_json(path: Path, blob: dict) -> None:
