@@ -295,8 +295,8 @@ def write(folder: str | Path) -> Path:
 def split_alignments(cells: list[dict], main: str) -> tuple[list[dict], list[dict]]:
     """(the main run's cells, the alignment ablation's): cells framed by ``main`` (faces.json's ``align``; cells
     that do not say come from before alignment was a choice, and are the main run's) and the others."""
-    mine = [c for c in cells if c.get("align", main) == main]
-    return mine, [c for c in cells if c.get("align", main) != main]
+    cells = [c if "align" in c else {**c, "align": main} for c in cells]
+    return [c for c in cells if c["align"] == main], [c for c in cells if c["align"] != main]
 
 
 def compare_alignments(cells: list[dict], ablation: list[dict]) -> list[dict]:
@@ -307,7 +307,7 @@ def compare_alignments(cells: list[dict], ablation: list[dict]) -> list[dict]:
     for c in ablation:
         twin = main.get((c["model"], c["arm"], c["test"], c["fold"]))
         if twin is not None:
-            pairs[(c["model"], c["arm"], c["test"], twin.get("align", "box"), c["align"])].append((twin, c))
+            pairs[(c["model"], c["arm"], c["test"], twin["align"], c["align"])].append((twin, c))
     rows = []
     for (model, arm, test, one, other), members in sorted(pairs.items(), key=lambda kv: _order(kv[1][0][0])):
         acc = {one: np.mean([a["accuracy"] for a, _ in members]), other: np.mean([b["accuracy"] for _, b in members])}
