@@ -111,7 +111,8 @@ class FacesConfig:
         if self.margin < 0:
             raise ConfigError(f"config key 'faces.margin' must be >= 0 (a fraction of the face box), got {self.margin}")
         if self.align not in ALIGNS:
-            raise ConfigError(f"config key 'faces.align': unknown value {self.align!r}; choose from {', '.join(ALIGNS)}")
+            raise ConfigError(f"config key 'faces.align': unknown value {self.align!r}; "
+                              f"choose from {', '.join(ALIGNS)}")
         if self.detector not in DETECTORS:
             raise ConfigError(f"config key 'faces.detector': unknown value {self.detector!r}; "
                               f"choose from {', '.join(DETECTORS.names())}")

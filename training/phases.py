@@ -328,19 +328,22 @@ class Study:
         torch.manual_seed(c.train.seed * 1009 + cell.fold)  # the same random head (and body) on every rank
         model = engine.build_model(cell.model, c.train.pretrained)
         result = engine.fit(model, cell.model, self.split(fold.train, cell.train, cell.align),
-                            self.split(fold.val, cell.train, cell.align), c.train, self.device, folder / "train_state.pt", self.dist,
-                            desc=f"{cell.model} {cell.train.tag} fold {cell.fold}", progress=self.progress)
+                            self.split(fold.val, cell.train, cell.align), c.train, self.device,
+                            folder / "train_state.pt", self.dist,
+                            desc=f"{cell.model} {cell.align} {cell.train.tag} fold {cell.fold}",
+                            progress=self.progress)
         if self.dist.main:
             model.load_state_dict(result.state)
             _write_json(folder / "fit.json", {"best_epoch": result.best_epoch, "best_val_acc": result.best_val_acc,
                                               "history": result.history})
-            # the model file is written last: its presence marks a finished training cell
-            # the framing it was trained on, which the stream's crop stage then follows
+            # with the framing of its training faces, which the stream's crop stage then follows
             framing = dataclasses.replace(engine.preprocessing(c.train.input_size), align=cell.align,
                                           margin=c.faces.margin)
-            save_checkpoint(target, model, cell.model, tuple(Emotion), framing, source="fersr-train", dataset=self.dataset.kind, fold=str(cell.fold),
-                            train_condition=cell.train.tag, best_epoch=str(result.best_epoch),
-                            val_accuracy=f"{result.best_val_acc:.4f}", split=c.protocol.split)
+            # the model file is written last: its presence marks a finished training cell
+            save_checkpoint(target, model, cell.model, tuple(Emotion), framing, source="fersr-train",
+                            dataset=self.dataset.kind, fold=str(cell.fold), train_condition=cell.train.tag,
+                            best_epoch=str(result.best_epoch), val_accuracy=f"{result.best_val_acc:.4f}",
+                            split=c.protocol.split)
             (folder / "train_state.pt").unlink(missing_ok=True)
         self.dist.barrier()
         return target
