@@ -132,7 +132,7 @@ def crop_dataset(dataset: Dataset, config: FacesConfig, cache_dir: str | Path, d
     """Crop every sample once; later calls with the same files and settings read the cache.
 
     Args:
-        cache_dir: folder for ``faces/<fingerprint>.npy`` (crops) and ``.json`` (keys, boxes, landmarks, cuts),
+        cache_dir: folder for ``faces/<fingerprint>.npy`` (crops) and ``.json`` (keys, boxes, each face's cut),
             and ``faces/detections-<fingerprint>.json`` (what the detector found, shared by every alignment).
     """
     mode = crop_mode(config, dataset)

@@ -39,6 +39,7 @@ from fersr_stream.classify.labels import KDEF_CODES, Emotion
 from fersr_stream.config import DetectConfig, EnhanceConfig
 from fersr_stream.crops import HostCrops
 from fersr_stream.errors import ConfigError
+from fersr_stream.weights.registry import Preprocessing
 
 from . import config as tconfig
 from . import engine, faces, kdef, layouts, report, splits, synthetic
@@ -274,8 +275,8 @@ class Study:
             crops = np.asarray(found.crops[wanted])
             keys = [self.keysets[align][i] for i in wanted]
             prefix = "" if align == self.align else f"{align}/"  # the ablation's faces, framed the other way
-            for condition in sorted({t for _, tests in cells for t in tests if t.restorer is not None},
-                                    key=lambda t: (t.width, t.tag)):
+            needed = {t for _, tests in cells for t in tests if t.restorer is not None}
+            for condition in dict.fromkeys(t for t in self.conditions() + self.ablation_conditions() if t in needed):
                 counts[prefix + condition.tag] = self.cache.fill(condition, crops, keys, shard)
         return counts
 
@@ -317,6 +318,14 @@ class Study:
             _write_json(folder / f"test-{test.tag}.json",
                         metrics(cell, test, fold.test, split.labels, probs))
 
+    def _framing(self, cell: TrainCell, preprocessing: Preprocessing) -> Preprocessing:
+        """``preprocessing`` with the framing of the cell's training faces, which the stream's crop stage then
+        follows (:func:`fersr_stream.pipeline.stages.crop.framing`); none where the images were the faces
+        (``faces.crop`` none: the stream keeps its own)."""
+        if faces.crop_mode(self.config.faces, self.dataset) == "none":
+            return preprocessing
+        return dataclasses.replace(preprocessing, align=cell.align, margin=self.config.faces.margin)
+
     def _train(self, cell: TrainCell, folder: Path, fold: splits.Fold) -> Path:
         """Train (or resume, or reuse) the cell's model; returns the exported checkpoint."""
         target = folder / "model.safetensors"
@@ -336,9 +345,7 @@ class Study:
             model.load_state_dict(result.state)
             _write_json(folder / "fit.json", {"best_epoch": result.best_epoch, "best_val_acc": result.best_val_acc,
                                               "history": result.history})
-            # with the framing of its training faces, which the stream's crop stage then follows
-            framing = dataclasses.replace(engine.preprocessing(c.train.input_size), align=cell.align,
-                                          margin=c.faces.margin)
+            framing = self._framing(cell, engine.preprocessing(c.train.input_size))
             # the model file is written last: its presence marks a finished training cell
             save_checkpoint(target, model, cell.model, tuple(Emotion), framing, source="fersr-train",
                             dataset=self.dataset.kind, fold=str(cell.fold), train_condition=cell.train.tag,
@@ -357,8 +364,7 @@ def metrics(cell: TrainCell, test: Condition, keys: tuple[str, ...], labels: np.
     per_class = {code: (float(confusion[i, i] / confusion[i].sum()) if confusion[i].sum() else None)
                  for i, code in enumerate(KDEF_CODES)}
     return {"model": cell.model, "arm": cell.arm, "align": cell.align, "fold": cell.fold, "train": cell.train.tag,
-            "test": test.tag,
-            "phase": phase_of(cell.arm, test), "width": test.width, "restorer": test.restorer_name,
+            "test": test.tag, "phase": phase_of(cell.arm, test), "width": test.width, "restorer": test.restorer_name,
             "n": int(len(labels)), "accuracy": float((preds == labels).mean()), "per_class": per_class,
             "confusion": confusion.tolist(), "keys": list(keys), "labels": labels.tolist(), "preds": preds.tolist()}
 
