@@ -370,9 +370,12 @@ def metrics(cell: TrainCell, test: Condition, keys: tuple[str, ...], labels: np.
 
 
 def faces_summary(faceset: faces.FaceSet, framing: str, detector: str, dataset: Dataset | None = None) -> dict:
-    """faces.json: how the faces were cut and, where a detector ran, the images it found no face in; with
-    ``dataset``, the count of each cut per KDEF view (``by_view``, see :func:`training.faces.by_view`)."""
+    """faces.json: how the faces were cut, each face's cut (``cut``) and, where a detector ran, the images it found
+    no face in; with ``dataset``, the count of each cut per KDEF view (``by_view``, see
+    :func:`training.faces.by_view`)."""
     views = {"by_view": faces.by_view(faceset, dataset)} if dataset is not None and faceset.cut else {}
+    if faceset.cut:
+        views["cut"] = dict(zip(faceset.keys, faceset.cut))  # each face's: landmarks | detector_box | fallback_box
     if faceset.mode != "detect":
         return {"crop": faceset.mode, "detector": None, "align": "box", **views}
     missed = [k for k, found in zip(faceset.keys, faceset.detected) if not found]

@@ -100,6 +100,8 @@ def test_smoke_study_end_to_end_then_rerun_does_nothing(tmp_path, monkeypatch, m
     assert int(total["images"]) == 420 and int(total["detected"]) == int(total["landmarks"]) > 0
     assert int(total["landmarks"]) + int(total["detector_box"]) + int(total["fallback_box"]) == 420
     assert f"| all | 420 | {total['detected']} | {total['landmarks']} | 0 | {total['fallback_box']} |" in report
+    cuts = json.loads((folder / "faces.json").read_text())["cut"]  # each face's cut
+    assert len(cuts) == 420 and sum(c == "landmarks" for c in cuts.values()) == int(total["landmarks"])
     # the ablation: resnet18's hr arm on box crops against the main (landmark-aligned) run, HR and 8 px
     assert "## Aligned by landmarks vs. box" in report and "| resnet18 | hr | 8 px | bicubic |" in report
     with open(folder / "ablation.csv") as f:
