@@ -94,17 +94,54 @@ def box_affines(boxes: np.ndarray, size: int = 512, margin: float = 0.25) -> np.
     return out.astype(np.float32)
 
 
-def face_affines(faces: Faces, size: int = 512, margin: float = 0.25) -> np.ndarray:
-    """(N, 2, 3) affines: the landmark fit where landmarks exist and are usable, else the box crop."""
+ALIGNS = ("landmarks", "box")  # how a face crop is framed: the FFHQ landmark fit, or a square around the box
+
+
+def landmark_affines(faces: Faces, size: int = 512) -> tuple[np.ndarray, np.ndarray]:
+    """The FFHQ landmark fit of each face and whether it is usable.
+
+    Returns:
+        (N, 2, 3) float32 frame -> crop affines (NaN rows where unusable) and (N,) bool: True where the face has
+        landmarks and they are not degenerate.
+    """
+    if faces.landmarks is None or not len(faces):
+        return np.full((len(faces), 2, 3), np.nan, np.float32), np.zeros(len(faces), bool)
+    fitted = estimate_affines(faces.landmarks, size)
+    return fitted, np.isfinite(fitted).all(axis=(1, 2))
+
+
+def face_affines(faces: Faces, size: int = 512, margin: float = 0.25, align: str = "landmarks") -> np.ndarray:
+    """(N, 2, 3) affines: with ``align="landmarks"`` the landmark fit where landmarks exist and are usable, else
+    (and always with ``align="box"``) the box crop with ``margin``."""
+    if align not in ALIGNS:
+        raise ValueError(f"align must be one of {', '.join(ALIGNS)}, got {align!r}")
     affines = box_affines(faces.boxes, size, margin)
-    if faces.landmarks is not None and len(faces):
-        fitted = estimate_affines(faces.landmarks, size)
-        usable = np.isfinite(fitted).all(axis=(1, 2))
+    if align == "landmarks":
+        fitted, usable = landmark_affines(faces, size)
         affines[usable] = fitted[usable]
     return affines
 
 
-def crop(image: np.ndarray, affines: np.ndarray, size: int = 512) -> np.ndarray:
+def shrink_factor(affines: np.ndarray, limit: int = 16) -> np.ndarray:
+    """(N,) int: how many frame pixels per crop pixel (rounded up, 1 where the crop enlarges, at most ``limit``).
+
+    A crop cut at that many times its side and box-averaged down samples every frame pixel once, where a plain
+    bilinear cut of a shrinking face skips pixels (aliasing)."""
+    linear = np.asarray(affines, np.float64).reshape(-1, 2, 3)[:, :, :2]
+    scale = np.sqrt(np.abs(np.linalg.det(linear)))  # crop pixels per frame pixel
+    with np.errstate(divide="ignore"):
+        k = np.ceil(1.0 / scale - 1e-6)
+    return np.clip(np.nan_to_num(k, nan=1.0, posinf=limit), 1, limit).astype(int)
+
+
+def scaled_affines(affines: np.ndarray, k: int) -> np.ndarray:
+    """The same frame -> crop maps into a crop ``k`` times larger (scaled about pixel edges, as crops are)."""
+    out = np.asarray(affines, np.float64) * k
+    out[..., 2] += 0.5 * k - 0.5
+    return out.astype(np.float32)
+
+
+def crop(image: np.ndarray, affines: np.ndarray, size: int = 512, antialias: bool = False) -> np.ndarray:
     """Cut one crop per affine with OpenCV (bilinear, GFPGAN's grey beyond the frame); frames that are tensors are
     cut by :func:`crop_torch`.
 
@@ -112,16 +149,21 @@ def crop(image: np.ndarray, affines: np.ndarray, size: int = 512) -> np.ndarray:
         image: (H, W, 3) uint8 RGB frame.
         affines: (N, 2, 3) frame -> crop affines (see :func:`face_affines`).
         size: crop side in pixels.
+        antialias: where a crop shrinks the face, cut it at a whole multiple of ``size`` (:func:`shrink_factor`)
+            and box-average it down, so that every frame pixel counts (the study's crops; slower).
 
     Returns:
         (N, size, size, 3) uint8 RGB crops.
     """
     if len(affines) == 0:
         return np.zeros((0, size, size, 3), np.uint8)
-    return np.stack([
-        cv2.warpAffine(image, a, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT,
-                       borderValue=BORDER_RGB)
-        for a in affines])
+    factors = shrink_factor(affines) if antialias else np.ones(len(affines), int)
+    out = []
+    for a, k in zip(np.asarray(affines, np.float32), factors):
+        cut = cv2.warpAffine(image, scaled_affines(a, k) if k > 1 else a, (size * k, size * k),
+                             flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=BORDER_RGB)
+        out.append(cv2.resize(cut, (size, size), interpolation=cv2.INTER_AREA) if k > 1 else cut)
+    return np.stack(out)
 
 
 def crop_torch(images: torch.Tensor, affines: np.ndarray, size: int = 512) -> torch.Tensor:

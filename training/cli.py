@@ -117,7 +117,11 @@ def restore(config_path, data, overrides, quiet, shard, **flags) -> None:
 @click.option("--person-regex", help="folders: regex whose first group is the person id")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="any data.* key, e.g. data.kind=jaffe")
 @click.option("--json", "as_json", is_flag=True, help="machine-readable output")
-def data(data, config_path, kind, angles, sessions, person_regex, overrides, as_json) -> None:
+@click.option("--faces", "with_faces", is_flag=True,
+              help="also cut the faces as a run would (faces.*; cached under cache.dir) and count per KDEF view the "
+                   "images, faces detected, aligned by landmarks, cut around the detector's box, or given the "
+                   "fallback box")
+def data(data, config_path, kind, angles, sessions, person_regex, overrides, as_json, with_faces) -> None:
     """Count a dataset's images per emotion, split part, angle, session and person; list every file set aside."""
     from .dataset import FRAMINGS
     from .faces import crop_mode
@@ -130,6 +134,8 @@ def data(data, config_path, kind, angles, sessions, person_regex, overrides, as_
         chosen = dataclasses.replace(chosen, kind="kdef")
     dataset = layouts.load(chosen)
     summary = dataset.summary()
+    if with_faces:
+        summary["faces_by_view"] = _faces_by_view(config, dataset)
     if as_json:
         click.echo(json.dumps(summary, indent=1))
         return
@@ -141,9 +147,29 @@ def data(data, config_path, kind, angles, sessions, person_regex, overrides, as_
     click.echo(f"faces: {FRAMINGS[dataset.framing]}; faces.crop={config.faces.crop} -> "
                f"{crop_mode(config.faces, dataset)}")
     click.echo(f"protocols (protocol.split): {', '.join(dataset.protocols)}")
+    if with_faces:
+        click.echo(f"faces per view (detector {config.faces.detector}, faces.align={config.faces.align}):")
+        click.echo("  view  images  detected  landmarks  detector_box  fallback_box")
+        for r in summary["faces_by_view"]:
+            click.echo(f"  {r['view']:<4} {r['images']:>7} {r['detected']:>9} {r['landmarks']:>10} "
+                       f"{r['detector_box']:>13} {r['fallback_box']:>13}")
     click.echo(f"{len(dataset.issues)} files renamed, excluded or unusual:")
     for issue in dataset.issues:
         click.echo(f"  {issue.file}: {issue.action}: {issue.reason}")
+
+
+def _faces_by_view(config: tconfig.StudyConfig, dataset) -> list[dict]:
+    """Cut the dataset's faces as a run would (into the run's cache) and count each cut per KDEF view."""
+    from fersr_stream import detect
+    from fersr_stream import device as fdevice
+    from fersr_stream.config import DetectConfig
+
+    from . import faces
+
+    if faces.crop_mode(config.faces, dataset) == "detect":
+        detect.fetch(DetectConfig(name=config.faces.detector))
+    found = faces.crop_dataset(dataset, config.faces, config.cache_dir, fdevice.resolve(config.device), False)
+    return faces.by_view(found, dataset)
 
 
 @cli.command(epilog="Example: fersr-train synth /tmp/synthetic-kdef --people 6")

@@ -32,6 +32,7 @@ TRAINABLE = tuple(name for name in ARCHITECTURES.names() if f"{name}.imagenet" i
 ZERO_SHOT = tuple(name for name in ARCHITECTURES.names() if name not in TRAINABLE)
 ARMS = ("hr", "lr", "restored")
 CROPS = ("auto", "detect", "box", "none")
+ALIGNS = ("landmarks", "box")
 SPLITS = ("subject", "image", "official")
 RESTORERS = tuple(name for name in ENHANCERS.names() if name != "none")
 MAX_INPUT = 1024  # px: the networks' input side (ImageNet models take 224)
@@ -92,10 +93,13 @@ class DataConfig:
 @dataclass(frozen=True)
 class FacesConfig:
     """Face crops. ``crop``: auto (the dataset's own way) | detect (the stream's detector) | box (KDEF's fixed
-    box) | none (the image is the face); see :mod:`training.faces`."""
+    box) | none (the image is the face); see :mod:`training.faces`. ``align``: landmarks (each detected face
+    aligned to the FFHQ 5-point template from its landmarks, as the stream does) | box (a square around the
+    detector's box with ``margin``); a face without landmarks gets the box crop either way."""
 
     crop: str = "auto"
-    detector: str = "haar"
+    detector: str = "mtcnn"  # a detector with landmarks, so that faces.align=landmarks can align
+    align: str = "landmarks"
     size: int = 224  # crop side in px; the HR input of every phase
     margin: float = 0.25  # border around a detected face or KDEF's box, as a fraction of its side
 
@@ -106,6 +110,9 @@ class FacesConfig:
             raise ConfigError(f"config key 'faces.size' must be >= 16, got {self.size}")
         if self.margin < 0:
             raise ConfigError(f"config key 'faces.margin' must be >= 0 (a fraction of the face box), got {self.margin}")
+        if self.align not in ALIGNS:
+            raise ConfigError(f"config key 'faces.align': unknown value {self.align!r}; "
+                              f"choose from {', '.join(ALIGNS)}")
         if self.detector not in DETECTORS:
             raise ConfigError(f"config key 'faces.detector': unknown value {self.detector!r}; "
                               f"choose from {', '.join(DETECTORS.names())}")
@@ -242,6 +249,23 @@ class ReportConfig:
 
 
 @dataclass(frozen=True)
+class AblationConfig:
+    """The alignment ablation: the ``hr`` arm of ``models`` trained and tested again on faces framed by each
+    alignment in ``align`` (other than ``faces.align``; empty = no ablation), tested on HR and at ``widths`` with
+    every restorer; the report sets it against the main run in percentage points. ``models`` and ``widths`` are
+    some of ``train.models`` and ``phases.widths``; empty = the first model, every width."""
+
+    align: tuple[str, ...] = ("box",)
+    models: tuple[str, ...] = ()
+    widths: tuple[int, ...] = ()
+
+    def __post_init__(self) -> None:
+        _members("ablation.align", self.align, ALIGNS)
+        _members("ablation.models", self.models, TRAINABLE + ZERO_SHOT)
+        _members("ablation.widths", self.widths, (), int)
+
+
+@dataclass(frozen=True)
 class StudyConfig:
     """One experiment: results go to ``<out>/<name>/``."""
 
@@ -255,8 +279,10 @@ class StudyConfig:
     phases: PhasesConfig = field(default_factory=PhasesConfig)
     cache: CacheConfig = field(default_factory=CacheConfig)
     report: ReportConfig = field(default_factory=ReportConfig)
+    ablation: AblationConfig = field(default_factory=AblationConfig)
 
     def __post_init__(self) -> None:
+        self._check_ablation()
         shown = self.report.example_widths
         for key, widths in (("phases.widths", self.phases.widths), ("report.example_widths", shown)):
             too_wide = [w for w in widths if w >= self.faces.size]
@@ -265,6 +291,29 @@ class StudyConfig:
                                   f"(faces.size = {self.faces.size} px)")
         if not self.name.strip() or not self.out.strip():
             raise ConfigError("config keys 'name' and 'out' must not be empty")
+
+    def _check_ablation(self) -> None:
+        """The ablation's cells are compared with the main run's: its models and widths must be run there too."""
+        a = self.ablation
+        if not a.align:
+            return
+        for key, values, where, run in (("models", a.models, "train.models", self.train.models),
+                                        ("widths", a.widths, "phases.widths", self.phases.widths)):
+            missing = [v for v in values if v not in run]
+            if missing:
+                raise ConfigError(f"config key 'ablation.{key}': {missing[0]} is not in {where!r}, so there is "
+                                  f"nothing to compare it with; name a subset of {list(run)}, or set "
+                                  "'ablation.align=[]' for no ablation")
+
+    @property
+    def ablation_models(self) -> tuple[str, ...]:
+        """The models the ablation trains again (``ablation.models``, else the first of ``train.models``)."""
+        return self.ablation.models or self.train.models[:1]
+
+    @property
+    def ablation_widths(self) -> tuple[int, ...]:
+        """The widths the ablation tests at (``ablation.widths``, else every one of ``phases.widths``)."""
+        return self.ablation.widths or self.phases.widths
 
     @property
     def folder(self) -> Path:

@@ -8,8 +8,13 @@ FER2013 model, tested zero-shot under every phase-1/2/3 condition.
 Layout of an experiment folder::
 
     config.yaml  run.json  data.json  images.json  splits.json  faces.json
-    cells/<model>/train-<condition>/fold<k>[-seed<s>]/{model.safetensors, fit.json, test-<condition>.json}
-    results.csv  results.md  per_class.csv  mcnemar.csv  breakdown/  figures/  REPORT.md
+    cells/<model>/<align>/train-<condition>/fold<k>[-seed<s>]/{model.safetensors, fit.json, test-<condition>.json}
+    results.csv  results.md  per_class.csv  mcnemar.csv  faces_by_view.csv  ablation.csv  breakdown/  figures/
+    REPORT.md
+
+``<align>`` is how the faces were framed (``landmarks`` or ``box``, see :mod:`training.faces`): the main run's
+``faces.align``, and the alignment ablation (``ablation.*``: the ``hr`` arm of a few models trained and tested
+again on faces framed the other way).
 
 A cell whose output exists is skipped, so a rerun finishes what a killed run left; a training cell resumes
 from its epoch checkpoint (``train_state.pt``, removed once the model is exported).
@@ -17,6 +22,7 @@ from its epoch checkpoint (``train_state.pt``, removed once the model is exporte
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import uuid
@@ -33,6 +39,7 @@ from fersr_stream.classify.labels import KDEF_CODES, Emotion
 from fersr_stream.config import DetectConfig, EnhanceConfig
 from fersr_stream.crops import HostCrops
 from fersr_stream.errors import ConfigError
+from fersr_stream.weights.registry import Preprocessing
 
 from . import config as tconfig
 from . import breakdown, engine, faces, kdef, layouts, report, splits, synthetic
@@ -48,12 +55,13 @@ class TrainCell:
     arm: str  # hr | lr | restored | zero-shot
     fold: int
     seed: int = 0  # the training seed (protocol.seeds)
+    align: str = "landmarks"  # how its faces are framed: landmarks | box
 
     def folder(self, root: Path) -> Path:
-        """``cells/<model>/train-<condition>/fold<k>``; a seed other than 0 adds ``-seed<s>`` (seed 0 keeps the
-        folder it had before seeds were a key, so the paths of a one-seed study stay as documented)."""
+        """``cells/<model>/<align>/train-<condition>/fold<k>``; a seed other than 0 adds ``-seed<s>`` (seed 0 keeps
+        the folder it had before seeds were a key, so the paths of a one-seed study stay as documented)."""
         run = f"fold{self.fold}" + (f"-seed{self.seed}" if self.seed else "")
-        return root / "cells" / self.model / f"train-{self.train.tag}" / run
+        return root / "cells" / self.model / self.align / f"train-{self.train.tag}" / run
 
 
 def phase_of(arm: str, test: Condition) -> str:
@@ -93,8 +101,10 @@ class Study:
         self.dataset: Dataset | None = None
         self.folds: list[splits.Fold] = []
         self.restorers = [parse_restorer(r) for r in config.phases.restorers]
-        self.faceset: faces.FaceSet | None = None  # set by load_faces(), with keys and cache
+        self.faceset: faces.FaceSet | None = None  # set by load_faces(), with keys and cache: the main alignment's
         self.keys: list[str] = []
+        self.facesets: dict[str, faces.FaceSet] = {}  # every alignment's (main and ablation), and their keys
+        self.keysets: dict[str, list[str]] = {}
         self.cache: RestorationCache | None = None
 
     # -------------------------------------------------------------------------------------- validation
@@ -142,6 +152,26 @@ class Study:
         splits.save(self.folds, c.protocol, self.folder / "splits.json")
 
     # ---------------------------------------------------------------------------------------- the grid
+    @property
+    def align(self) -> str:
+        """How the main run's faces are framed: ``faces.align`` where a detector runs, else box (no landmarks)."""
+        detected = faces.crop_mode(self.config.faces, self.dataset) == "detect"
+        return self.config.faces.align if detected else "box"
+
+    def ablation_aligns(self) -> list[str]:
+        """The ablation's alignments: ``ablation.align`` less the main one; none without a detector (every face
+        is then a box crop)."""
+        if self.align != self.config.faces.align:
+            return []
+        return [a for a in dict.fromkeys(self.config.ablation.align) if a != self.align]
+
+    def ablation_conditions(self) -> list[Condition]:
+        """The ablation's test conditions: HR, and LR and each restorer at ``ablation.widths``."""
+        out = [Condition()]
+        for w in self.config.ablation_widths:
+            out += [Condition(w)] + [Condition(w, r) for r in self.restorers]
+        return out
+
     def conditions(self) -> list[Condition]:
         """Every test condition of phases 1-3: HR, LR per width, and LR + restorer per width."""
         out = [Condition()]
@@ -158,27 +188,31 @@ class Study:
         c = self.config
         folds = c.protocol.only_folds if c.protocol.only_folds is not None else range(len(self.folds))
         out = []
+        main = self.align
         for k in folds:
             for seed in c.protocol.seeds:
                 for model in c.train.models:
                     if model in tconfig.ZERO_SHOT:
                         if seed == c.protocol.seeds[0]:
-                            out.append((TrainCell(model, Condition(), "zero-shot", k, seed), self.conditions()))
+                            out.append((TrainCell(model, Condition(), "zero-shot", k, seed, main), self.conditions()))
                         continue
                     out += self._arm_cells(model, k, seed)
+                for align in self.ablation_aligns():
+                    out += [(TrainCell(model, Condition(), "zero-shot" if model in tconfig.ZERO_SHOT else "hr", k,
+                                       seed, align), self.ablation_conditions()) for model in c.ablation_models]
         return out
 
     def _arm_cells(self, model: str, fold: int, seed: int) -> list[tuple[TrainCell, list[Condition]]]:
         """The training cells of one trainable model, fold and seed: one per arm (per width and restorer)."""
-        out = []
+        out, main = [], self.align
         for arm in self.config.phases.arms:
             if arm == "hr":
-                out.append((TrainCell(model, Condition(), "hr", fold, seed), self.conditions()))
+                out.append((TrainCell(model, Condition(), "hr", fold, seed, main), self.conditions()))
             for w in self.config.phases.widths:
                 if arm == "lr":
-                    out.append((TrainCell(model, Condition(w), "lr", fold, seed), [Condition(w)]))
+                    out.append((TrainCell(model, Condition(w), "lr", fold, seed, main), [Condition(w)]))
                 if arm == "restored":
-                    out += [(TrainCell(model, Condition(w, r), "restored", fold, seed), [Condition(w, r)])
+                    out += [(TrainCell(model, Condition(w, r), "restored", fold, seed, main), [Condition(w, r)])
                             for r in self.restorers]
         return out
 
@@ -233,35 +267,45 @@ class Study:
         if self.faceset is not None:
             return
         c = self.config
-        if self.dist.main:
-            self.faceset = faces.crop_dataset(self.dataset, c.faces, c.cache_dir, self.device, self.progress)
-        self.dist.barrier()
-        if not self.dist.main:
-            self.faceset = faces.crop_dataset(self.dataset, c.faces, c.cache_dir, self.device, False)
-        self.keys = face_keys(self.faceset.crops)
+        for turn in ("main", "others"):  # rank 0 cuts (and caches) first, the other ranks read its cache
+            if self.dist.main == (turn == "main"):
+                for align in [self.align] + self.ablation_aligns():
+                    framed = dataclasses.replace(c.faces, align=align) if align != self.align else c.faces
+                    self.facesets[align] = faces.crop_dataset(self.dataset, framed, c.cache_dir, self.device,
+                                                              self.progress and self.dist.main)
+            if turn == "main":
+                self.dist.barrier()
+        self.keysets = {align: face_keys(found.crops) for align, found in self.facesets.items()}
+        self.faceset, self.keys = self.facesets[self.align], self.keysets[self.align]
         self.cache = RestorationCache(c.cache_dir, c.phases.degrade, self.device, c.cache.batch,
                                       self.progress and self.dist.main)
         if self.dist.main and self.folder.is_dir():
             _write_json(self.folder / "faces.json", faces_summary(self.faceset, self.dataset.framing,
-                                                                  c.faces.detector))
+                                                                  c.faces.detector, self.dataset))
 
     def restore_all(self, shard: tuple[int, int] = (0, 1)) -> dict[str, dict]:
         """Fill the restoration cache for every restored condition the grid needs (this shard's faces)."""
         self.load_faces()
-        wanted = sorted(set(self.faceset.index(sorted(self.restored_keys())).tolist()))
-        crops = np.asarray(self.faceset.crops[wanted])
-        keys = [self.keys[i] for i in wanted]
         counts = {}
-        for condition in self.conditions():
-            if condition.restorer is not None:
-                counts[condition.tag] = self.cache.fill(condition, crops, keys, shard)
+        for align, found in self.facesets.items():
+            cells = [(cell, tests) for cell, tests in self.cells() if cell.align == align]
+            wanted = sorted(set(found.index(sorted(self.restored_keys(align))).tolist()))
+            crops = np.asarray(found.crops[wanted])
+            keys = [self.keysets[align][i] for i in wanted]
+            prefix = "" if align == self.align else f"{align}/"  # the ablation's faces, framed the other way
+            needed = {t for _, tests in cells for t in tests if t.restorer is not None}
+            for condition in dict.fromkeys(t for t in self.conditions() + self.ablation_conditions() if t in needed):
+                counts[prefix + condition.tag] = self.cache.fill(condition, crops, keys, shard)
         return counts
 
-    def restored_keys(self) -> set[str]:
-        """Sample keys whose faces the grid needs restored (at every width, by every restorer): a cell's test
-        fold when a test restores, plus its training part when it trains on restored faces."""
+    def restored_keys(self, align: str | None = None) -> set[str]:
+        """Sample keys whose faces the grid needs restored (at every width, by every restorer), of the cells framed
+        by ``align`` (default: every cell): a cell's test fold when a test restores, plus its training part when
+        it trains on restored faces."""
         need: set[str] = set()
         for cell, tests in self.cells():
+            if align is not None and cell.align != align:
+                continue
             fold = self.folds[cell.fold]
             if any(t.restorer is not None for t in tests):
                 need.update(fold.test)
@@ -269,12 +313,15 @@ class Study:
                 need.update(fold.train + fold.val)
         return need
 
-    def split(self, keys: tuple[str, ...], condition: Condition) -> engine.Split:
-        """The faces of ``keys`` as shown under ``condition`` (HR, LR or restored), with their labels."""
-        idx = self.faceset.index(keys)
-        crops = np.asarray(self.faceset.crops[idx])
-        shown = self.cache.load(condition, crops, [self.keys[i] for i in idx])
-        return engine.Split(shown, self.faceset.labels[idx])
+    def split(self, keys: tuple[str, ...], condition: Condition, align: str | None = None) -> engine.Split:
+        """The faces of ``keys`` as shown under ``condition`` (HR, LR or restored), with their labels; framed by
+        ``align`` (default: the main run's)."""
+        align = align or self.align
+        found, face_ids = self.facesets[align], self.keysets[align]
+        idx = found.index(keys)
+        crops = np.asarray(found.crops[idx])
+        shown = self.cache.load(condition, crops, [face_ids[i] for i in idx])
+        return engine.Split(shown, found.labels[idx])
 
     def _run_cell(self, cell: TrainCell, tests: list[Condition]) -> None:
         folder = cell.folder(self.folder)
@@ -290,10 +337,18 @@ class Study:
         if not self.dist.main:
             return
         for test in todo:
-            split = self.split(fold.test, test)
+            split = self.split(fold.test, test, cell.align)
             probs = classifier.classify(HostCrops(np.ascontiguousarray(split.crops)))
             _write_json(folder / f"test-{test.tag}.json",
                         metrics(cell, test, fold.test, split.labels, probs))
+
+    def _framing(self, cell: TrainCell, preprocessing: Preprocessing) -> Preprocessing:
+        """``preprocessing`` with the framing of the cell's training faces, which the stream's crop stage then
+        follows (:func:`fersr_stream.pipeline.stages.crop.framing`); none where the images were the faces
+        (``faces.crop`` none: the stream keeps its own)."""
+        if faces.crop_mode(self.config.faces, self.dataset) == "none":
+            return preprocessing
+        return dataclasses.replace(preprocessing, align=cell.align, margin=self.config.faces.margin)
 
     def _train(self, cell: TrainCell, folder: Path, fold: splits.Fold) -> Path:
         """Train (or resume, or reuse) the cell's model; returns the exported checkpoint."""
@@ -305,18 +360,20 @@ class Study:
         self.dist.barrier()
         torch.manual_seed(cell.seed * 1009 + cell.fold)  # the same random head (and body) on every rank
         model = engine.build_model(cell.model, c.train.pretrained)
-        result = engine.fit(model, cell.model, self.split(fold.train, cell.train), self.split(fold.val, cell.train),
-                            c.train, self.device, folder / "train_state.pt", self.dist,
-                            desc=f"{cell.model} {cell.train.tag} fold {cell.fold} seed {cell.seed}",
+        result = engine.fit(model, cell.model, self.split(fold.train, cell.train, cell.align),
+                            self.split(fold.val, cell.train, cell.align), c.train, self.device,
+                            folder / "train_state.pt", self.dist,
+                            desc=f"{cell.model} {cell.align} {cell.train.tag} fold {cell.fold} seed {cell.seed}",
                             progress=self.progress, seed=cell.seed)
         if self.dist.main:
             model.load_state_dict(result.state)
             _write_json(folder / "fit.json", {"best_epoch": result.best_epoch, "best_val_acc": result.best_val_acc,
                                               "history": result.history})
+            framing = self._framing(cell, engine.preprocessing(c.train.input_size))
             # the model file is written last: its presence marks a finished training cell
-            save_checkpoint(target, model, cell.model, tuple(Emotion), engine.preprocessing(c.train.input_size),
-                            source="fersr-train", dataset=self.dataset.kind, fold=str(cell.fold),
-                            train_condition=cell.train.tag, seed=str(cell.seed), best_epoch=str(result.best_epoch),
+            save_checkpoint(target, model, cell.model, tuple(Emotion), framing, source="fersr-train",
+                            dataset=self.dataset.kind, fold=str(cell.fold), train_condition=cell.train.tag,
+                            seed=str(cell.seed), best_epoch=str(result.best_epoch),
                             val_accuracy=f"{result.best_val_acc:.4f}", split=c.protocol.split)
             (folder / "train_state.pt").unlink(missing_ok=True)
         self.dist.barrier()
@@ -330,21 +387,26 @@ def metrics(cell: TrainCell, test: Condition, keys: tuple[str, ...], labels: np.
     np.add.at(confusion, (labels, preds), 1)
     per_class = {code: (float(confusion[i, i] / confusion[i].sum()) if confusion[i].sum() else None)
                  for i, code in enumerate(KDEF_CODES)}
-    return {"model": cell.model, "arm": cell.arm, "fold": cell.fold, "seed": cell.seed, "train": cell.train.tag,
-            "test": test.tag,
-            "phase": phase_of(cell.arm, test), "width": test.width, "restorer": test.restorer_name,
+    return {"model": cell.model, "arm": cell.arm, "align": cell.align, "fold": cell.fold, "seed": cell.seed,
+            "train": cell.train.tag, "test": test.tag, "phase": phase_of(cell.arm, test), "width": test.width,
+            "restorer": test.restorer_name,
             "n": int(len(labels)), "accuracy": float((preds == labels).mean()), "per_class": per_class,
             "confusion": confusion.tolist(), "keys": list(keys), "labels": labels.tolist(), "preds": preds.tolist()}
 
 
-def faces_summary(faceset: faces.FaceSet, framing: str, detector: str) -> dict:
-    """faces.json: how the faces were cut and, where a detector ran, the images it found no face in."""
+def faces_summary(faceset: faces.FaceSet, framing: str, detector: str, dataset: Dataset | None = None) -> dict:
+    """faces.json: how the faces were cut, each face's cut (``cut``) and, where a detector ran, the images it found
+    no face in; with ``dataset``, the count of each cut per KDEF view (``by_view``, see
+    :func:`training.faces.by_view`)."""
+    views = {"by_view": faces.by_view(faceset, dataset)} if dataset is not None and faceset.cut else {}
+    if faceset.cut:
+        views["cut"] = dict(zip(faceset.keys, faceset.cut))  # each face's: landmarks | detector_box | fallback_box
     if faceset.mode != "detect":
-        return {"crop": faceset.mode, "detector": None}
+        return {"crop": faceset.mode, "detector": None, "align": "box", **views}
     missed = [k for k, found in zip(faceset.keys, faceset.detected) if not found]
     fallback = "KDEF's fixed box" if faces.uses_kdef_box("detect", framing) else "the image's centred square"
-    return {"crop": "detect", "detector": detector, "detected": int(faceset.detected.sum()),
-            "not_detected": len(missed), "fallback": fallback, "not_detected_keys": missed}
+    return {"crop": "detect", "detector": detector, "align": faceset.align, "detected": int(faceset.detected.sum()),
+            "not_detected": len(missed), "fallback": fallback, **views, "not_detected_keys": missed}
 
 
 def _write_json(path: Path, blob: dict) -> None:

@@ -25,8 +25,13 @@ ROW_KEYS = ("model", "arm", "train", "test", "phase", "width", "restorer", "fold
 
 
 def load_cells(folder: Path) -> list[dict]:
-    """Every evaluation cell's metrics, sorted by model, arm, test width, restorer and fold."""
-    cells = [json.loads(p.read_text()) for p in sorted(Path(folder).glob("cells/*/*/fold*/test-*.json"))]
+    """Every evaluation cell's metrics, sorted by model, arm, test width, restorer and fold.
+
+    Cells live in ``cells/<model>/<align>/train-*/fold*/`` (or, in folders written before alignment was a choice,
+    ``cells/<model>/train-*/fold*/``)."""
+    paths = sorted(Path(folder).glob("cells/*/*/fold*/test-*.json")) + \
+        sorted(Path(folder).glob("cells/*/*/*/fold*/test-*.json"))
+    cells = [json.loads(p.read_text()) for p in paths]
     return sorted(cells, key=_order)
 
 
@@ -300,7 +305,8 @@ def write(folder: str | Path) -> Path:
     """Rebuild results.csv, results.md, per_class.csv, mcnemar.csv, breakdown/, figures and REPORT.md; returns
     REPORT.md."""
     folder = Path(folder)
-    cells = load_cells(folder)
+    found = json.loads((folder / "faces.json").read_text()) if (folder / "faces.json").is_file() else {}
+    cells, ablation = split_alignments(load_cells(folder), found.get("align", "box"))
     rows = summarise(cells)
     tests = mcnemar(cells)
     _csv(folder / "results.csv", [{k: _row_value(c, k) for k in ROW_KEYS} for c in cells])
@@ -314,8 +320,69 @@ def write(folder: str | Path) -> Path:
     plots = plot_widths(rows, figures, f"LR, no restoration ({lr_interpolation(cfg)})")
     breakdowns = breakdown.write(folder, cells)  # breakdown/*.csv and per_class.csv
     report = folder / "REPORT.md"
-    report.write_text(_report_text(folder, cfg, tests, table, plots, confusions, breakdowns))
+    views = found.get("by_view", [])
+    _csv(folder / "faces_by_view.csv", views)
+    compared = compare_alignments(cells, ablation)
+    _csv(folder / "ablation.csv", compared)
+    report.write_text(_report_text(folder, cfg, tests, table, plots, confusions, breakdowns)
+                      + _faces_sections(views, compared))
     return report
+
+
+def split_alignments(cells: list[dict], main: str) -> tuple[list[dict], list[dict]]:
+    """(the main run's cells, the alignment ablation's): cells framed by ``main`` (faces.json's ``align``; cells
+    that do not say come from before alignment was a choice, and are the main run's) and the others."""
+    cells = [c if "align" in c else {**c, "align": main} for c in cells]
+    return [c for c in cells if c["align"] == main], [c for c in cells if c["align"] != main]
+
+
+def compare_alignments(cells: list[dict], ablation: list[dict]) -> list[dict]:
+    """Landmark-aligned vs. box-cut faces: per model, test condition and alignment pair, the mean accuracy of
+    each over the folds both ran, and the difference (landmarks - box) in percentage points."""
+    main = {(c["model"], c["arm"], c["test"], c["fold"]): c for c in cells if c["train"] == "hr"}
+    pairs: dict[tuple, list[tuple[dict, dict]]] = defaultdict(list)
+    for c in ablation:
+        twin = main.get((c["model"], c["arm"], c["test"], c["fold"]))
+        if twin is not None:
+            pairs[(c["model"], c["arm"], c["test"], twin["align"], c["align"])].append((twin, c))
+    rows = []
+    for (model, arm, test, one, other), members in sorted(pairs.items(), key=lambda kv: _order(kv[1][0][0])):
+        acc = {one: np.mean([a["accuracy"] for a, _ in members]), other: np.mean([b["accuracy"] for _, b in members])}
+        first = members[0][0]
+        rows.append({"model": model, "arm": arm, "test": test, "width": first["width"], "restorer": first["restorer"],
+                     "folds": len(members), "landmarks": float(acc.get("landmarks", np.nan)),
+                     "box": float(acc.get("box", np.nan)),
+                     "difference_pp": float(100 * (acc.get("landmarks", np.nan) - acc.get("box", np.nan)))})
+    return rows
+
+
+def _faces_sections(views: list[dict], compared: list[dict]) -> str:
+    """REPORT.md's tables of the faces found per KDEF view and of the alignment ablation."""
+    parts = ["", "## Faces found per view", ""]
+    if views:
+        parts += ["How each face was cut: aligned by the detector's landmarks, a square around the detector's box "
+                  "(no landmarks, or faces.align=box), or the no-detector crop (nothing found). "
+                  "Also in `faces_by_view.csv`.", "",
+                  "| view | images | detected | landmarks | detector box | fallback box |", "|---|---|---|---|---|---|"]
+        parts += [f"| {v['view']} | {v['images']} | {v['detected']} | {v['landmarks']} | {v['detector_box']} | "
+                  f"{v['fallback_box']} |" for v in views]
+    else:
+        parts.append("_Not recorded (the run folder's `faces.json` has no per-view counts)._")
+    parts += ["", "## Aligned by landmarks vs. box", ""]
+    if compared:
+        parts += ["The same model trained and tested on faces aligned to the FFHQ 5-point template from their "
+                  "landmarks, and on square crops around the detector's box (`ablation.*`); mean accuracy over the "
+                  "folds both ran. Also in `ablation.csv`.", "",
+                  "| model | arm | test width | restorer | aligned by landmarks | box | difference (pp) | folds |",
+                  "|---|---|---|---|---|---|---|---|"]
+        for r in compared:
+            width = "HR" if r["width"] is None else f"{r['width']} px"
+            parts.append(f"| {r['model']} | {r['arm']} | {width} | {r['restorer']} | {100 * r['landmarks']:.1f} % | "
+                         f"{100 * r['box']:.1f} % | {r['difference_pp']:+.1f} | {r['folds']} |")
+    else:
+        parts.append("_No alignment ablation was run (`ablation.align` empty, or no detector: every face is a box "
+                     "crop)._")
+    return "\n".join(parts) + "\n"
 
 
 def lr_interpolation(cfg: dict) -> str:

@@ -10,6 +10,8 @@ Crop tightness: FER2013 faces are tight; fer feeds the network a Haar box plus 1
 the central 80% of each crop (``Preprocessing.crop = 0.8``), so the box spans ~83% resp. ~66% of the input.
 On the astronaut face, p(happy) stays above 0.9 while the box spans ~50-135% of the input and falls below
 0.3 (argmax afraid) once it spans ~45% or less, as in a box crop with 75% margin fed uncropped.
+A checkpoint that records the framing of its training faces (``Preprocessing.align`` and ``margin``, as
+``fersr-train`` writes them) gets that framing from the crop stage (:func:`fersr_stream.pipeline.stages.crop.framing`).
 """
 
 from __future__ import annotations

@@ -8,7 +8,8 @@ metadata (str -> str) holds:
 - ``labels``: JSON list of :class:`~fersr_stream.classify.labels.Emotion` labels in the network's output order,
   e.g. ``["angry", "disgusted", ...]``; each of the seven emotions exactly once;
 - ``preprocessing``: JSON object of :class:`~fersr_stream.weights.registry.Preprocessing` fields
-  (``size``, ``value_range``, ``colour``, ``mean``, ``std``, ``crop``);
+  (``size``, ``value_range``, ``colour``, ``mean``, ``std``, ``crop``, and the framing of the face crops
+  ``align`` and ``margin``, absent or null in checkpoints that do not record it);
 - anything else free-form, e.g. ``source`` and ``sha256`` of the file the weights came from.
 
 A ``.pt``/``.pth`` file holding a dict with the same keys plus ``state_dict`` is accepted too (``labels`` and

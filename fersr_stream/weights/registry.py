@@ -23,6 +23,11 @@ class Preprocessing:
         mean, std: per-channel normalisation applied after scaling (None = none).
         labels: class order of the output, where the network classifies.
         crop: fraction of the input's side kept, centred, before resizing (as timm's ``crop_pct``).
+        align: how the face crops the weights were trained on were framed: ``landmarks`` (FFHQ 5-point template:
+            eye line level, fixed eye distance; a box crop where a face has no landmarks) or ``box`` (a square of
+            the detector's box with ``margin``); None = not recorded, the stream's own choice (``landmarks``).
+        margin: border around the box of a box crop, per side, as a fraction of its longer edge (None = the
+            stream's ``align.margin``).
     """
 
     size: int | None = None
@@ -32,6 +37,14 @@ class Preprocessing:
     std: tuple[float, ...] | None = None
     labels: tuple[str, ...] | None = None
     crop: float = 1.0
+    align: str | None = None
+    margin: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.align not in (None, "landmarks", "box"):
+            raise ValueError(f"preprocessing align must be landmarks or box, got {self.align!r}")
+        if self.margin is not None and not self.margin >= 0:
+            raise ValueError(f"preprocessing margin must be >= 0, got {self.margin!r}")
 
 
 @dataclass(frozen=True)

@@ -51,7 +51,7 @@ def test_smoke_study_end_to_end_then_rerun_does_nothing(tmp_path, monkeypatch, m
     folder = _run(tmp_path, "--set", "train.epochs=1")  # the shipped 3 epochs run in the slow resume test
     # every artifact the study promises
     for name in ("config.yaml", "run.json", "data.json", "faces.json", "splits.json", "results.csv", "results.md",
-                 "per_class.csv", "mcnemar.csv", "REPORT.md"):
+                 "per_class.csv", "mcnemar.csv", "faces_by_view.csv", "ablation.csv", "REPORT.md"):
         assert (folder / name).is_file(), name
     assert yaml.safe_load((folder / "config.yaml").read_text())["phases"]["degrade"]["interpolation"] == "bilinear"
     with open(folder / "results.csv") as f:
@@ -80,7 +80,7 @@ def test_smoke_study_end_to_end_then_rerun_does_nothing(tmp_path, monkeypatch, m
     _image(folder / "figures" / "accuracy_vs_width_resnet18.png")
     grid = _image(folder / "figures" / "examples_w16.png")
     assert grid.shape[0] > 2 * grid.shape[1]  # 7 rows of faces, 3 columns
-    cell = folder / "cells" / "resnet18" / "train-hr" / "fold0"
+    cell = folder / "cells" / "resnet18" / "landmarks" / "train-hr" / "fold0"
     assert not (cell / "train_state.pt").exists()  # removed once the model is exported
     assert {p.name for p in cell.iterdir()} == {"model.safetensors", "fit.json"} | {f"test-{r['test']}.json"
                                                                                      for r in rows}
@@ -88,6 +88,10 @@ def test_smoke_study_end_to_end_then_rerun_does_nothing(tmp_path, monkeypatch, m
 
     classifier = load(cell / "model.safetensors", "cpu")
     assert classifier.arch == "resnet18" and classifier.preprocessing.size == 48
+    # the framing it was trained on, which the stream's crop stage follows; the ablation's model says box
+    assert (classifier.preprocessing.align, classifier.preprocessing.margin) == ("landmarks", 0.25)
+    boxed = load(folder / "cells" / "resnet18" / "box" / "train-hr" / "fold0" / "model.safetensors", "cpu")
+    assert boxed.preprocessing.align == "box"
     test = json.loads((cell / "test-hr.json").read_text())
     splits = json.loads((folder / "splits.json").read_text())
     assert test["keys"] == splits["folds"][0]["test"] and test["n"] == len(test["preds"])
@@ -95,7 +99,25 @@ def test_smoke_study_end_to_end_then_rerun_does_nothing(tmp_path, monkeypatch, m
     assert "Synthetic data" in report and "| resnet18 | hr | 3 | hr | 8 px | bicubic |" in report
     assert "bilinear interpolation" in report and "figures/accuracy_vs_width_resnet18.png" in report
     assert "examples_w16.png" in report and "McNemar" in report
-    assert "### Per view angle" in report and "No detector ran (`faces.crop` = box)" in report
+    assert "### Per view angle" in report
+    # MTCNN's landmarks aligned the faces it found; every other face got KDEF's box: counted per view
+    with open(folder / "faces_by_view.csv") as f:
+        views = list(csv.DictReader(f))
+    assert [v["view"] for v in views] == ["FL", "HL", "S", "HR", "FR", "all"]
+    total = views[-1]
+    assert int(total["images"]) == 420 and int(total["detected"]) == int(total["landmarks"]) > 0
+    assert int(total["landmarks"]) + int(total["detector_box"]) + int(total["fallback_box"]) == 420
+    assert f"| all | 420 | {total['detected']} | {total['landmarks']} | 0 | {total['fallback_box']} |" in report
+    cuts = json.loads((folder / "faces.json").read_text())["cut"]  # each face's cut
+    assert len(cuts) == 420 and sum(c == "landmarks" for c in cuts.values()) == int(total["landmarks"])
+    # the ablation: resnet18's hr arm on box crops against the main (landmark-aligned) run, HR and 8 px
+    assert "## Aligned by landmarks vs. box" in report and "| resnet18 | hr | 8 px | bicubic |" in report
+    with open(folder / "ablation.csv") as f:
+        ablation = list(csv.DictReader(f))
+    assert [r["test"] for r in ablation] == ["hr", "lr8", "lr8-bicubic"]
+    for r in ablation:
+        assert abs(float(r["difference_pp"]) - 100 * (float(r["landmarks"]) - float(r["box"]))) < 1e-6
+    assert len(rows) == 5  # the ablation's cells stay out of the main tables
 
     # fersr-stream runs the exported model on a video
     from fersr_stream.cli.stream import stream
@@ -140,7 +162,7 @@ def test_restore_shards_in_two_processes_then_the_run_restores_nothing(tmp_path,
     tiny = [f"--set={item}" for item in (
         "data.angles=[S]", "data.sessions=[A]", "protocol.folds=3", "protocol.only_folds=[0, 2]", "phases.widths=[8]",
         "report.example_widths=[8]", "train.models=[resnet18, mini_xception]", "phases.arms=[hr, lr, restored]",
-        "train.schedule=pipeline", "train.head_epochs=1", "train.epochs=2")]
+        "train.schedule=pipeline", "train.head_epochs=1", "train.epochs=2", "ablation.align=[]")]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     procs = [subprocess.Popen([sys.executable, "-m", "training.cli", "restore", "--config", str(SMOKE), "--quiet",
                                "--out", str(tmp_path / "runs"), "--set", f"data.root={tmp_path / 'synth'}", *tiny,
@@ -170,8 +192,8 @@ def test_restore_shards_in_two_processes_then_the_run_restores_nothing(tmp_path,
     expected |= {("resnet18", "lr", "lr8", "lr8", "ext-lr"),
                  ("resnet18", "restored", "lr8-bicubic", "lr8-bicubic", "ext-restored")}
     assert cells == expected and len(rows) == 2 * len(expected)  # every cell on both folds
-    fits = sorted(folder.glob("cells/resnet18/*/fold*/fit.json"))
-    assert len(fits) == 3 * 2  # three arms, two folds
+    fits = sorted(folder.glob("cells/resnet18/*/*/fold*/fit.json"))
+    assert len(fits) == 3 * 2  # three arms, two folds (the alignment ablation is off here)
     for fit in fits:
         history = json.loads(fit.read_text())["history"]
         assert len(history) == 2 and all(0 <= h["val_acc"] <= 1 for h in history), fit
@@ -186,16 +208,16 @@ def test_two_process_ddp_smoke(tmp_path):
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
            "-m", "training.cli", "run", "--config", str(SMOKE), "--out", str(tmp_path / "runs"), "--quiet",
            "--set", f"data.root={tmp_path / 'synth'}", "--set", "train.epochs=1",
-           "--set", "phases.widths=[8]", "--set", "report.example_widths=[8]"]
+           "--set", "phases.widths=[8]", "--set", "report.example_widths=[8]", "--set", "ablation.align=[]"]
     done = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=240)
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.count("report: ") == 1, done.stdout  # rank 0 only
     folder = tmp_path / "runs" / "smoke"
     assert json.loads((folder / "run.json").read_text())["world_size"] == 2
-    fit = json.loads((folder / "cells" / "resnet18" / "train-hr" / "fold0" / "fit.json").read_text())
+    fit = json.loads((folder / "cells" / "resnet18" / "landmarks" / "train-hr" / "fold0" / "fit.json").read_text())
     assert len(fit["history"]) == 1
-    assert sorted(json.loads(p.read_text())["test"] for p in folder.glob("cells/*/*/fold0/test-*.json")) == \
-        ["hr", "lr8", "lr8-bicubic"]
+    assert sorted(json.loads(p.read_text())["test"] for p in folder.glob("cells/*/landmarks/*/fold0/test-*.json")) \
+        == ["hr", "lr8", "lr8-bicubic"]
     assert (folder / "REPORT.md").is_file()
     # one process in the folder of a two-process run would mix models of two kinds: refused in one line
     result = CliRunner().invoke(cli, ["run", "--config", str(SMOKE), "--out", str(tmp_path / "runs"), "--quiet",
@@ -214,13 +236,13 @@ def test_killed_study_resumes_to_the_same_numbers(tmp_path):
 
     def command(out):
         return [sys.executable, "-m", "training.cli", "run", "--config", str(SMOKE), "--out", str(out), "--quiet",
-                "--set", f"data.root={tmp_path / 'synth'}", "--set", "phases.widths=[8]"]
+                "--set", f"data.root={tmp_path / 'synth'}", "--set", "phases.widths=[8]", "--set", "ablation.align=[]"]
 
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     subprocess.run(command(tmp_path / "whole"), cwd=ROOT, env=env, check=True, capture_output=True, timeout=300)
     victim = subprocess.Popen(command(tmp_path / "killed"), cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
                               stderr=subprocess.DEVNULL)
-    state = tmp_path / "killed" / "smoke" / "cells" / "resnet18" / "train-hr" / "fold0" / "train_state.pt"
+    state = tmp_path / "killed/smoke/cells/resnet18/landmarks/train-hr/fold0/train_state.pt"
     deadline = time.monotonic() + 240
     while not state.exists() and victim.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -229,8 +251,8 @@ def test_killed_study_resumes_to_the_same_numbers(tmp_path):
     assert state.exists(), "the run ended before its first epoch checkpoint"
     subprocess.run(command(tmp_path / "killed"), cwd=ROOT, env=env, check=True, capture_output=True, timeout=300)
     for name in ("test-hr.json", "test-lr8.json", "test-lr8-bicubic.json", "fit.json"):
-        whole = json.loads((tmp_path / "whole/smoke/cells/resnet18/train-hr/fold0" / name).read_text())
-        resumed = json.loads((tmp_path / "killed/smoke/cells/resnet18/train-hr/fold0" / name).read_text())
+        whole = json.loads((tmp_path / "whole/smoke/cells/resnet18/landmarks/train-hr/fold0" / name).read_text())
+        resumed = json.loads((tmp_path / "killed/smoke/cells/resnet18/landmarks/train-hr/fold0" / name).read_text())
         if name == "fit.json":
             assert [h["val_acc"] for h in whole["history"]] == [h["val_acc"] for h in resumed["history"]]
             assert [h["train_loss"] for h in whole["history"]] == [h["train_loss"] for h in resumed["history"]]

@@ -60,7 +60,7 @@ def build(config: StreamConfig, models: Models, *, sinks: Sequence[Sequence[Sink
     stages: list[Stage] = [
         DetectStage(models.detector, config.detect.full_every, stills, transfers, frame_size),
         TrackStage(config.track, stills),
-        CropStage(side, config.align, config.degrade),
+        CropStage(side, config.align, config.degrade, models.classifier.preprocessing),
     ]
     if models.enhancer is not None:
         stages.append(EnhanceStage(models.enhancer, config.enhance, stats, side, stills))

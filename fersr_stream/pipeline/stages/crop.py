@@ -1,5 +1,5 @@
-"""Crop: cut each face aligned (FFHQ 5-point template, or a square box crop without landmarks), and make it
-low-resolution on purpose where asked (``--simulate-lr``)."""
+"""Crop: cut each face aligned (FFHQ 5-point template, or a square box crop without landmarks, or always a box crop
+when the classifier was trained on those), and make it low-resolution on purpose where asked (``--simulate-lr``)."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from ... import align, crops
 from ...config import AlignConfig, DegradeConfig, StreamConfig
 from ...crops import Noise
 from ...types import Frame
+from ...weights.registry import Preprocessing
 from .base import PerSource, Stage
 
 CLASSIFIER_OVERSAMPLING = 4  # crop side / classifier input side, where only the classifier reads the crops
@@ -26,15 +27,25 @@ def crop_side(config: StreamConfig, preprocessing) -> int:
     return min(full, round(CLASSIFIER_OVERSAMPLING * p.size / p.crop))
 
 
+def framing(align_config: AlignConfig, preprocessing: Preprocessing | None) -> tuple[str, float]:
+    """(align, margin) of the face crops: what the classifier's weights were trained on where they record it
+    (``Preprocessing.align`` and ``margin``, written by ``fersr-train``), else landmarks and ``align.margin``.
+    The classifier reads what it was trained on; a restorer then restores the same crops, as in the study."""
+    p = preprocessing or Preprocessing()
+    return p.align or "landmarks", align_config.margin if p.margin is None else p.margin
+
+
 class CropStage(Stage):
-    """Cuts ``size`` px crops (host or device, as the frame is: :func:`fersr_stream.crops.cut`) and degrades them
-    when ``degrade.width`` is set, with one noise source per source (a run repeats exactly, whatever else it
-    reads)."""
+    """Cuts ``size`` px crops (host or device, as the frame is: :func:`fersr_stream.crops.cut`) framed as
+    :func:`framing` says, and degrades them when ``degrade.width`` is set, with one noise source per source (a run
+    repeats exactly, whatever else it reads)."""
 
     name = "crop"
 
-    def __init__(self, size: int, align_config: AlignConfig, degrade_config: DegradeConfig):
-        self.size, self.margin, self.degrade = size, align_config.margin, degrade_config
+    def __init__(self, size: int, align_config: AlignConfig, degrade_config: DegradeConfig,
+                 preprocessing: Preprocessing | None = None):
+        self.size, self.degrade = size, degrade_config
+        self.align, self.margin = framing(align_config, preprocessing)
         self.noise = PerSource(lambda source: Noise(degrade_config.seed))
 
     def process(self, frames: list[Frame]) -> list[Frame]:
@@ -42,7 +53,7 @@ class CropStage(Stage):
 
     def _crop(self, frame: Frame) -> Frame:
         faces = frame.faces
-        affines = align.face_affines(faces, self.size, self.margin)
+        affines = align.face_affines(faces, self.size, self.margin, self.align)
         cut = crops.cut(frame, affines, self.size)
         if self.degrade.width is not None and len(faces):
             # the classifier sees the low-resolution face enlarged; a restorer starts from the small image itself

@@ -163,12 +163,13 @@ def _same_state(a: torch.nn.Module, b: torch.nn.Module) -> None:
 def test_round_trip_torchvision(tmp_path, arch, suffix):
     torch.manual_seed(0)
     model = torchvision_cnn.build(arch).eval()
-    prep = Preprocessing(size=32, mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25))
+    prep = Preprocessing(size=32, mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25), align="box", margin=0.3)
     path = checkpoint.save_checkpoint(tmp_path / f"m{suffix}", model, arch, list(Emotion), prep, source="test")
     assert [p.name for p in tmp_path.iterdir()] == [path.name]  # no temporary file left behind
     loaded, labels, prep2, meta = checkpoint.load_checkpoint(path)
     assert not loaded.training and labels == tuple(Emotion) and meta["source"] == "test" and meta["arch"] == arch
     assert prep2.size == 32 and prep2.mean == prep.mean and prep2.std == prep.std and prep2.crop == 1.0
+    assert (prep2.align, prep2.margin) == ("box", 0.3)  # the framing of its training faces
     _same_state(model, loaded)
     x = torch.randn(2, 3, 32, 32)
     with torch.no_grad():

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import cv2
 import numpy as np
 import pytest
@@ -101,3 +103,56 @@ def test_a_frame_without_faces_gets_an_empty_batch():
     (out,) = run_serially([CropStage(64, cfg.AlignConfig(), cfg.DegradeConfig(width=8))],
                           [Frame(0, np.zeros((40, 50, 3), np.uint8))])
     assert len(out.faces.crops) == 0 and out.faces.crops.lowres is None
+
+
+def _study_input(astronaut, tmp_path, p: Preprocessing) -> np.ndarray:
+    """What a classifier the study trained reads of the astronaut: ``training.faces`` cuts the face from a
+    one-picture dataset (MTCNN, as the study's default), the classifier shrinks it to its input side."""
+    from fersr_stream.classify.labels import Emotion
+    from training import faces
+    from training.config import FacesConfig
+    from training.dataset import Dataset, Sample
+
+    path = tmp_path / "astronaut.png"
+    cv2.imwrite(str(path), cv2.cvtColor(astronaut, cv2.COLOR_RGB2BGR))
+    dataset = Dataset(tmp_path, "folders", (Sample("astronaut.png", path, Emotion.HAPPY),), (), framing="portrait")
+    found = faces.crop_dataset(dataset, FacesConfig(size=224, align=p.align, margin=p.margin), tmp_path / "cache",
+                               progress=False)
+    assert found.cut == ("landmarks",) if p.align == "landmarks" else ("detector_box",)
+    return HostCrops(np.asarray(found.crops)).centre(p.crop).resize(p.size, "area").images
+
+
+def _stream_input(astronaut, p: Preprocessing) -> np.ndarray:
+    """What the same classifier reads of the astronaut in the stream: detect, track and crop stages as
+    :func:`fersr_stream.pipeline.stages.build` makes them for a classifier with preprocessing ``p``."""
+    from fersr_stream import detect
+    from fersr_stream.pipeline.stages import DetectStage, TrackStage
+
+    config = cfg.load(None, [])
+    assert config.detect.name == "mtcnn"
+    stages = [DetectStage(detect.create(config.detect, torch.device("cpu")), config.detect.full_every),
+              TrackStage(config.track), CropStage(crop_side(config, p), config.align, config.degrade, p)]
+    (frame,) = run_serially(stages, [Frame(0, astronaut)])
+    assert len(frame.faces) == 1 and frame.faces.landmarks is not None
+    return frame.faces.crops.centre(p.crop).resize(p.size, "area").images
+
+
+@pytest.mark.parametrize("align", ["landmarks", "box"])
+def test_the_stream_gives_a_study_model_the_face_it_was_trained_on(astronaut, tmp_path, align):
+    """A checkpoint the study wrote records the framing of its training faces (``Preprocessing.align`` and
+    ``margin``); the stream's crop stage follows it, so the classifier reads the same face in both, within a grey
+    level or two (the stream cuts a larger crop and shrinks it; the study cuts 224 px). Another framing is far off:
+    the test can fail."""
+    from training import engine
+
+    p = dataclasses.replace(engine.preprocessing(112), align=align, margin=0.25)
+    study = _study_input(astronaut, tmp_path, p).astype(int)
+    stream = _stream_input(astronaut, p).astype(int)
+    assert study.shape == stream.shape == (1, 112, 112, 3)
+    assert np.abs(study - stream).mean() < 1.5
+    # the other framing; a tighter one (a box margin of 0.15 for box crops, the centre 90 % for aligned crops,
+    # whose margin is the template's)
+    tighter = dataclasses.replace(p, margin=0.15) if align == "box" else dataclasses.replace(p, crop=0.9)
+    for wrong in (dataclasses.replace(p, align="box" if align == "landmarks" else "landmarks"), tighter):
+        off = np.abs(study - _stream_input(astronaut, wrong).astype(int)).mean()
+        assert off > 8, (wrong, off)

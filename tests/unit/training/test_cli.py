@@ -61,6 +61,23 @@ def test_data_counts_a_selection_of_views_and_sessions(tree):
     assert result.exit_code == 2 and "unknown value 'XX'" in result.stderr
 
 
+def test_data_faces_counts_each_cut_per_view(tmp_path):
+    """``data --faces`` cuts the faces as a run would (into the run's cache) and counts them per KDEF view."""
+    root = synthetic.write(tmp_path / "s", 2, width=112)
+    args = ["data", "--data", str(tmp_path / "s"), "--faces", "--sessions", "A", "--set", f"cache.dir={tmp_path / 'c'}"]
+    summary = json.loads(_invoke(args + ["--json"]).stdout)
+    views = summary["faces_by_view"]
+    assert [v["view"] for v in views] == ["FL", "HL", "S", "HR", "FR", "all"] and views[-1]["images"] == 70
+    for v in views:
+        assert v["landmarks"] + v["detector_box"] + v["fallback_box"] == v["images"] == (70 if v["view"] == "all"
+                                                                                         else 14)
+        assert v["detected"] == v["landmarks"] + v["detector_box"]
+    assert views[-1]["landmarks"] > 0 and list((tmp_path / "c" / "faces").glob("detections-*.json"))
+    text = _invoke(args).stdout  # read back from the cache
+    assert "faces per view (detector mtcnn, faces.align=landmarks)" in text
+    assert f"  all       70 {views[-1]['detected']:>9}" in text and root.is_dir()
+
+
 def test_report_needs_an_experiment_folder(tmp_path):
     (tmp_path / "notes.txt").write_text("x")
     result = _invoke(["report", str(tmp_path)])

@@ -43,6 +43,9 @@ def test_overrides_and_errors():
              "faces.detector=haarr": "unknown value 'haarr'",
              "faces.margin=-1": "'faces.margin' must be >= 0",
              "faces.crop=square": "unknown value 'square'; choose from auto, detect, box, none",
+             "faces.align=eyes": "'faces.align': unknown value 'eyes'; choose from landmarks, box",
+             "ablation.align=[boxes]": "unknown value 'boxes'",
+             "ablation.widths=[12]": "'ablation.widths': 12 is not in 'phases.widths'",
              "data.kind=csv": "unknown value 'csv'; choose from kdef, folders, fer2013, rafdb, ckplus, jaffe",
              "data.person_regex=S(\\d+)": "'data.person_regex' applies to data.kind=folders only",
              "protocol.split=random": "choose from subject, image, official",
@@ -160,3 +163,16 @@ def test_too_few_people_is_a_dataset_error(tree, tmp_path):
     four = kdef.load(synthetic.write(tmp_path / "4", 4, width=48), angles=("S",))
     for fold in splits.make(four, config.ProtocolConfig(folds=3)):
         assert fold.train and fold.val and fold.test
+
+
+def test_the_study_aligns_by_mtcnn_landmarks_with_a_box_ablation_by_default():
+    cfg = config.load(None, ["train.models=[vgg16, resnet18]", "phases.widths=[8, 16]"])
+    assert (cfg.faces.detector, cfg.faces.align, cfg.ablation.align) == ("mtcnn", "landmarks", ("box",))
+    assert cfg.ablation_models == ("vgg16",) and cfg.ablation_widths == (8, 16)  # empty: first model, all widths
+    with pytest.raises(ConfigError, match="'ablation.models': resnet50 is not in 'train.models'"):
+        config.load(None, ["train.models=[resnet18]", "ablation.models=[resnet50]"])
+    assert config.load(None, ["train.models=[resnet18]", "ablation.models=[resnet50]", "ablation.align=[]"])
+    for path in sorted(CONFIGS.glob("*.yaml")):
+        shipped = config.load(path)
+        assert (shipped.faces.detector, shipped.faces.align, shipped.ablation.align) == ("mtcnn", "landmarks",
+                                                                                         ("box",)), path

@@ -9,6 +9,7 @@ import cv2
 import numpy as np
 import pytest
 
+from fersr_stream import align
 from fersr_stream.classify.labels import Emotion
 from fersr_stream.errors import ConfigError
 from training import faces, kdef, synthetic
@@ -70,3 +71,57 @@ def test_the_cache_is_keyed_by_the_crop_choice(tmp_path):
     assert len(entries) == 2 and {json.loads(p.read_text())["mode"] for p in entries} == {"box", "none"}
     again = faces.crop_dataset(ds, FacesConfig(crop="box", size=32), cache, progress=False)  # read back
     assert np.array_equal(again.crops, box.crops) and len(list((cache / "faces").glob("*.npy"))) == 2
+
+
+def test_detected_faces_are_aligned_by_their_landmarks_and_each_cut_recorded(tmp_path, astronaut):
+    """MTCNN's landmarks put the astronaut's eyes on the FFHQ template (landmarks), or she gets a square around her
+    box (faces.align=box); a picture without a face gets the centred square (fallback). Detections are cached
+    once for both alignments."""
+    blank = np.full((150, 150, 3), 120, np.uint8)
+    blank[::7] = 40
+    ds = _dataset(tmp_path, [cv2.cvtColor(astronaut, cv2.COLOR_RGB2BGR), blank], "portrait")
+    aligned = faces.crop_dataset(ds, FacesConfig(size=128), tmp_path / "cache", progress=False)
+    assert aligned.cut == ("landmarks", "fallback_box") and aligned.align == "landmarks"
+    assert np.isfinite(aligned.landmarks[0]).all() and np.isnan(aligned.landmarks[1]).all()
+    # her landmarks, carried into the crop by the affine it was cut with, land on the template
+    affine = align.estimate_affines(aligned.landmarks[:1], 128)[0]
+    moved = aligned.landmarks[0] @ affine[:, :2].T + affine[:, 2]
+    assert np.abs(moved - align.template(128)).max() < 6
+    boxed = faces.crop_dataset(ds, FacesConfig(size=128, align="box"), tmp_path / "cache", progress=False)
+    assert boxed.cut == ("detector_box", "fallback_box")
+    assert np.abs(boxed.crops[0].astype(int) - aligned.crops[0]).mean() > 10  # another framing of her face
+    assert np.array_equal(boxed.crops[1], aligned.crops[1])
+    assert len(list((tmp_path / "cache" / "faces").glob("detections-*.json"))) == 1
+    rows = faces.by_view(aligned, ds)
+    assert rows == [{"view": "all", "images": 2, "detected": 1, "landmarks": 1, "detector_box": 0,
+                     "fallback_box": 1}]
+
+
+def test_a_detector_without_landmarks_gives_box_cuts(tmp_path, astronaut):
+    ds = _dataset(tmp_path, [cv2.cvtColor(astronaut, cv2.COLOR_RGB2BGR)], "portrait")
+    found = faces.crop_dataset(ds, FacesConfig(size=64, detector="haar"), tmp_path / "cache", progress=False)
+    assert found.detected.tolist() == [True] and found.cut == ("detector_box",)
+
+
+def test_faces_are_counted_per_kdef_view(tmp_path):
+    ds = kdef.load(synthetic.write(tmp_path / "s", 2, width=48), sessions=("A",))
+    found = faces.crop_dataset(ds, FacesConfig(crop="box", size=32), tmp_path / "cache", progress=False)
+    rows = faces.by_view(found, ds)
+    assert [r["view"] for r in rows] == ["FL", "HL", "S", "HR", "FR", "all"]
+    assert all(r["images"] == 14 and r["fallback_box"] == 14 and r["detected"] == 0 for r in rows[:-1])
+    assert rows[-1]["images"] == 70
+
+
+def test_a_shrinking_crop_is_averaged_not_aliased():
+    """One-pixel stripes cut at 60 / 256 of their size: the plain bilinear cut turns them into coarse false
+    stripes (aliasing); the anti-aliased cut averages them, within a few levels of OpenCV's area resize."""
+    image = np.zeros((256, 256, 3), np.uint8)
+    image[:, ::2] = 255
+    affines = align.box_affines(np.array([[0, 0, 256, 256]], np.float32), 60, 0.0)
+    assert align.shrink_factor(affines).tolist() == [5]  # cut at 300 px, averaged 5 x 5
+    plain, smooth = align.crop(image, affines, 60)[0], align.crop(image, affines, 60, antialias=True)[0]
+    area = cv2.resize(image, (60, 60), interpolation=cv2.INTER_AREA)
+    assert plain.std() > 60 and smooth.std() < 10 and np.abs(smooth.astype(int) - area).max() <= 6
+    enlarge = align.box_affines(np.array([[0, 0, 32, 32]], np.float32), 64, 0.0)
+    assert align.shrink_factor(enlarge).tolist() == [1]
+    assert np.array_equal(align.crop(image, enlarge, 64), align.crop(image, enlarge, 64, antialias=True))

@@ -111,3 +111,35 @@ def test_seeds_are_runs_beside_folds_and_mcnemar_pairs_within_a_seed(tmp_path):
     assert per_run[(0, 0)]["b"] == per_run[(0, 0)]["c"] == 0 and per_run[(0, 1)]["c"] == 7
     pooled = next(r for r in tests if r["fold"] == "all")
     assert (pooled["n"], pooled["b"], pooled["c"]) == (32, 0, 14)
+
+
+def test_the_alignment_ablation_and_faces_per_view(experiment):
+    """Cells of the old layout (``cells/<model>/train-*``, no ``align``) load as the main run's; the ablation's
+    box-cut cells (``cells/<model>/box/...``) stay out of the main tables and are set against them in pp."""
+    labels = [0, 1, 2, 3, 4, 5, 6, 0, 1, 2]
+    for fold in (0, 1):
+        for test, width, restorer in (("hr", None, "hr"), ("lr8", 8, "none")):
+            old = experiment / "cells" / "resnet18" / "train-hr" / f"fold{fold}" / f"test-{test}.json"
+            blob = json.loads(old.read_text())
+            right = 4 if test == "hr" else 2  # of 10: 40 % and 20 % on box crops
+            preds = labels[:right] + [(y + 1) % 7 for y in labels[right:]]
+            blob.update(align="box", preds=preds, accuracy=right / 10)
+            path = experiment / "cells" / "resnet18" / "box" / "train-hr" / f"fold{fold}" / f"test-{test}.json"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps(blob))
+    views = [{"view": v, "images": 10, "detected": 9, "landmarks": 9, "detector_box": 0, "fallback_box": 1}
+             for v in ("FL", "S", "all")]
+    (experiment / "faces.json").write_text(json.dumps({"crop": "detect", "align": "landmarks", "by_view": views}))
+    text = report.write(experiment).read_text()
+    rows = (experiment / "results.csv").read_text().splitlines()
+    assert len(rows) == 1 + 6  # header, three conditions x two folds: the box cells are not in it
+    main, ablation = report.split_alignments(report.load_cells(experiment), "landmarks")
+    assert len(main) == 6 and len(ablation) == 4 and {c["align"] for c in ablation} == {"box"}
+    compared = report.compare_alignments(main, ablation)
+    assert [(r["test"], r["folds"]) for r in compared] == [("hr", 2), ("lr8", 2)]
+    hr, lr = compared
+    assert (hr["landmarks"], hr["box"]) == (1.0, 0.4) and abs(hr["difference_pp"] - 60) < 1e-9
+    assert abs(lr["landmarks"] - 0.6) < 1e-9 and abs(lr["difference_pp"] - 40) < 1e-9  # LR: 6 of 10 right
+    assert "## Aligned by landmarks vs. box" in text
+    assert "| resnet18 | hr | HR | hr | 100.0 % | 40.0 % | +60.0 | 2 |" in text
+    assert "| S | 10 | 9 | 9 | 0 | 1 |" in text and (experiment / "faces_by_view.csv").read_text().count("\n") == 4
