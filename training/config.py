@@ -24,6 +24,7 @@ from fersr_stream.errors import ConfigError
 from fersr_stream.weights.registry import REGISTRY
 
 from . import folders, layouts
+from .stats import StatsConfig
 
 ANGLES = ("FL", "HL", "S", "HR", "FR")
 SESSIONS = ("A", "B")
@@ -246,6 +247,7 @@ class StudyConfig:
     phases: PhasesConfig = field(default_factory=PhasesConfig)
     cache: CacheConfig = field(default_factory=CacheConfig)
     report: ReportConfig = field(default_factory=ReportConfig)
+    stats: StatsConfig = field(default_factory=StatsConfig)
 
     def __post_init__(self) -> None:
         shown = self.report.example_widths

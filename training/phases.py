@@ -7,9 +7,9 @@ FER2013 model, tested zero-shot under every phase-1/2/3 condition.
 
 Layout of an experiment folder::
 
-    config.yaml  run.json  data.json  splits.json
+    config.yaml  run.json  data.json  persons.json  splits.json
     cells/<model>/train-<condition>/fold<k>/{model.safetensors, fit.json, test-<condition>.json}
-    results.csv  results.md  per_class.csv  mcnemar.csv  figures/  REPORT.md
+    results.csv  results.md  per_class.csv  mcnemar.csv  hypothesis.csv  figures/  REPORT.md
 
 A cell whose output exists is skipped, so a rerun finishes what a killed run left; a training cell resumes
 from its epoch checkpoint (``train_state.pt``, removed once the model is exported).
@@ -35,7 +35,7 @@ from fersr_stream.crops import HostCrops
 from fersr_stream.errors import ConfigError
 
 from . import config as tconfig
-from . import engine, faces, kdef, layouts, report, splits, synthetic
+from . import engine, faces, kdef, layouts, report, splits, stats, synthetic
 from .cache import Condition, RestorationCache, face_keys
 from .config import StudyConfig, parse_restorer
 from .dataset import Dataset
@@ -132,6 +132,7 @@ class Study:
                                                "settings": tconfig.fingerprinted(c), "world_size": self.dist.world,
                                                "device": str(self.device), "torch": torch.__version__})
         _write_json(self.folder / "data.json", self.dataset.summary())
+        _write_json(self.folder / "persons.json", stats.persons(self.dataset))
         splits.save(self.folds, c.protocol, self.folder / "splits.json")
 
     # ---------------------------------------------------------------------------------------- the grid

@@ -262,7 +262,8 @@ def example_grid(path: Path, rows: list[tuple[str, list[np.ndarray]]], columns: 
 
 
 def write(folder: str | Path) -> Path:
-    """Rebuild results.csv, results.md, per_class.csv, mcnemar.csv, figures and REPORT.md; returns REPORT.md."""
+    """Rebuild results.csv, results.md, per_class.csv, mcnemar.csv, hypothesis.csv, figures and REPORT.md; returns
+    REPORT.md."""
     folder = Path(folder)
     cells = load_cells(folder)
     rows = summarise(cells)
@@ -278,7 +279,10 @@ def write(folder: str | Path) -> Path:
     confusions = plot_confusions(cells, figures / "confusion")
     plots = plot_widths(rows, figures, f"LR, no restoration ({lr_interpolation(cfg)})")
     report = folder / "REPORT.md"
-    report.write_text(_report_text(folder, cfg, tests, table, plots, confusions))
+    from . import stats
+
+    extra = [stats.section(folder, cells, cfg)]
+    report.write_text(_report_text(folder, cfg, tests, table, plots, confusions, extra))
     return report
 
 
@@ -327,7 +331,7 @@ def _protocol_line(proto: dict) -> str:
             "stopping; the test fold chooses nothing. Splits in `splits.json`.")
 
 
-def _report_text(folder: Path, cfg: dict, tests, table, plots, confusions) -> str:
+def _report_text(folder: Path, cfg: dict, tests, table, plots, confusions, extra: list[str] = ()) -> str:
     data = json.loads((folder / "data.json").read_text()) if (folder / "data.json").is_file() else {}
     found = json.loads((folder / "faces.json").read_text()) if (folder / "faces.json").is_file() else {}
     counts = data.get("counts", {})
@@ -358,7 +362,7 @@ def _report_text(folder: Path, cfg: dict, tests, table, plots, confusions) -> st
         "", "## Accuracy", "", table, "",
         "## Restored vs. LR (McNemar, pooled over folds)", "",
         "Exact two-sided test on images classified differently; per-fold rows in `mcnemar.csv`.", "",
-        _mcnemar_table(tests) if tests else "_No restorer was tested._", "",
+        _mcnemar_table(tests) if tests else "_No restorer was tested._", "", *extra,
         "## Figures", ""]
     parts += [f"- ![{p.stem}](figures/{p.name})" for p in plots]
     examples = sorted((folder / "figures").glob("examples_*.png"))
