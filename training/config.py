@@ -24,6 +24,7 @@ from fersr_stream.errors import ConfigError
 from fersr_stream.weights.registry import REGISTRY
 
 from . import folders, layouts
+from .quality import QualityConfig
 from .stats import StatsConfig
 
 ANGLES = ("FL", "HL", "S", "HR", "FR")
@@ -248,6 +249,7 @@ class StudyConfig:
     cache: CacheConfig = field(default_factory=CacheConfig)
     report: ReportConfig = field(default_factory=ReportConfig)
     stats: StatsConfig = field(default_factory=StatsConfig)
+    quality: QualityConfig = field(default_factory=QualityConfig)
 
     def __post_init__(self) -> None:
         shown = self.report.example_widths

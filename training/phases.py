@@ -9,7 +9,7 @@ Layout of an experiment folder::
 
     config.yaml  run.json  data.json  persons.json  splits.json
     cells/<model>/train-<condition>/fold<k>/{model.safetensors, fit.json, test-<condition>.json}
-    results.csv  results.md  per_class.csv  mcnemar.csv  hypothesis.csv  figures/  REPORT.md
+    results.csv  results.md  per_class.csv  mcnemar.csv  hypothesis.csv  quality.csv  quality/  figures/  REPORT.md
 
 A cell whose output exists is skipped, so a rerun finishes what a killed run left; a training cell resumes
 from its epoch checkpoint (``train_state.pt``, removed once the model is exported).
@@ -35,7 +35,7 @@ from fersr_stream.crops import HostCrops
 from fersr_stream.errors import ConfigError
 
 from . import config as tconfig
-from . import engine, faces, kdef, layouts, report, splits, stats, synthetic
+from . import engine, faces, kdef, layouts, quality, report, splits, stats, synthetic
 from .cache import Condition, RestorationCache, face_keys
 from .config import StudyConfig, parse_restorer
 from .dataset import Dataset
@@ -92,6 +92,7 @@ class Study:
         self.faceset: faces.FaceSet | None = None  # set by load_faces(), with keys and cache
         self.keys: list[str] = []
         self.cache: RestorationCache | None = None
+        self.metrics: tuple[tuple[str, ...], dict] = ((), {})  # quality metrics measured, and those skipped
 
     # -------------------------------------------------------------------------------------- validation
     def prepare(self) -> None:
@@ -111,6 +112,7 @@ class Study:
             detect.fetch(DetectConfig(name=c.faces.detector))
         for spec in self.restorers:
             enhance.fetch(EnhanceConfig(name=spec.name, weights=spec.weights))
+        self.metrics = quality.ready(c.quality, quiet=not self.progress)
         run_json = self.folder / "run.json"
         if run_json.is_file():
             earlier = json.loads(run_json.read_text())
@@ -179,6 +181,7 @@ class Study:
             self.dist.barrier()
         if self.dist.main:
             self._examples()
+            quality.measure(self, *self.metrics)
             report.write(self.folder)
         self.dist.barrier()
         return self.folder

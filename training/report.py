@@ -279,9 +279,9 @@ def write(folder: str | Path) -> Path:
     confusions = plot_confusions(cells, figures / "confusion")
     plots = plot_widths(rows, figures, f"LR, no restoration ({lr_interpolation(cfg)})")
     report = folder / "REPORT.md"
-    from . import stats
+    from . import quality, stats
 
-    extra = [stats.section(folder, cells, cfg)]
+    extra = [stats.section(folder, cells, cfg), quality.section(folder, rows)]
     report.write_text(_report_text(folder, cfg, tests, table, plots, confusions, extra))
     return report
 
