@@ -87,7 +87,7 @@ def measure(study, metrics: tuple[str, ...], skipped: dict[str, list[str]], chun
     images = tuple(sorted({k for f in folds for k in study.folds[f].test}))
     idx = study.faceset.index(images)
     keys = [study.keys[i] for i in idx]
-    loaded = {name: METRICS.get(name).load(study.device) for name in metrics}
+    loaded: dict = {}  # metrics are loaded when a condition needs them (a rerun may need none)
     rows = []
     for condition in study.conditions():
         if condition.width is None:
@@ -104,6 +104,8 @@ def measure(study, metrics: tuple[str, ...], skipped: dict[str, list[str]], chun
                     study.cache.fill(condition, crops, part)
                 shown = study.cache.load(condition, crops, part)
                 for m in todo:
+                    if m not in loaded:
+                        loaded[m] = METRICS.get(m).load(study.device)
                     fresh[m].append(_score(loaded[m], shown, crops, c.quality.batch))
             scores.update({m: np.concatenate(v) for m, v in fresh.items()})
             path.parent.mkdir(parents=True, exist_ok=True)
