@@ -81,42 +81,51 @@ def ready(config: QualityConfig, quiet: bool = False) -> tuple[tuple[str, ...], 
 # ------------------------------------------------------------------------------------------- measuring
 def measure(study, metrics: tuple[str, ...], skipped: dict[str, list[str]], chunk: int = 256) -> Path:
     """Score every LR and restored condition of ``study`` against the HR crops of its test faces; write
-    ``quality.csv`` and ``quality.json`` into the run folder and return the CSV's path."""
+    ``quality.csv`` and ``quality.json`` into the run folder and return the CSV's path.
+
+    Faces go in chunks; each metric prepares a chunk's HR references once (FaceNet's embeddings, LPIPS's features)
+    for every condition that still lacks its scores.
+    """
     c = study.config
     folds = c.protocol.only_folds if c.protocol.only_folds is not None else range(len(study.folds))
     images = tuple(sorted({k for f in folds for k in study.folds[f].test}))
     idx = study.faceset.index(images)
     keys = [study.keys[i] for i in idx]
-    loaded: dict = {}  # metrics are loaded when a condition needs them (a rerun may need none)
-    rows = []
-    for condition in study.conditions():
-        if condition.width is None:
-            continue
-        path = study.folder / "quality" / f"{condition.tag}.npz"
-        scores = _cached(path, keys, metrics)
-        todo = [m for m in metrics if m not in scores]
-        if todo:
-            fresh = {m: [] for m in todo}
-            for start in range(0, len(idx), chunk):
-                crops = np.asarray(study.faceset.crops[idx[start:start + chunk]])
-                part = keys[start:start + chunk]
-                if condition.restorer is not None:
-                    study.cache.fill(condition, crops, part)
-                shown = study.cache.load(condition, crops, part)
-                for m in todo:
-                    if m not in loaded:
-                        loaded[m] = METRICS.get(m).load(study.device)
-                    fresh[m].append(_score(loaded[m], shown, crops, c.quality.batch))
-            scores.update({m: np.concatenate(v) for m, v in fresh.items()})
-            path.parent.mkdir(parents=True, exist_ok=True)
-            np.savez(path, keys=np.array(keys), images=np.array(images), **scores)
-        rows.append(_row(condition, scores, metrics))
+    conditions = [t for t in study.conditions() if t.width is not None]
+    paths = {t.tag: study.folder / "quality" / f"{t.tag}.npz" for t in conditions}
+    scores = {t.tag: _cached(paths[t.tag], keys, metrics) for t in conditions}
+    todo = {t.tag: [m for m in metrics if m not in scores[t.tag]] for t in conditions}
+    loaded = {m: METRICS.get(m).load(study.device) for m in metrics if any(m in v for v in todo.values())}
+    fresh = {tag: {m: [] for m in wanted} for tag, wanted in todo.items()}
+    for start in range(0, len(idx) if loaded else 0, chunk):
+        crops = np.asarray(study.faceset.crops[idx[start:start + chunk]])
+        part = keys[start:start + chunk]
+        prepared = {m: _batches(crops, c.quality.batch, metric.prepare) for m, metric in loaded.items()}
+        for t in conditions:
+            if not todo[t.tag]:
+                continue
+            if t.restorer is not None:
+                study.cache.fill(t, crops, part)
+            shown = study.cache.load(t, crops, part)
+            for m in todo[t.tag]:
+                runs = _batches(shown, c.quality.batch, lambda x: x)
+                fresh[t.tag][m] += [loaded[m].compare(x, ref) for x, ref in zip(runs, prepared[m])]
+    for t in conditions:
+        if todo[t.tag]:
+            scores[t.tag].update({m: np.concatenate(v) for m, v in fresh[t.tag].items()})
+            paths[t.tag].parent.mkdir(parents=True, exist_ok=True)
+            np.savez(paths[t.tag], keys=np.array(keys), images=np.array(images), **scores[t.tag])
     out = study.folder / "quality.csv"
-    _write_csv(out, rows)
+    _write_csv(out, [_row(t, len(images), scores[t.tag], metrics) for t in conditions])
     blob = {"metrics": list(metrics), "skipped": skipped, "faces": len(images), "folds": list(folds),
             "command": download_command(skipped) if skipped else None}
     (study.folder / "quality.json").write_text(json.dumps(blob, indent=1))
     return out
+
+
+def _batches(images: np.ndarray, batch: int, fn) -> list:
+    """``fn`` of each run of ``batch`` images."""
+    return [fn(images[i:i + batch]) for i in range(0, len(images), batch)]
 
 
 def _cached(path: Path, keys: list[str], metrics: tuple[str, ...]) -> dict[str, np.ndarray]:
@@ -129,13 +138,8 @@ def _cached(path: Path, keys: list[str], metrics: tuple[str, ...]) -> dict[str, 
         return {m: saved[m] for m in metrics if m in saved.files}
 
 
-def _score(metric, faces: np.ndarray, references: np.ndarray, batch: int) -> np.ndarray:
-    return np.concatenate([metric(faces[i:i + batch], references[i:i + batch]) for i in range(0, len(faces), batch)])
-
-
-def _row(condition, scores: dict[str, np.ndarray], metrics: tuple[str, ...]) -> dict:
-    row = {"width": condition.width, "restorer": condition.restorer_name, "test": condition.tag,
-           "faces": len(next(iter(scores.values()))) if scores else 0}
+def _row(condition, faces: int, scores: dict[str, np.ndarray], metrics: tuple[str, ...]) -> dict:
+    row = {"width": condition.width, "restorer": condition.restorer_name, "test": condition.tag, "faces": faces}
     for m in metrics:
         row[f"{m}_mean"] = float(np.mean(scores[m]))
         row[f"{m}_std"] = float(np.std(scores[m], ddof=1)) if len(scores[m]) > 1 else 0.0

@@ -30,17 +30,38 @@ class Metric:
 
     def __call__(self, faces: np.ndarray, references: np.ndarray) -> np.ndarray:
         """(N,) float64 scores of (N, S, S, 3) uint8 RGB ``faces`` against ``references`` of the same shape."""
-        if faces.shape != references.shape or faces.ndim != 4 or faces.shape[-1] != 3:
+        if faces.shape != references.shape:
             raise ValueError(f"{self.name}: expected two (N, S, S, 3) batches of one shape, got {faces.shape} and "
                              f"{references.shape}")
+        return self.compare(faces, self.prepare(references))
+
+    def prepare(self, references: np.ndarray):
+        """What the metric keeps of (N, S, S, 3) uint8 RGB references (their embeddings, say), so that several
+        batches of faces can be compared with them at the cost of one pass over the references."""
+        _check(self.name, references)
+        with torch.inference_mode():
+            return self.reference(_tensor(references, self.device))
+
+    def compare(self, faces: np.ndarray, prepared) -> np.ndarray:
+        """(N,) float64 scores of (N, S, S, 3) uint8 RGB ``faces`` against :meth:`prepare`'s references."""
+        _check(self.name, faces)
         if not len(faces):
             return np.zeros(0)
         with torch.inference_mode():
-            return self.score(_tensor(faces, self.device), _tensor(references, self.device)).double().cpu().numpy()
+            return self.score(_tensor(faces, self.device), prepared).double().cpu().numpy()
 
-    def score(self, faces: torch.Tensor, references: torch.Tensor) -> torch.Tensor:
-        """(N,) scores of (N, 3, S, S) float tensors with values 0..255."""
+    def reference(self, references: torch.Tensor):
+        """What :meth:`score` needs of (N, 3, S, S) references with values 0..255 (default: the pixels)."""
+        return references
+
+    def score(self, faces: torch.Tensor, references) -> torch.Tensor:
+        """(N,) scores of (N, 3, S, S) float faces with values 0..255 against :meth:`reference`'s output."""
         raise NotImplementedError
+
+
+def _check(name: str, images: np.ndarray) -> None:
+    if images.ndim != 4 or images.shape[-1] != 3 or images.dtype != np.uint8:
+        raise ValueError(f"{name}: expected (N, S, S, 3) uint8 RGB faces, got {images.shape} {images.dtype}")
 
 
 def _tensor(images: np.ndarray, device: torch.device) -> torch.Tensor:

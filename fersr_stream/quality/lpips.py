@@ -59,12 +59,16 @@ class LPIPSNet(nn.Module):
         self.register_buffer("scale", torch.tensor(pre.std).view(1, 3, 1, 1), persistent=False)
 
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        fx = self.net((x - self.shift) / self.scale)
-        fy = self.net((y - self.shift) / self.scale)
+        return self.distance(self.features(x), self.features(y))
+
+    def features(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """The five stages' features of (N, 3, H, W) input in [-1, 1], each unit-normalised over channels."""
+        return [f / (f.pow(2).sum(1, keepdim=True).sqrt() + 1e-10) for f in self.net((x - self.shift) / self.scale)]
+
+    def distance(self, fx: list[torch.Tensor], fy: list[torch.Tensor]) -> torch.Tensor:
+        """(N,) LPIPS of two :meth:`features` lists."""
         total = 0.0
         for lin, a, b in zip(self.lins, fx, fy):
-            a = a / (a.pow(2).sum(1, keepdim=True).sqrt() + 1e-10)
-            b = b / (b.pow(2).sum(1, keepdim=True).sqrt() + 1e-10)
             total = total + lin((a - b) ** 2).mean((2, 3))
         return total[:, 0]
 
@@ -104,8 +108,16 @@ class LPIPS(Metric):
 
         return cls(device, LPIPSNet().load_files(store.ensure(BACKBONE), store.ensure(HEAD)))
 
+    def reference(self, references):
+        return self.network.features(_input(references))
+
     def score(self, faces, references):
-        x, y = to_unit_range(faces), to_unit_range(references)
-        if min(x.shape[-2:]) < MIN_SIDE:
-            x, y = (F.interpolate(t, size=(MIN_SIDE, MIN_SIDE), mode="bilinear", align_corners=False) for t in (x, y))
-        return self.network(x, y)
+        return self.network.distance(self.network.features(_input(faces)), references)
+
+
+def _input(images: torch.Tensor) -> torch.Tensor:
+    """0..255 -> [-1, 1], enlarged to :data:`MIN_SIDE` where smaller."""
+    x = to_unit_range(images)
+    if min(x.shape[-2:]) < MIN_SIDE:
+        x = F.interpolate(x, size=(MIN_SIDE, MIN_SIDE), mode="bilinear", align_corners=False)
+    return x

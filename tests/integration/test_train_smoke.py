@@ -160,6 +160,9 @@ def test_quality_of_every_metric_from_downloaded_random_weights_then_rerun_measu
     assert float(rows["lr16"]["lpips_mean"]) < float(rows["lr8"]["lpips_mean"])  # closer at the larger width
     assert all(-1 <= float(r["identity_mean"]) <= 1 and float(r["lpips_mean"]) > 0 for r in rows.values())
     assert json.loads((folder / "quality.json").read_text())["skipped"] == {}
+    with np.load(folder / "quality" / "lr8-bicubic.npz") as saved:  # per-face scores, in the test faces' order
+        assert saved["lpips"].shape == saved["identity"].shape == (faces,) and len(saved["images"]) == faces
+        assert float(rows["lr8-bicubic"]["identity_mean"]) == pytest.approx(saved["identity"].mean())
     report = (folder / "REPORT.md").read_text()
     assert "| LPIPS (lower = closer) | identity (cosine) |" in report and "Not measured" not in report
     assert "Mid-p McNemar" in report
