@@ -257,7 +257,17 @@ def section(folder: Path, cells: list[dict], cfg: dict) -> str:
         f"{config.seed}. Verdict: **supported** when Holm p < {config.alpha:g} and the interval of A − B lies above "
         "0, **not supported** when Holm p < alpha and it lies below 0, else inconclusive. Rows that did not run "
         "say why and are not in the family. With several training seeds McNemar counts each (seed, image) pair; "
-        "the person intervals carry the dependence. All rows: `hypothesis.csv`.", "", markdown(rows), ""])
+        "the person intervals carry the dependence. All rows: `hypothesis.csv`." + _few(tested, known), "",
+        markdown(rows), ""])
+
+
+def _few(tested: list[dict], known: bool) -> str:
+    """A warning where the intervals rest on few people (a percentile bootstrap needs many)."""
+    fewest = min((r["persons"] for r in tested), default=0)
+    if not known or not tested or fewest >= 20:
+        return ""
+    return (f" **Only {fewest} people in the smallest row: the intervals are coarse (a bootstrap over so few "
+            "people cannot show the spread of a population); more folds run, or more people, make them usable.**")
 
 
 def _write_csv(path: Path, rows: list[dict]) -> None:

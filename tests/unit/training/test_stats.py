@@ -146,6 +146,7 @@ def test_report_has_the_table_and_hypothesis_csv(tmp_path):
     assert "## Does restoring beat training on LR?" in text
     assert "beat training on LR in 2 of 2 tested" in text and "Mid-p McNemar" in text
     assert "resamples of people" in text and "family of all 5 tested rows" in text
+    assert "Only 8 people in the smallest row: the intervals are coarse" in text
     assert "| resnet18 | 8 px | HR + gfpgan > trained on LR | 40 (8) |" in text
     assert "not tested: the `restored` arm did not run" in text
     with open(tmp_path / "hypothesis.csv") as f:
