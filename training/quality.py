@@ -220,6 +220,8 @@ def plot(path: Path, rows: list[dict], points: list[dict], metrics: list[str]) -
         ax.set_title(f"{m}: Spearman ρ = " + (f"{rho:.2f}" if rho is not None else "n/a") + f" (n = {len(x)})",
                      fontsize=9)
         ax.set_xlabel(LABELS[m], fontsize=8)
+        ax.ticklabel_format(axis="x", useOffset=False)  # near-equal values stay readable
+        ax.xaxis.set_major_locator(plt.MaxNLocator(4))
         ax.set_ylabel("accuracy gained over plain LR (pp)", fontsize=8)
     handles = [plt.Line2D([], [], color=colours[r], marker="o", ls="", label=r) for r in restorers]
     handles += [plt.Line2D([], [], color="black", marker=markers[m], ls="", label=m) for m in models]
