@@ -112,7 +112,6 @@ class Study:
             detect.fetch(DetectConfig(name=c.faces.detector))
         for spec in self.restorers:
             enhance.fetch(EnhanceConfig(name=spec.name, weights=spec.weights))
-        self.metrics = quality.ready(c.quality, quiet=not self.progress)
         run_json = self.folder / "run.json"
         if run_json.is_file():
             earlier = json.loads(run_json.read_text())
@@ -172,6 +171,7 @@ class Study:
         """Run every unfinished cell, then write the report; returns the experiment folder."""
         if self.dataset is None:
             self.prepare()
+        self.metrics = quality.ready(self.config.quality, quiet=not self.progress)  # before anything is written
         if self.dist.main:
             self._write_header()
         self.restore_all((self.dist.rank, self.dist.world))

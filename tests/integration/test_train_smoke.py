@@ -180,6 +180,16 @@ def test_quality_of_every_metric_from_downloaded_random_weights_then_rerun_measu
     assert (folder / "quality.csv").read_text() == before
 
 
+def test_missing_metric_weights_stop_the_run_before_anything_is_written(tmp_path, monkeypatch):
+    monkeypatch.setenv("FERSR_HOME", str(tmp_path / "home"))
+    result = CliRunner().invoke(cli, ["run", "--config", str(SMOKE), "--out", str(tmp_path / "runs"), "--quiet",
+                                      "--set", f"data.root={tmp_path / 'synth'}", "--set", "quality.missing=stop",
+                                      "--set", "quality.metrics=[ssim, identity]"], prog_name="fersr-train")
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert "`fersr-models download inception_resnet_v1.vggface2` adds them" in result.stderr
+    assert not (tmp_path / "runs" / "smoke").exists()
+
+
 def test_restore_shards_in_two_processes_then_the_run_restores_nothing(tmp_path, monkeypatch):
     """``fersr-train restore --shard i/2`` in two concurrent processes fills one cache; the study then only reads
     it."""
