@@ -24,6 +24,8 @@ from fersr_stream.errors import ConfigError
 from fersr_stream.weights.registry import REGISTRY
 
 from . import folders, layouts
+from .quality import QualityConfig
+from .stats import StatsConfig
 
 ANGLES = ("FL", "HL", "S", "HR", "FR")
 SESSIONS = ("A", "B")
@@ -280,6 +282,8 @@ class StudyConfig:
     cache: CacheConfig = field(default_factory=CacheConfig)
     report: ReportConfig = field(default_factory=ReportConfig)
     ablation: AblationConfig = field(default_factory=AblationConfig)
+    stats: StatsConfig = field(default_factory=StatsConfig)
+    quality: QualityConfig = field(default_factory=QualityConfig)
 
     def __post_init__(self) -> None:
         self._check_ablation()

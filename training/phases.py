@@ -7,10 +7,10 @@ FER2013 model, tested zero-shot under every phase-1/2/3 condition.
 
 Layout of an experiment folder::
 
-    config.yaml  run.json  data.json  images.json  splits.json  faces.json
+    config.yaml  run.json  data.json  images.json  persons.json  splits.json  faces.json
     cells/<model>/<align>/train-<condition>/fold<k>[-seed<s>]/{model.safetensors, fit.json, test-<condition>.json}
-    results.csv  results.md  per_class.csv  mcnemar.csv  faces_by_view.csv  ablation.csv  breakdown/  figures/
-    REPORT.md
+    results.csv  results.md  per_class.csv  mcnemar.csv  hypothesis.csv  quality.csv  quality/  faces_by_view.csv
+    ablation.csv  breakdown/  figures/  REPORT.md
 
 ``<align>`` is how the faces were framed (``landmarks`` or ``box``, see :mod:`training.faces`): the main run's
 ``faces.align``, and the alignment ablation (``ablation.*``: the ``hr`` arm of a few models trained and tested
@@ -42,7 +42,7 @@ from fersr_stream.errors import ConfigError
 from fersr_stream.weights.registry import Preprocessing
 
 from . import config as tconfig
-from . import breakdown, engine, faces, kdef, layouts, report, splits, synthetic
+from . import breakdown, engine, faces, kdef, layouts, quality, report, splits, stats, synthetic
 from .cache import Condition, RestorationCache, face_keys
 from .config import StudyConfig, parse_restorer
 from .dataset import Dataset
@@ -106,6 +106,7 @@ class Study:
         self.facesets: dict[str, faces.FaceSet] = {}  # every alignment's (main and ablation), and their keys
         self.keysets: dict[str, list[str]] = {}
         self.cache: RestorationCache | None = None
+        self.metrics: tuple[tuple[str, ...], dict] = ((), {})  # quality metrics measured, and those skipped
 
     # -------------------------------------------------------------------------------------- validation
     def prepare(self) -> None:
@@ -149,6 +150,7 @@ class Study:
                                                "device": str(self.device), "torch": torch.__version__})
         _write_json(self.folder / "data.json", self.dataset.summary())
         _write_json(self.folder / "images.json", breakdown.image_table(self.dataset))  # per-angle breakdowns
+        _write_json(self.folder / "persons.json", stats.persons(self.dataset))
         splits.save(self.folds, c.protocol, self.folder / "splits.json")
 
     # ---------------------------------------------------------------------------------------- the grid
@@ -221,6 +223,7 @@ class Study:
         """Run every unfinished cell, then write the report; returns the experiment folder."""
         if self.dataset is None:
             self.prepare()
+        self.metrics = quality.ready(self.config.quality, quiet=not self.progress)  # before anything is written
         if self.dist.main:
             self._write_header()
         self.restore_all((self.dist.rank, self.dist.world))
@@ -230,6 +233,7 @@ class Study:
             self.dist.barrier()
         if self.dist.main:
             self._examples()
+            quality.measure(self, *self.metrics)
             report.write(self.folder)
         self.dist.barrier()
         return self.folder

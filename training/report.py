@@ -302,8 +302,8 @@ def example_grid(path: Path, rows: list[tuple[str, list[np.ndarray]]], columns: 
 
 
 def write(folder: str | Path) -> Path:
-    """Rebuild results.csv, results.md, per_class.csv, mcnemar.csv, breakdown/, figures and REPORT.md; returns
-    REPORT.md."""
+    """Rebuild results.csv, results.md, per_class.csv, mcnemar.csv, hypothesis.csv, breakdown/, figures and
+    REPORT.md; returns REPORT.md."""
     folder = Path(folder)
     found = json.loads((folder / "faces.json").read_text()) if (folder / "faces.json").is_file() else {}
     cells, ablation = split_alignments(load_cells(folder), found.get("align", "box"))
@@ -320,11 +320,14 @@ def write(folder: str | Path) -> Path:
     plots = plot_widths(rows, figures, f"LR, no restoration ({lr_interpolation(cfg)})")
     breakdowns = breakdown.write(folder, cells)  # breakdown/*.csv and per_class.csv
     report = folder / "REPORT.md"
+    from . import quality, stats
+
     views = found.get("by_view", [])
     _csv(folder / "faces_by_view.csv", views)
     compared = compare_alignments(cells, ablation)
     _csv(folder / "ablation.csv", compared)
-    report.write_text(_report_text(folder, cfg, tests, table, plots, confusions, breakdowns)
+    extra = [stats.section(folder, cells, cfg), quality.section(folder, rows), breakdowns]
+    report.write_text(_report_text(folder, cfg, tests, table, plots, confusions, extra)
                       + _faces_sections(views, compared))
     return report
 
@@ -430,7 +433,7 @@ def _protocol_line(proto: dict) -> str:
             "stopping; the test fold chooses nothing. Splits in `splits.json`.")
 
 
-def _report_text(folder: Path, cfg: dict, tests, table, plots, confusions, breakdowns: str = "") -> str:
+def _report_text(folder: Path, cfg: dict, tests, table, plots, confusions, extra: list[str] = ()) -> str:
     data = json.loads((folder / "data.json").read_text()) if (folder / "data.json").is_file() else {}
     found = json.loads((folder / "faces.json").read_text()) if (folder / "faces.json").is_file() else {}
     counts = data.get("counts", {})
@@ -463,7 +466,7 @@ def _report_text(folder: Path, cfg: dict, tests, table, plots, confusions, break
         "Exact two-sided test on images classified differently, each restored test paired with the LR test of "
         "the same trained model (fold and seed); per-run rows in `mcnemar.csv`.", "",
         _mcnemar_table(tests) if tests else "_No restorer was tested._", "",
-        breakdowns,
+        *extra,
         "## Figures", ""]
     parts += [f"- ![{p.stem}](figures/{p.name})" for p in plots]
     examples = sorted((folder / "figures").glob("examples_*.png"))

@@ -1,4 +1,5 @@
-"""Random-init restoration checkpoints in the upstream file layouts, for offline tests and benchmarks (no downloads).
+"""Random-init checkpoints in the upstream file layouts (restorers; the quality metrics' AlexNet, LPIPS head and
+FaceNet), for offline tests and benchmarks (no downloads).
 
 Each ``save_*`` builds the network with spandrel's architecture class, seeds its initialisation, and saves
 ``{"params_ema": state_dict}`` -- the layout of GFPGANv1.4.pth, codeformer.pth and RestoreFormer.pth -- so the
@@ -77,4 +78,54 @@ def save_restoreformer(path: str | Path, full: bool = False, seed: int = 0) -> P
     """Write a random-init RestoreFormer.pth-layout file (291 MB full, a few MB small)."""
     path = Path(path)
     torch.save({"params_ema": restoreformer_network(full, seed).state_dict()}, path)
+    return path
+
+
+def save_alexnet(path: str | Path, full: bool = False, seed: int = 0) -> Path:
+    """Write a random-init AlexNet in torchvision's checkpoint layout (``alexnet-owt-7be5be79.pth``: a state dict
+    ``features.N.*`` + ``classifier.N.*``). ``full=False`` leaves out the classifier (233 MB of the real 244 MB),
+    which LPIPS does not read; ``full=True`` writes torchvision's whole network."""
+    from torchvision.models import alexnet
+
+    from fersr_stream.quality.lpips import AlexNetFeatures
+
+    path = Path(path)
+    network = _seeded(alexnet if full else AlexNetFeatures, seed)
+    torch.save(network.state_dict(), path)
+    return path
+
+
+def save_lpips_head(path: str | Path, seed: int = 0) -> Path:
+    """Write random non-negative LPIPS v0.1 AlexNet head weights in the layout of lpips' ``weights/v0.1/alex.pth``
+    (``lin<k>.model.1.weight``, (1, C, 1, 1) each)."""
+    from fersr_stream.quality.lpips import CHANNELS
+
+    generator = torch.Generator().manual_seed(seed)
+    state = {f"lin{k}.model.1.weight": torch.rand(1, c, 1, 1, generator=generator) / c
+             for k, c in enumerate(CHANNELS)}
+    path = Path(path)
+    torch.save(state, path)
+    return path
+
+
+def inception_resnet_v1_network(seed: int = 0):
+    """A random-init InceptionResnetV1 (fersr's port, facenet-pytorch's module names) whose BatchNorm layers
+    carry random running statistics, so that a layout test also exercises them."""
+    from fersr_stream.quality.identity import InceptionResnetV1
+
+    model = _seeded(InceptionResnetV1, seed)
+    generator = torch.Generator().manual_seed(seed + 1)
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
+                module.running_mean.normal_(0, 0.1, generator=generator)
+                module.running_var.uniform_(0.5, 1.5, generator=generator)
+    return model
+
+
+def save_inception_resnet_v1(path: str | Path, seed: int = 0) -> Path:
+    """Write a random-init checkpoint in the layout of facenet-pytorch's ``20180402-114759-vggface2.pt`` (a plain
+    state dict, the 8631-way VGGFace2 classifier ``logits.*`` included; 112 MB)."""
+    path = Path(path)
+    torch.save(inception_resnet_v1_network(seed).state_dict(), path)
     return path

@@ -54,7 +54,7 @@ class WeightSpec:
     sha256: str
     size: int
     licence: str
-    kind: str  # restorer | detector | backbone | classifier
+    kind: str  # restorer | detector | backbone | classifier | metric
     preprocessing: Preprocessing = field(default_factory=Preprocessing)
     notes: str = ""
 
@@ -67,6 +67,7 @@ _FFHQ = Preprocessing(size=512, value_range=(-1.0, 1.0), colour="rgb")
 _IMAGENET = Preprocessing(size=224, value_range=(0.0, 1.0), colour="rgb",
                           mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225))
 _GH = "https://github.com"
+_LPIPS_SHIFT, _LPIPS_SCALE = (-0.030, -0.088, -0.188), (0.458, 0.448, 0.450)  # LPIPS's input scaling
 
 SPECS: tuple[WeightSpec, ...] = (
     WeightSpec("gfpgan.v1_3", (f"{_GH}/TencentARC/GFPGAN/releases/download/v1.3.0/GFPGANv1.3.pth",),
@@ -106,6 +107,22 @@ SPECS: tuple[WeightSpec, ...] = (
     WeightSpec("vgg19.imagenet", ("https://download.pytorch.org/models/vgg19-dcbb9e9d.pth",),
                "dcbb9e9dad569fff7a846263a77324fc34978fea2bfb039c012d710e1776ae44", 574673361, "BSD-3-Clause",
                "backbone", _IMAGENET),
+    # Quality metrics of the study (fersr_stream.quality): LPIPS v0.1 = AlexNet's ImageNet features + a learnt head;
+    # identity similarity = FaceNet embeddings.
+    WeightSpec("alexnet.imagenet", ("https://download.pytorch.org/models/alexnet-owt-7be5be79.pth",),
+               "7be5be791159472b1fbf3c69796f7cb30dca7ad8466c2df70058c37116cdee02", 244408911, "BSD-3-Clause",
+               "backbone", Preprocessing(value_range=(-1.0, 1.0), mean=_LPIPS_SHIFT, std=_LPIPS_SCALE),
+               notes="torchvision's AlexNet; the backbone of the lpips metric (its preprocessing is LPIPS's)."),
+    WeightSpec("lpips.alex_v0_1", (f"{_GH}/richzhang/PerceptualSimilarity/raw/master/lpips/weights/v0.1/alex.pth",),
+               "df73285e35b22355a2df87cdb6b70b343713b667eddbda73e1977e0c860835c0", 6009, "BSD-2-Clause", "metric",
+               Preprocessing(value_range=(-1.0, 1.0), mean=_LPIPS_SHIFT, std=_LPIPS_SCALE),
+               notes="LPIPS v0.1 linear head for AlexNet (the file inside the lpips 0.1.4 wheel); needs "
+                     "alexnet.imagenet."),
+    WeightSpec("inception_resnet_v1.vggface2",
+               (f"{_GH}/timesler/facenet-pytorch/releases/download/v2.2.9/20180402-114759-vggface2.pt",),
+               "281cebca8662831adb987a874bdcb36e73f5b1c6dc5ee5878f305e985625d99b", 111898327, "MIT", "metric",
+               Preprocessing(size=160, value_range=(0.0, 255.0), mean=(127.5,) * 3, std=(128.0,) * 3),
+               notes="facenet-pytorch's FaceNet (VGGFace2); the identity metric's embeddings."),
     WeightSpec("emotion.mini_xception_fer2013",
                ("https://raw.githubusercontent.com/oarriaga/face_classification/"
                 "b861d21b0e76ca5514cdeb5b56a689b7318584f4/trained_models/emotion_models/"

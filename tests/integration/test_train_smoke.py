@@ -17,6 +17,7 @@ import yaml
 from click.testing import CliRunner
 
 from fersr_stream.classify.labels import KDEF_CODES
+from tests.unit.training.test_quality import metric_mirror, publish  # noqa: F401 (a fixture, and its helper)
 from training import config, synthetic
 from training.cli import cli
 
@@ -48,10 +49,12 @@ def _image(path: Path) -> np.ndarray:
 
 
 def test_smoke_study_end_to_end_then_rerun_does_nothing(tmp_path, monkeypatch, make_clip):
+    monkeypatch.setenv("FERSR_HOME", str(tmp_path / "home"))  # no quality-metric weights cached
     folder = _run(tmp_path, "--set", "train.epochs=1")  # the shipped 3 epochs run in the slow resume test
     # every artifact the study promises
     for name in ("config.yaml", "run.json", "data.json", "faces.json", "splits.json", "results.csv", "results.md",
-                 "per_class.csv", "mcnemar.csv", "faces_by_view.csv", "ablation.csv", "REPORT.md"):
+                 "per_class.csv", "mcnemar.csv", "faces_by_view.csv", "ablation.csv", "REPORT.md", "persons.json",
+                 "hypothesis.csv", "quality.csv", "quality.json"):
         assert (folder / name).is_file(), name
     assert yaml.safe_load((folder / "config.yaml").read_text())["phases"]["degrade"]["interpolation"] == "bilinear"
     with open(folder / "results.csv") as f:
@@ -118,6 +121,23 @@ def test_smoke_study_end_to_end_then_rerun_does_nothing(tmp_path, monkeypatch, m
     for r in ablation:
         assert abs(float(r["difference_pp"]) - 100 * (float(r["landmarks"]) - float(r["box"]))) < 1e-6
     assert len(rows) == 5  # the ablation's cells stay out of the main tables
+    # the hypothesis: bicubic vs. plain LR tested at both widths; the arms that did not run say so
+    with open(folder / "hypothesis.csv") as f:
+        hypothesis = list(csv.DictReader(f))
+    assert sorted((r["width"], r["kind"], r["status"][:10]) for r in hypothesis) == \
+        [(w, k, s) for w in ("16", "8") for k, s in (("b", "not tested"), ("c", "not tested"), ("d", "tested"))]
+    persons = json.loads((folder / "persons.json").read_text())
+    assert persons["AF01AFS"] == "F01" and len(persons) == 6 * 7 * 5 * 2  # people x emotions x views x sessions
+    assert "## Does restoring beat training on LR?" in report and "add `lr` to `phases.arms`" in report
+    # quality: PSNR and SSIM of LR and bicubic at both widths; LPIPS and identity skipped, the command named
+    with open(folder / "quality.csv") as f:
+        measured = {r["test"]: r for r in csv.DictReader(f)}
+    assert sorted(measured) == ["lr16", "lr16-bicubic", "lr8", "lr8-bicubic"]
+    assert float(measured["lr16"]["psnr_mean"]) > float(measured["lr8"]["psnr_mean"])
+    assert 0 < float(measured["lr8"]["ssim_mean"]) < float(measured["lr16"]["ssim_mean"]) < 1
+    assert "## Restoration quality" in report and "Not measured: lpips, identity" in report
+    assert "`fersr-models download alexnet.imagenet inception_resnet_v1.vggface2 lpips.alex_v0_1`" in report
+    _image(folder / "figures" / "gain_vs_quality.png")
 
     # fersr-stream runs the exported model on a video
     from fersr_stream.cli.stream import stream
@@ -151,6 +171,53 @@ def test_smoke_study_end_to_end_then_rerun_does_nothing(tmp_path, monkeypatch, m
                                 prog_name="fersr-train")
     assert result.exit_code == 2 and "holds a run with other" in result.stderr
     assert "(protocol.seed differ)" in result.stderr  # the key that differs is named
+
+
+def test_quality_of_every_metric_from_downloaded_random_weights_then_rerun_measures_nothing(
+        tmp_path, monkeypatch, metric_mirror):  # noqa: F811 (the imported fixture)
+    """quality.missing=download fetches the metric weights (random files in the registry's layouts, served by a
+    mirror); LPIPS and identity join PSNR and SSIM; a rerun reads the per-face scores back."""
+    publish(metric_mirror, monkeypatch, tmp_path / "home")
+    small = ("--set", "train.epochs=1", "--set", "data.angles=[S]", "--set", "phases.widths=[8, 16]",
+             "--set", "quality.missing=download", "--set", "stats.mcnemar=midp")
+    folder = _run(tmp_path, *small)
+    with open(folder / "quality.csv") as f:
+        rows = {r["test"]: r for r in csv.DictReader(f)}
+    assert sorted(rows) == ["lr16", "lr16-bicubic", "lr8", "lr8-bicubic"]
+    assert {f"{m}_{s}" for m in ("psnr", "ssim", "lpips", "identity") for s in ("mean", "std")} <= set(rows["lr8"])
+    faces = int(rows["lr8"]["faces"])
+    assert faces == len(json.loads((folder / "splits.json").read_text())["folds"][0]["test"])
+    assert float(rows["lr16"]["lpips_mean"]) < float(rows["lr8"]["lpips_mean"])  # closer at the larger width
+    assert all(-1 <= float(r["identity_mean"]) <= 1 and float(r["lpips_mean"]) > 0 for r in rows.values())
+    assert json.loads((folder / "quality.json").read_text())["skipped"] == {}
+    with np.load(folder / "quality" / "lr8-bicubic.npz") as saved:  # per-face scores, in the test faces' order
+        assert saved["lpips"].shape == saved["identity"].shape == (faces,) and len(saved["images"]) == faces
+        assert float(rows["lr8-bicubic"]["identity_mean"]) == pytest.approx(saved["identity"].mean())
+    report = (folder / "REPORT.md").read_text()
+    assert "| LPIPS (lower = closer) | identity (cosine) |" in report and "Not measured" not in report
+    assert "Mid-p McNemar" in report
+    figure = _image(folder / "figures" / "gain_vs_quality.png")
+    assert figure.shape[1] > 3 * figure.shape[0]  # four panels side by side
+
+    from fersr_stream.quality.base import Metric
+
+    def forbidden(*args, **kwargs):
+        raise AssertionError("the rerun must read the per-face scores back, not measure again")
+
+    monkeypatch.setattr(Metric, "__call__", forbidden)
+    before = (folder / "quality.csv").read_text()
+    _run(tmp_path, *small)
+    assert (folder / "quality.csv").read_text() == before
+
+
+def test_missing_metric_weights_stop_the_run_before_anything_is_written(tmp_path, monkeypatch):
+    monkeypatch.setenv("FERSR_HOME", str(tmp_path / "home"))
+    result = CliRunner().invoke(cli, ["run", "--config", str(SMOKE), "--out", str(tmp_path / "runs"), "--quiet",
+                                      "--set", f"data.root={tmp_path / 'synth'}", "--set", "quality.missing=stop",
+                                      "--set", "quality.metrics=[ssim, identity]"], prog_name="fersr-train")
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert "`fersr-models download inception_resnet_v1.vggface2` adds them" in result.stderr
+    assert not (tmp_path / "runs" / "smoke").exists()
 
 
 def test_restore_shards_in_two_processes_then_the_run_restores_nothing(tmp_path, monkeypatch):
