@@ -1,0 +1,155 @@
+"""The driver of an archive run: check everything, skip what is finished, start (or join) Ray, hand each idle
+worker one file at a time (largest first), retry the files whose worker died or hit a bug, and sum up.
+
+Ray Core actors rather than Ray Data: one file that fails must fail alone, and each worker keeps its networks.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+from collections import Counter, deque
+from pathlib import Path
+
+from tqdm import tqdm
+
+from .. import config as cfg
+from .. import degrade
+from ..errors import ConfigError
+from . import checks, manifest, partial, sizing
+from .outcome import Outcome
+from .tally import Tally
+from .worker import Worker
+
+POLL_S = 0.5
+
+
+def run(config: cfg.StreamConfig, address: str | None = None, workers: int | None = None,
+        retries: int = 2) -> Outcome:
+    """Annotate every file ``config`` names (each with its own outputs by ``{name}``) on a Ray cluster: the one at
+    ``address``, else a local one started in this process (or the one this process already joined).
+
+    Raises:
+        FersrError: bad settings, a source that is not a file, a bad output, no Ray, no cluster at ``address``,
+            networks that cannot be loaded; before any output is touched.
+    """
+    from ..pipeline import session
+
+    checks.require_ray()
+    checks.config(config)
+    checks.address(address)
+    plans = session.per_source(config)
+    checks.sources(plans)
+    for plan in plans.values():
+        session.check_outputs(plan)
+    degrade.validate(config.degrade)
+    settings, outcome = manifest.fingerprint(config), Outcome(list(plans))
+    todo = [name for name, plan in plans.items() if not manifest.finished(plan, name, settings)]
+    outcome.skipped = [name for name in plans if name not in todo]
+    todo.sort(key=lambda name: os.path.getsize(plans[name].source.uri[0]), reverse=True)
+    if todo:
+        with _joined(address) as ray:
+            _schedule(ray, config, plans, todo, settings, outcome, workers, retries)
+    for plan in plans.values():  # the temporary folders' shared parent, when no other run is using it
+        with contextlib.suppress(OSError):
+            (Path(manifest.outputs(plan)[0]).expanduser().parent / partial.FOLDER).rmdir()
+    outcome.finish()
+    return outcome
+
+
+@contextlib.contextmanager
+def _joined(address: str | None):
+    """Ray, joined to the cluster at ``address`` or to a local one started here (workers import this very
+    fersr_stream); left again at the end when joined here. A Ray this process had joined already is used as is."""
+    import logging
+
+    import ray
+
+    if ray.is_initialized():
+        yield ray
+        return
+    env = {}
+    if address is None:  # the embedded local Ray: its workers import the fersr_stream this driver imported
+        here = str(Path(__file__).resolve().parents[2])
+        env = {"env_vars": {"PYTHONPATH": os.pathsep.join(filter(None, [here, os.environ.get("PYTHONPATH")]))}}
+    ray.init(address=address, runtime_env=env or None, include_dashboard=False, log_to_driver=False,
+             logging_level=logging.WARNING)
+    try:
+        yield ray
+    finally:
+        ray.shutdown()
+
+
+def _start(ray, config: cfg.StreamConfig, count: int | None) -> tuple[list, object]:
+    """The worker actors (restarted by Ray when their process dies) and the tally, once every worker loaded its
+    networks.
+
+    Raises:
+        ConfigError: a worker could not load its networks (missing weights...).
+    """
+    resources = ray.cluster_resources()
+    count = count or sizing.default_workers(resources)
+    tally = ray.remote(Tally).options(name=f"fersr-archive-tally-{secrets.token_hex(4)}", num_cpus=0).remote()
+    options = sizing.actor_options(resources, count)
+    actor = ray.remote(Worker).options(max_restarts=-1, max_task_retries=0, **options)
+    workers = [actor.remote(config, tally) for _ in range(count)]
+    for state in ray.get([w.ready.remote() for w in workers]):
+        if state["error"]:
+            raise ConfigError(f"a worker could not load the networks: {state['error']}")
+    return workers, tally
+
+
+def _schedule(ray, config, plans, todo, settings, outcome: Outcome, count, retries: int) -> None:
+    """Hand each idle worker the next file until every file is done or failed; draw the progress bar."""
+    workers, tally = _start(ray, config, count)
+    outcome.workers = len(workers)
+    queue, tries, running, idle = deque(todo), Counter(), {}, list(workers)
+    bar = tqdm(total=len(todo), unit="file", disable=None, dynamic_ncols=True, leave=False,
+               bar_format="{l_bar}{bar}| {n:.1f}/{total_fmt} files [{elapsed}<{remaining}{postfix}]")
+    try:
+        while queue or running:
+            while idle and queue:
+                worker, name = idle.pop(), queue.popleft()
+                tries[name] += 1
+                running[worker.annotate.remote(name, plans[name], settings)] = (worker, name)
+            ready, _ = ray.wait(list(running), num_returns=1, timeout=POLL_S)
+            for ref in ready:
+                worker, name = running.pop(ref)
+                idle.append(worker)
+                if _settle(ray, ref, name, tries[name], retries, outcome):
+                    queue.appendleft(name)  # again, first: a retry should not wait for the whole archive
+            _draw(bar, ray.get(tally.snapshot.remote()), outcome)
+    finally:
+        bar.close()
+        for actor in (*workers, tally):
+            ray.kill(actor)
+
+
+def _settle(ray, ref, name: str, tries: int, retries: int, outcome: Outcome) -> bool:
+    """Note how the attempt ``ref`` at ``name`` ended; True when the file should be tried again."""
+    try:
+        result = ray.get(ref)
+    except ray.exceptions.RayActorError as exc:  # the worker process died (killed, out of memory): Ray restarts it
+        error = f"its worker died: {' '.join(str(exc).split())[:300]}"
+    except ray.exceptions.RayTaskError as exc:  # a bug: its traceback is the report
+        error = str(exc)
+    else:
+        if "error" in result:
+            outcome.failed[name] = (result["error"], tries)  # a user error: it would fail again
+        else:
+            outcome.done[name] = result
+        return False
+    if tries <= retries:
+        return True
+    outcome.failed[name] = (error, tries)
+    return False
+
+
+def _draw(bar: tqdm, flying: dict, outcome: Outcome) -> None:
+    """Files finished, plus each file in flight by its share of frames; frames written and frames per second."""
+    shares = sum(done / total for done, total, _ in flying.values() if total)
+    bar.n = len(outcome.done) + len(outcome.failed) + min(shares, len(flying))
+    frames = outcome.frames + sum(done for done, _, _ in flying.values())
+    seconds = bar.format_dict["elapsed"]
+    bar.set_postfix_str(f"{frames} frames, {frames / seconds if seconds else 0:.1f} fps", refresh=True)
