@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import socket
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -24,8 +23,10 @@ def flags(executor: str, ray_flags: dict) -> None:
 
 
 def require_ray() -> None:
-    if importlib.util.find_spec("ray") is None:
-        raise ConfigError(f"--executor ray needs Ray, which is not installed: {INSTALL}")
+    try:
+        import ray  # noqa: F401 - the driver imports it next anyway
+    except ImportError:
+        raise ConfigError(f"--executor ray needs Ray, which is not installed: {INSTALL}") from None
 
 
 def config(config: cfg.StreamConfig) -> None:

@@ -90,10 +90,11 @@ def _start(ray, config: cfg.StreamConfig, count: int | None) -> tuple[list, obje
     """
     resources = ray.cluster_resources()
     count = count or sizing.default_workers(resources)
-    tally = ray.remote(Tally).options(name=f"fersr-archive-tally-{secrets.token_hex(4)}", num_cpus=0).remote()
+    name = f"fersr-archive-tally-{secrets.token_hex(4)}"
+    tally = ray.remote(Tally).options(name=name, num_cpus=0).remote()
     options = sizing.actor_options(resources, count)
     actor = ray.remote(Worker).options(max_restarts=-1, max_task_retries=0, **options)
-    workers = [actor.remote(config, tally) for _ in range(count)]
+    workers = [actor.remote(config, name) for _ in range(count)]
     for state in ray.get([w.ready.remote() for w in workers]):
         if state["error"]:
             raise ConfigError(f"a worker could not load the networks: {state['error']}")

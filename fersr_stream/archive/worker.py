@@ -74,15 +74,18 @@ def annotate(plan: cfg.StreamConfig, name: str, models, settings: str, watchers:
 
 
 class Worker:
-    """One worker slot (Ray makes it an actor): loads the networks of ``config`` once; :meth:`annotate` runs one
-    file. A user error (a bad file) comes back as ``{"error": line}``: it would fail again, so it is not retried.
+    """One worker slot (Ray makes it an actor): loads the networks of ``config`` once and finds the tally actor by
+    its name (a handle among the arguments would keep Ray from restarting the worker safely); :meth:`annotate` runs
+    one file. A user error (a bad file) comes back as ``{"error": line}``: it would fail again, so it is not retried.
     Anything else raises, and the driver retries the file."""
 
-    def __init__(self, config: cfg.StreamConfig, tally):
+    def __init__(self, config: cfg.StreamConfig, tally: str):
+        import ray
+
         from .. import device as devices
         from ..pipeline.models import load_models
 
-        self.tally, self.models, self.error = tally, None, None
+        self.tally, self.models, self.error = ray.get_actor(tally), None, None
         try:
             self.models = load_models(config, devices.resolve(config.device))
         except FersrError as exc:  # told to the driver by ready(): one line, not a dead actor's traceback
