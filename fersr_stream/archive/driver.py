@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
+import time
 from collections import Counter, deque
 from pathlib import Path
 
@@ -105,50 +106,88 @@ def _schedule(ray, config, plans, todo, settings, outcome: Outcome, count, retri
     """Hand each idle worker the next file until every file is done or failed; draw the progress bar."""
     workers, tally = _start(ray, config, count)
     outcome.workers = len(workers)
-    queue, tries, running, idle = deque(todo), Counter(), {}, list(workers)
     bar = tqdm(total=len(todo), unit="file", disable=None, dynamic_ncols=True, leave=False,
                bar_format="{l_bar}{bar}| {n:.1f}/{total_fmt} files [{elapsed}<{remaining}{postfix}]")
     try:
-        while queue or running:
-            while idle and queue:
-                worker, name = idle.pop(), queue.popleft()
-                tries[name] += 1
-                running[worker.annotate.remote(name, plans[name], settings)] = (worker, name)
-            ready, _ = ray.wait(list(running), num_returns=1, timeout=POLL_S)
-            for ref in ready:
-                worker, name = running.pop(ref)
-                idle.append(worker)
-                if _settle(ray, ref, name, tries[name], retries, outcome):
-                    queue.appendleft(name)  # again, first: a retry should not wait for the whole archive
-            _draw(bar, ray.get(tally.snapshot.remote()), outcome)
+        queue = _Queue(ray, plans, todo, settings, outcome, workers, retries)
+        queue.run(lambda: _draw(bar, tally, ray, outcome), forget=tally.forget.remote)
     finally:
         bar.close()
         for actor in (*workers, tally):
             ray.kill(actor)
 
 
-def _settle(ray, ref, name: str, tries: int, retries: int, outcome: Outcome) -> bool:
-    """Note how the attempt ``ref`` at ``name`` ended; True when the file should be tried again."""
-    try:
-        result = ray.get(ref)
-    except ray.exceptions.RayActorError as exc:  # the worker process died (killed, out of memory): Ray restarts it
-        error = f"its worker died: {' '.join(str(exc).split())[:300]}"
-    except ray.exceptions.RayTaskError as exc:  # a bug: its traceback is the report
-        error = str(exc)
-    else:
-        if "error" in result:
-            outcome.failed[name] = (result["error"], tries)  # a user error: it would fail again
+class _Queue:
+    """The files still to do and the workers' states: idle, on a file (``running``: attempt -> (worker, file)),
+    or being restarted by Ray after their process died (``probes``: a call to ``ready`` -> worker), handed no file
+    until they answer again."""
+
+    def __init__(self, ray, plans, todo, settings, outcome: Outcome, workers: list, retries: int):
+        self.ray, self.plans, self.settings, self.outcome, self.retries = ray, plans, settings, outcome, retries
+        self.todo, self.tries, self.idle = deque(todo), Counter(), list(workers)
+        self.running: dict = {}
+        self.probes: dict = {}
+
+    def run(self, draw, forget) -> None:
+        """Until every file is done or failed; ``draw`` after each wait, ``forget(name)`` the progress of an
+        attempt whose worker died."""
+        while self.todo or self.running:
+            if not self.idle and not self.running and not self.probes:
+                raise RuntimeError("every Ray worker died for good; the files left were not annotated")
+            while self.idle and self.todo:
+                worker, name = self.idle.pop(), self.todo.popleft()
+                self.tries[name] += 1
+                self.running[worker.annotate.remote(name, self.plans[name], self.settings)] = (worker, name)
+            ready, _ = self.ray.wait([*self.running, *self.probes], num_returns=1, timeout=POLL_S)
+            for ref in ready:
+                if ref in self.probes:
+                    self._probed(ref, self.probes.pop(ref))
+                else:
+                    worker, name = self.running.pop(ref)
+                    if not self._settle(ref, worker, name):
+                        forget(name)
+            draw()
+
+    def _probed(self, ref, worker) -> None:
+        """A worker Ray restarts answers again (idle), is still restarting (asked again), or died for good."""
+        try:
+            self.ray.get(ref)
+        except self.ray.exceptions.ActorUnavailableError:
+            time.sleep(POLL_S / 5)
+            self.probes[worker.ready.remote()] = worker
+        except self.ray.exceptions.RayActorError:
+            pass  # dead for good (Ray gave up restarting it): the others go on
         else:
-            outcome.done[name] = result
-        return False
-    if tries <= retries:
-        return True
-    outcome.failed[name] = (error, tries)
-    return False
+            self.idle.append(worker)
+
+    def _settle(self, ref, worker, name: str) -> bool:
+        """Note how the attempt ``ref`` at ``name`` ended; the file goes back first in line when it is tried again
+        (a retry should not wait for the whole archive). False when the worker died (its progress is stale)."""
+        error = None
+        try:
+            result = self.ray.get(ref)
+        except self.ray.exceptions.RayActorError as exc:  # the worker process died (killed, out of memory)
+            error = f"its worker died: {' '.join(str(exc).split())[:300]}"
+            self.probes[worker.ready.remote()] = worker
+        except self.ray.exceptions.RayTaskError as exc:  # a bug: its traceback is the report
+            error = str(exc)
+            self.idle.append(worker)
+        else:
+            self.idle.append(worker)
+            if "error" in result:
+                self.outcome.failed[name] = (result["error"], self.tries[name])  # a user error: it would fail again
+            else:
+                self.outcome.done[name] = result
+        if error is not None and self.tries[name] <= self.retries:
+            self.todo.appendleft(name)
+        elif error is not None:
+            self.outcome.failed[name] = (error, self.tries[name])
+        return worker not in self.probes.values()
 
 
-def _draw(bar: tqdm, flying: dict, outcome: Outcome) -> None:
+def _draw(bar: tqdm, tally, ray, outcome: Outcome) -> None:
     """Files finished, plus each file in flight by its share of frames; frames written and frames per second."""
+    flying = ray.get(tally.snapshot.remote())
     shares = sum(done / total for done, total, _ in flying.values() if total)
     bar.n = len(outcome.done) + len(outcome.failed) + min(shares, len(flying))
     frames = outcome.frames + sum(done for done, _, _ in flying.values())
