@@ -33,9 +33,10 @@ class Outcome:
     def text(self) -> str:
         fps = self.frames / self.wall if self.wall > 0 else 0.0
         on = f" on {self.workers} worker{'s' if self.workers != 1 else ''}" if self.workers else ""
-        lines = [f"{len(self.names)} files: {len(self.done)} done, {len(self.skipped)} skipped (already done), "
-                 f"{len(self.failed)} failed; {self.frames} frames, {self.faces} faces in {self.wall:.1f} s, "
-                 f"{fps:.1f} fps{on}"]
+        head = (f"{len(self.names)} files: {len(self.done)} done, {len(self.skipped)} skipped (already done), "
+                f"{len(self.failed)} failed; {self.frames} frames, {self.faces} faces in {self.wall:.1f} s, "
+                f"{fps:.1f} fps{on}")
+        lines = [head]
         for name, (error, tries) in self.failed.items():
             after = f" after {tries} tries" if tries > 1 else ""
             first, *rest = error.rstrip().splitlines() or [""]
