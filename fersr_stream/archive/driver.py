@@ -82,15 +82,15 @@ def _joined(address: str | None):
         ray.shutdown()
 
 
-def _start(ray, config: cfg.StreamConfig, count: int | None) -> tuple[list, object]:
-    """The worker actors (restarted by Ray when their process dies) and the tally, once every worker loaded its
-    networks.
+def _start(ray, config: cfg.StreamConfig, count: int | None, files: int) -> tuple[list, object]:
+    """The worker actors (``count``, by default as many as the cluster holds, never more than ``files``; restarted
+    by Ray when their process dies) and the tally, once every worker loaded its networks.
 
     Raises:
         ConfigError: a worker could not load its networks (missing weights...).
     """
     resources = ray.cluster_resources()
-    count = count or sizing.default_workers(resources)
+    count = min(count or sizing.default_workers(resources), files)
     name = f"fersr-archive-tally-{secrets.token_hex(4)}"
     tally = ray.remote(Tally).options(name=name, num_cpus=0).remote()
     options = sizing.actor_options(resources, count)
@@ -104,7 +104,7 @@ def _start(ray, config: cfg.StreamConfig, count: int | None) -> tuple[list, obje
 
 def _schedule(ray, config, plans, todo, settings, outcome: Outcome, count, retries: int) -> None:
     """Hand each idle worker the next file until every file is done or failed; draw the progress bar."""
-    workers, tally = _start(ray, config, count)
+    workers, tally = _start(ray, config, count, len(todo))
     outcome.workers = len(workers)
     bar = tqdm(total=len(todo), unit="file", disable=None, dynamic_ncols=True, leave=False,
                bar_format="{l_bar}{bar}| {n:.1f}/{total_fmt} files [{elapsed}<{remaining}{postfix}]")
