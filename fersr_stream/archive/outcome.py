@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 @dataclass
 class Outcome:
     """``done``: name -> the worker's result (frames, faces, seconds); ``skipped``: names already finished;
-    ``failed``: name -> (the error, tries)."""
+    ``failed``: name -> (the error, tries). A worker's result may hold ``warnings``, lines its run logged."""
 
     names: list[str]
     workers: int = 0
@@ -37,6 +37,8 @@ class Outcome:
                 f"{len(self.failed)} failed; {self.frames} frames, {self.faces} faces in {self.wall:.1f} s, "
                 f"{fps:.1f} fps{on}")
         lines = [head]
+        lines += [f"{name}: warning: {line}" for name, result in self.done.items()
+                  for line in result.get("warnings", ())]
         for name, (error, tries) in self.failed.items():
             after = f" after {tries} tries" if tries > 1 else ""
             first, *rest = error.rstrip().splitlines() or [""]

@@ -4,6 +4,8 @@ renamed into place when the run ended cleanly, then the file's manifest."""
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 import time
 
@@ -35,6 +37,27 @@ class Reporter(Sink):
 
     def close(self) -> None:
         self._send()
+
+
+class Warnings(logging.Handler):
+    """The warnings fersr logs while a worker runs one file (a damaged packet skipped...), to be told by the
+    driver's summary: a worker's stderr is not the user's."""
+
+    def __init__(self):
+        super().__init__(logging.WARNING)
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(" ".join(record.getMessage().split()))
+
+    @contextlib.contextmanager
+    def catching(self):
+        logger = logging.getLogger("fersr")
+        logger.addHandler(self)
+        try:
+            yield self
+        finally:
+            logger.removeHandler(self)
 
 
 def frame_count(plan: cfg.StreamConfig) -> int:
@@ -96,10 +119,13 @@ class Worker:
         return {"pid": os.getpid(), "error": self.error}
 
     def annotate(self, name: str, plan: cfg.StreamConfig, settings: str) -> dict:
+        """Run one file; its frames, faces, seconds and the warnings logged meanwhile, or its one-line error."""
         reporter = Reporter(self.tally, name, frame_count(plan))
-        try:
-            return annotate(plan, name, self.models, settings, (reporter,))
-        except FersrError as exc:
-            return {"error": " ".join(str(exc).split()) or one_line(exc)}
-        finally:
-            self.tally.forget.remote(name)
+        with Warnings().catching() as logged:
+            try:
+                result = annotate(plan, name, self.models, settings, (reporter,))
+            except FersrError as exc:
+                result = {"error": " ".join(str(exc).split()) or one_line(exc)}
+            finally:
+                self.tally.forget.remote(name)
+        return {**result, "warnings": logged.lines}

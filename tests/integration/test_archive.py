@@ -71,20 +71,25 @@ def test_the_same_json_lines_as_without_ray_and_a_rerun_skips(local_ray, archive
     assert {p.name: p.stat().st_mtime_ns for p in tmp_path.iterdir()} == before
 
 
-def test_a_bad_file_among_good_ones_fails_alone(local_ray, archive, tmp_path):
+def test_a_bad_file_among_good_ones_fails_alone(local_ray, archive, tmp_path, damage_packet):
     folder, serial = archive
     broken = tmp_path / "broken.mp4"
     broken.write_bytes(b"not a video at all" * 100)
+    damaged = tmp_path / "damaged.mp4"
+    damaged.write_bytes((folder / "a.mp4").read_bytes())
+    damage_packet(damaged, 5)
     out = tmp_path / "out"
     out.mkdir()
-    result = invoke("--source", broken, "--source", folder / "c.mp4", "--jsonl", out / "{name}.jsonl", "--device",
-                    "cpu", "--executor", "ray", "--workers", "1")
+    result = invoke("--source", broken, "--source", folder / "c.mp4", "--source", damaged, "--jsonl",
+                    out / "{name}.jsonl", "--device", "cpu", "--executor", "ray", "--workers", "1")
     assert result.exit_code == 2, result.output
     lines = result.output.strip().splitlines()
-    assert "2 files: 1 done, 0 skipped (already done), 1 failed" in lines[-2]
+    assert "3 files: 2 done, 0 skipped (already done), 1 failed" in lines[-3]
+    assert lines[-2].startswith("damaged: warning: ") and "damaged" in lines[-2][18:]  # a worker's warning, told
     assert lines[-1].startswith("broken: failed: ") and "tries" not in lines[-1]  # a bad input: not tried again
     assert (out / "c.jsonl").read_bytes() == (serial / "c.jsonl").read_bytes()
-    assert sorted(p.name for p in out.iterdir()) == [manifest.FOLDER, "c.fersr.yaml", "c.jsonl"]
+    assert sorted(p.name for p in out.iterdir()) == [manifest.FOLDER, "c.fersr.yaml", "c.jsonl", "damaged.fersr.yaml",
+                                                     "damaged.jsonl"]
 
 
 def _kill_mid_file(name: str, after_frames: int, done: threading.Event) -> list[int]:

@@ -93,3 +93,9 @@ def test_no_retries():
     outcome = run(worker, ["a"], retries=0)
     assert outcome.failed["a"][1] == 1 and outcome.failed["a"][0].startswith("its worker died: killed")
     assert outcome.forgotten == ["a"]
+
+
+def test_the_summary_tells_each_files_warnings():
+    warned = {**done(), "warnings": ["a.mp4: skipped 1 damaged packet"]}
+    outcome = run(Worker({"a": [warned], "b": [done()]}), ["a", "b"])
+    assert "a: warning: a.mp4: skipped 1 damaged packet" in outcome.text().splitlines()
