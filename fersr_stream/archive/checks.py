@@ -37,6 +37,8 @@ def config(config: cfg.StreamConfig) -> None:
         raise ConfigError("--metrics-port cannot be used with --executor ray; the progress bar and the summary "
                           "report the run")
     video = config.output.video
+    if not (video or config.output.jsonl):
+        raise ConfigError("nothing to write: give --output, --jsonl or both (with {name} in them for several files)")
     if video and Path(video).suffix.lower() not in VIDEO_EXTENSIONS:
         raise ConfigError(f"--executor ray writes videos and JSON lines, not {video}; use one of "
                           f"{' '.join(VIDEO_EXTENSIONS)}")

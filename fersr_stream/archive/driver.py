@@ -7,6 +7,7 @@ Ray Core actors rather than Ray Data: one file that fails must fail alone, and e
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import secrets
 import time
@@ -42,6 +43,7 @@ def run(config: cfg.StreamConfig, address: str | None = None, workers: int | Non
     checks.address(address)
     plans = session.per_source(config)
     checks.sources(plans)
+    plans = {name: _absolute(plan) for name, plan in plans.items()}
     for plan in plans.values():
         session.check_outputs(plan)
     degrade.validate(config.degrade)
@@ -57,6 +59,16 @@ def run(config: cfg.StreamConfig, address: str | None = None, workers: int | Non
             (Path(manifest.outputs(plan)[0]).expanduser().parent / partial.FOLDER).rmdir()
     outcome.finish()
     return outcome
+
+
+def _absolute(plan: cfg.StreamConfig) -> cfg.StreamConfig:
+    """``plan`` with its source and outputs as absolute paths: a worker does not start in the driver's folder."""
+    def absolute(path: str | None) -> str | None:
+        return str(Path(path).expanduser().absolute()) if path else path
+
+    output = dataclasses.replace(plan.output, video=absolute(plan.output.video), jsonl=absolute(plan.output.jsonl))
+    return dataclasses.replace(plan, source=dataclasses.replace(plan.source, uri=(absolute(plan.source.uri[0]),)),
+                               output=output)
 
 
 @contextlib.contextmanager

@@ -48,6 +48,7 @@ def test_ray_flags_need_the_ray_executor(video, tmp_path, flag):
     (("--source", "{video}", "--output", "{tmp}/x.png"), "writes videos and JSON lines"),
     (("--source", "{video}", "--jsonl", "{tmp}/x.jsonl", "--stats"), "--stats cannot be used"),
     (("--source", "{tmp}/pictures", "--jsonl", "{tmp}/out.jsonl"), "pictures is not a file"),
+    (("--source", "{video}"), "nothing to write"),
 ])
 def test_what_the_ray_executor_refuses(video, tmp_path, args, words):
     (tmp_path / "pictures").mkdir()  # a folder of pictures: one source, not a file
