@@ -12,12 +12,13 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 from click.testing import CliRunner
 
 from fersr_stream import config as cfg
 from fersr_stream.archive import driver, manifest, partial
 from fersr_stream.cli.stream import stream
-from fersr_stream.pipeline import session
+from fersr_stream.pipeline import models, session
 from fersr_stream.testing import synthetic
 
 ray = pytest.importorskip("ray", reason="the ray extra is not installed (pip install -e '.[ray]')")
@@ -40,11 +41,14 @@ def archive(tmp_path_factory, astronaut_face):
     """A folder of three short clips, and each one's JSON lines from a plain run (no Ray)."""
     folder = tmp_path_factory.mktemp("archive")
     serial = tmp_path_factory.mktemp("serial")
+    networks = None
     for name, faces, frames in CLIPS:
         clip = folder / f"{name}.mp4"
         synthetic.write_clip(clip, [astronaut_face] * faces, n_frames=frames, width=240, height=180, min_size=60,
                              max_size=80)
-        session.run(cfg.load(None, [f"source.uri={clip}", f"output.jsonl={serial / name}.jsonl", "device=cpu"]))
+        config = cfg.load(None, [f"source.uri={clip}", f"output.jsonl={serial / name}.jsonl", "device=cpu"])
+        networks = networks or models.load_models(config, torch.device("cpu"))
+        session.run(config, networks)
     return folder, serial
 
 
