@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import os
+import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -76,9 +77,13 @@ def score(out: Path, reference: Path, truths: dict[str, list]) -> tuple[int, flo
     return frames, min(recalls), same
 
 
-def _row(label: str, seconds: float, files: int, frames: int, recall: float, same: int, base: float | None) -> str:
+def _row(label: str, times: list[float], files: int, frames: int, recall: float, same: int,
+         base: float | None) -> str:
+    """One row: seconds min/median over the repeats; files/h, frames/s and the speed-up from the median."""
+    seconds = statistics.median(times)
     ratio = f"{base / seconds:>8.2f}" if base else f"{'':>8}"
-    return (f"{label:<16} {seconds:>8.1f} {files * 3600 / seconds:>10.0f} {frames / seconds:>8.2f} {ratio} "
+    spread = f"{min(times):.1f}/{seconds:.1f}"
+    return (f"{label:<16} {spread:>11} {files * 3600 / seconds:>8.0f} {frames / seconds:>8.2f} {ratio} "
             f"{recall:>7.3f} {same:>4}/{files}")
 
 
@@ -89,8 +94,10 @@ def _row(label: str, seconds: float, files: int, frames: int, recall: float, sam
 @click.option("--height", default=720, show_default=True)
 @click.option("--workers", "counts", default="1,2", show_default=True, help="Numbers of Ray workers, comma-separated.")
 @click.option("--device", default="cpu", show_default=True)
+@click.option("--repeat", default=1, show_default=True, type=click.IntRange(min=1), help="Runs of each row.")
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Config overrides, as for fersr-stream.")
-def main(clips: int, frames: int, width: int, height: int, counts: str, device: str, sets: tuple[str, ...]) -> None:
+def main(clips: int, frames: int, width: int, height: int, counts: str, device: str, repeat: int,
+         sets: tuple[str, ...]) -> None:
     """Files/hour and frames/s of archive runs with 1, 2... Ray workers against plain runs, with recall."""
     import ray
 
@@ -103,22 +110,23 @@ def main(clips: int, frames: int, width: int, height: int, counts: str, device: 
         truths = make_archive(tmp / "archive", clips, frames, width, height)
         click.echo(f"archive: {clips} clips of {frames} and {max(2, frames // 2)} frames at {width}x{height}, one "
                    f"face each; device {device}; {os.cpu_count()} cores; times include loading the networks "
-                   f"(once for plain, once per worker for Ray); speed-up: against the first Ray row")
-        click.echo(f"{'run':<16} {'seconds':>8} {'files/h':>10} {'frames/s':>8} {'speed-up':>8} {'recall':>7} "
+                   f"(once for plain, once per worker for Ray); seconds min/median of {repeat}, the rest from the "
+                   f"median; speed-up: against the first Ray row")
+        click.echo(f"{'run':<16} {'seconds':>11} {'files/h':>8} {'frames/s':>8} {'speed-up':>8} {'recall':>7} "
                    f"{'JSONL = plain':>13}")
-        reference = tmp / "plain"
-        seconds = plain(tmp / "archive", reference, device, sets)
-        click.echo(_row("plain, 1 process", seconds, clips, *score(reference, reference, truths), None))
+        reference = tmp / "plain0"
+        times = [plain(tmp / "archive", tmp / f"plain{r}", device, sets) for r in range(repeat)]
+        click.echo(_row("plain, 1 process", times, clips, *score(reference, reference, truths), None))
         here = str(Path(__file__).resolve().parents[2])
         ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING,
                  runtime_env={"env_vars": {"PYTHONPATH": here}})
         try:
             base = None
-            for n in numbers:
-                seconds = on_ray(tmp / "archive", tmp / f"ray{n}", device, sets, n)
-                base = base or seconds
-                click.echo(_row(f"ray, {n} worker{'s' if n > 1 else ''}", seconds, clips,
-                                *score(tmp / f"ray{n}", reference, truths), base))
+            for n in numbers:  # each repeat in a folder of its own: a rerun into the same one would skip every file
+                times = [on_ray(tmp / "archive", tmp / f"ray{n}-{r}", device, sets, n) for r in range(repeat)]
+                base = base or statistics.median(times)
+                click.echo(_row(f"ray, {n} worker{'s' if n > 1 else ''}", times, clips,
+                                *score(tmp / f"ray{n}-0", reference, truths), base))
         finally:
             ray.shutdown()
 
