@@ -10,6 +10,8 @@ import contextlib
 import dataclasses
 import os
 import secrets
+import signal
+import threading
 import time
 from collections import Counter, deque
 from pathlib import Path
@@ -25,6 +27,15 @@ from .tally import Tally
 from .worker import Worker
 
 POLL_S = 0.5
+
+
+class Stopped(Exception):
+    """SIGINT or SIGTERM stopped the run: the files in flight were abandoned (their outputs untouched, their
+    temporary folders cleared by the next run), the finished ones are whole. ``outcome``: what was done."""
+
+    def __init__(self, signum: int, outcome: Outcome | None = None):
+        super().__init__(f"stopped by signal {signum}")
+        self.signum, self.outcome = signum, outcome
 
 
 def run(config: cfg.StreamConfig, address: str | None = None, workers: int | None = None,
@@ -51,9 +62,14 @@ def run(config: cfg.StreamConfig, address: str | None = None, workers: int | Non
     todo = [name for name, plan in plans.items() if not manifest.finished(plan, name, settings)]
     outcome.skipped = [name for name in plans if name not in todo]
     todo.sort(key=lambda name: os.path.getsize(plans[name].source.uri[0]), reverse=True)
-    if todo:
-        with _joined(address) as ray:
-            _schedule(ray, config, plans, todo, settings, outcome, workers, retries)
+    try:
+        if todo:
+            with _joined(address) as ray:
+                _schedule(ray, config, plans, todo, settings, outcome, workers, retries)
+    except Stopped as stop:
+        outcome.finish()
+        stop.outcome = outcome
+        raise
     for plan in plans.values():  # the temporary folders' shared parent, when no other run is using it
         with contextlib.suppress(OSError):
             (Path(manifest.outputs(plan)[0]).expanduser().parent / partial.FOLDER).rmdir()
@@ -94,7 +110,7 @@ def _joined(address: str | None):
         ray.shutdown()
 
 
-def _start(ray, config: cfg.StreamConfig, count: int | None, files: int) -> tuple[list, object]:
+def _start(ray, config: cfg.StreamConfig, count: int | None, files: int, stopped: _Signals) -> tuple[list, object]:
     """The worker actors (``count``, by default as many as the cluster holds, never more than ``files``; restarted
     by Ray when their process dies) and the tally, once every worker loaded its networks.
 
@@ -108,6 +124,10 @@ def _start(ray, config: cfg.StreamConfig, count: int | None, files: int) -> tupl
     options = sizing.actor_options(resources, count)
     actor = ray.remote(Worker).options(max_restarts=-1, max_task_retries=0, **options)
     workers = [actor.remote(config, name) for _ in range(count)]
+    pending = [w.ready.remote() for w in workers]
+    while pending:  # waited for in slices, so that a Ctrl-C is not held up by the networks' loading
+        _, pending = ray.wait(pending, num_returns=len(pending), timeout=POLL_S)
+        stopped.check()
     for state in ray.get([w.ready.remote() for w in workers]):
         if state["error"]:
             raise ConfigError(f"a worker could not load the networks: {state['error']}")
@@ -116,17 +136,48 @@ def _start(ray, config: cfg.StreamConfig, count: int | None, files: int) -> tupl
 
 def _schedule(ray, config, plans, todo, settings, outcome: Outcome, count, retries: int) -> None:
     """Hand each idle worker the next file until every file is done or failed; draw the progress bar."""
-    workers, tally = _start(ray, config, count, len(todo))
-    outcome.workers = len(workers)
-    bar = tqdm(total=len(todo), unit="file", disable=None, dynamic_ncols=True, leave=False,
-               bar_format="{l_bar}{bar}| {n:.1f}/{total_fmt} files [{elapsed}<{remaining}{postfix}]")
+    with _stopped_by_signals() as stopped:
+        workers, tally = _start(ray, config, count, len(todo), stopped)
+        outcome.workers = len(workers)
+        bar = tqdm(total=len(todo), unit="file", disable=None, dynamic_ncols=True, leave=False,
+                   bar_format="{l_bar}{bar}| {n:.1f}/{total_fmt} files [{elapsed}<{remaining}{postfix}]")
+        try:
+            queue = _Queue(ray, plans, todo, settings, outcome, workers, retries)
+            queue.run(lambda: (stopped.check(), _draw(bar, tally, ray, outcome)), forget=tally.forget.remote)
+        finally:
+            bar.close()
+            for actor in (*workers, tally):
+                ray.kill(actor)
+
+
+class _Signals:
+    """The first SIGINT or SIGTERM the driver got; :meth:`check` raises :class:`Stopped` once there was one (the
+    handler itself cannot raise: Ray's waits would turn that into a SystemError)."""
+
+    def __init__(self):
+        self.signum: int | None = None
+
+    def note(self, signum, _frame) -> None:
+        self.signum = self.signum or signum
+
+    def check(self) -> None:
+        if self.signum is not None:
+            raise Stopped(self.signum)
+
+
+@contextlib.contextmanager
+def _stopped_by_signals():
+    """SIGINT and SIGTERM stop the driver at its next poll (Ray's own SIGTERM handler would dump a stack and exit
+    1); the workers are then killed, and nothing they were writing gets a final name. Only the main thread can
+    take signals: a driver run from another thread leaves them as they are."""
+    caught = _Signals()
+    main = threading.current_thread() is threading.main_thread()
+    saved = {sig: signal.signal(sig, caught.note) for sig in (signal.SIGINT, signal.SIGTERM)} if main else {}
     try:
-        queue = _Queue(ray, plans, todo, settings, outcome, workers, retries)
-        queue.run(lambda: _draw(bar, tally, ray, outcome), forget=tally.forget.remote)
+        yield caught
     finally:
-        bar.close()
-        for actor in (*workers, tally):
-            ray.kill(actor)
+        for sig, handler in saved.items():
+            signal.signal(sig, handler)
 
 
 class _Queue:

@@ -131,7 +131,11 @@ def _archive(config: cfg.StreamConfig, address: str | None, workers: int | None,
 
     if stats:
         raise ConfigError("--stats cannot be used with --executor ray; the summary gives frames and fps")
-    outcome = driver.run(config, address, workers, retries)
+    try:
+        outcome = driver.run(config, address, workers, retries)
+    except driver.Stopped as stop:  # the finished files are whole; those in flight keep their earlier outputs
+        click.echo(f"stopped early: {stop.outcome.text()}", err=True)
+        return 128 + stop.signum
     click.echo(outcome.text(), err=True)
     return 2 if outcome.failed else 0
 

@@ -1,12 +1,14 @@
 """``fersr-stream --executor ray`` on a local Ray with 2 CPUs (started once for the module): the same JSON lines as
 a run without Ray, a rerun that skips finished files, a worker killed mid-file whose file is tried again and ends
-whole, a bad file that fails alone."""
+whole, a bad file that fails alone, a driver stopped by SIGTERM that leaves no half file."""
 
 from __future__ import annotations
 
 import logging
 import os
 import signal
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -132,3 +134,24 @@ def test_a_worker_killed_mid_file_is_retried_and_the_file_ends_whole(local_ray, 
     assert run.done["a"]["frames"] == 24
     assert (tmp_path / "a.jsonl").read_bytes() == (serial / "a.jsonl").read_bytes()  # whole, nothing twice
     assert not (tmp_path / partial.FOLDER).exists()
+
+
+@pytest.mark.slow  # a Ray of its own in a second process: about 20 s
+def test_sigterm_stops_the_run_and_no_half_file_gets_a_final_name(archive, astronaut_face, tmp_path):
+    long = tmp_path / "long.mp4"
+    synthetic.write_clip(long, [astronaut_face], n_frames=300, width=240, height=180, min_size=60, max_size=80)
+    out = tmp_path / "out"
+    out.mkdir()
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    proc = subprocess.Popen([sys.executable, "-m", "fersr_stream.cli.stream", "--source", str(long), "--jsonl",
+                             str(out / "{name}.jsonl"), "--device", "cpu", "--executor", "ray", "--workers", "1"],
+                            stderr=subprocess.PIPE, text=True, env=env)
+    deadline = time.monotonic() + 120
+    while not [p for p in out.glob(f"{partial.FOLDER}/long/*/long.jsonl") if p.stat().st_size] and \
+            time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.1)  # until the file is in flight
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 143, err
+    assert err.strip().splitlines()[-1].startswith("stopped early: 1 files: 0 done"), err
+    assert not (out / "long.jsonl").exists() and not (out / manifest.FOLDER).exists()
