@@ -103,11 +103,15 @@ def _kill_mid_file(name: str, after_frames: int, done: threading.Event) -> list[
     killed = []
     while not done.is_set() and not killed:
         for actor in ray.util.list_named_actors():
-            if actor.startswith("fersr-archive-tally-"):
+            if not actor.startswith("fersr-archive-tally-"):
+                continue
+            try:
                 with_progress = ray.get(ray.get_actor(actor).snapshot.remote()).get(name)
-                if with_progress and with_progress[0] >= after_frames:
-                    os.kill(with_progress[2], signal.SIGKILL)
-                    killed.append(with_progress[2])
+            except (ValueError, ray.exceptions.RayActorError):  # an earlier test's tally, being killed
+                continue
+            if with_progress and with_progress[0] >= after_frames:
+                os.kill(with_progress[2], signal.SIGKILL)
+                killed.append(with_progress[2])
         time.sleep(0.05)
     return killed
 
