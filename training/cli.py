@@ -78,14 +78,27 @@ def cli() -> None:
 
 @cli.command(epilog="Example: fersr-train run --config smoke")
 @_common
-def run(config_path, data, overrides, quiet, **flags) -> None:
+@click.option("--executor", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+              help="ray: fill the restoration cache and run the cells as Ray tasks (pip install -e '.[ray]')")
+@click.option("--ray-address", metavar="HOST:PORT", help="the Ray cluster to join  [default: a local Ray]")
+@click.option("--workers", type=click.IntRange(min=1), metavar="N",
+              help="cells at once on Ray  [default: one per GPU, else one per 4 CPUs]")
+def run(config_path, data, overrides, quiet, executor, ray_address, workers, **flags) -> None:
     """Run the study (skipping finished cells) and write its report."""
+    from fersr_stream.archive import checks
+
     from . import phases
 
+    checks.flags(executor, {"ray_address": ray_address, "workers": workers})
+    runner = None
+    if executor == "ray":
+        from .cluster import RayExecutor
+
+        runner = RayExecutor(ray_address, workers, progress=not quiet)
     config = _load(config_path, data, overrides, **flags)
     study = phases.Study(config, progress=not quiet)
     study.prepare()
-    folder = study.run()
+    folder = study.run(runner)
     if study.dist.main:  # under torchrun every rank gets here; one line is enough
         click.echo(f"report: {folder / 'REPORT.md'}")
 

@@ -219,18 +219,23 @@ class Study:
         return out
 
     # ------------------------------------------------------------------------------------------ running
-    def run(self) -> Path:
-        """Run every unfinished cell, then write the report; returns the experiment folder."""
+    def run(self, executor=None) -> Path:
+        """Run every unfinished cell, then write the report; returns the experiment folder. ``executor``: runs
+        the cache filling and the cells elsewhere (:class:`training.cluster.RayExecutor`); None runs them here."""
         if self.dataset is None:
             self.prepare()
         self.metrics = quality.ready(self.config.quality, quiet=not self.progress)  # before anything is written
         if self.dist.main:
             self._write_header()
-        self.restore_all((self.dist.rank, self.dist.world))
-        self.dist.barrier()
-        for cell, tests in self.cells():
-            self._run_cell(cell, tests)
+        if executor is not None:
+            self.load_faces()  # cropped once, into the shared cache, before the tasks read them
+            executor.run(self)
+        else:
+            self.restore_all((self.dist.rank, self.dist.world))
             self.dist.barrier()
+            for cell, tests in self.cells():
+                self._run_cell(cell, tests)
+                self.dist.barrier()
         if self.dist.main:
             self._examples()
             quality.measure(self, *self.metrics)
@@ -423,9 +428,9 @@ def _write_json(path: Path, blob: dict) -> None:
         tmp.unlink(missing_ok=True)
 
 
-def run(config: StudyConfig, progress: bool = True) -> Path:
-    """Validate, then run the whole study; returns the experiment folder."""
+def run(config: StudyConfig, progress: bool = True, executor=None) -> Path:
+    """Validate, then run the whole study (here, or on ``executor``); returns the experiment folder."""
     study = Study(config, progress)
     study.prepare()
-    return study.run()
+    return study.run(executor)
 

@@ -249,7 +249,8 @@ def section(folder: Path, summary: list[dict]) -> str:
     metrics = info["metrics"]
     parts = ["## Restoration quality", "",
              f"Each shown face against the HR crop of the same image, on the {info['faces']} test faces of "
-             f"fold{'s' if len(info['folds']) > 1 else ''} {', '.join(map(str, info['folds']))} (each face once), mean ± std over faces; `none` is plain LR as the "
+             f"fold{'s' if len(info['folds']) > 1 else ''} {', '.join(map(str, info['folds']))} (each face once), "
+             "mean ± std over faces; `none` is plain LR as the "
              "classifier sees it. Per-face scores: `quality/<condition>.npz`; this table: `quality.csv`.", ""]
     if info.get("skipped"):
         parts += [f"_Not measured: {', '.join(info['skipped'])} (weights not cached); `{info['command']}` adds "

@@ -7,8 +7,10 @@ import signal
 import click
 
 from .. import config as cfg
+from ..archive import checks as archive_checks
 from ..detect import DETECTORS
 from ..enhance import ENHANCERS
+from ..errors import ConfigError
 from ..pipeline.session import run
 from . import Command, run_cli
 
@@ -20,6 +22,7 @@ Examples:
   fersr-stream --source photos/ --output annotated.png --inset
   fersr-stream --source rtsp://camera.local/live --jsonl faces.jsonl --set source.read_timeout=5
   fersr-stream --source cam0 --source rtsp://door/live --source clips/ --jsonl 'out/{name}.jsonl'
+  fersr-stream --source archive/ --output 'out/{name}.mp4' --jsonl 'out/{name}.jsonl' --executor ray
 
 Outputs: --output's extension picks a video (.mp4 .mkv .mov .avi .webm) or images (.png .jpg); --jsonl writes one
 line per frame; --show opens a window. Give at least one. Several sources (--source repeated, a folder of videos,
@@ -91,13 +94,25 @@ def resolve_config(config_path: str | None, sets: tuple[str, ...], flags: dict) 
 @click.option("--stats", is_flag=True, help="Print per-stage time and fps, and each source's, at the end.")
 @click.option("--metrics-port", type=click.IntRange(1, 65535), metavar="PORT",
               help="Serve Prometheus metrics on http://127.0.0.1:PORT/metrics while the run goes.")
-def stream(config_path, sets, stats, **flags):
+@click.option("--executor", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+              help="ray: annotate video files on a Ray cluster, one file per worker at a time, resumable "
+                   "(pip install -e '.[ray]').")
+@click.option("--ray-address", metavar="HOST:PORT",
+              help="The Ray cluster to join (`ray start --head` prints it)  [default: a local Ray in this process].")
+@click.option("--workers", type=click.IntRange(min=1), metavar="N",
+              help="Ray workers, each one pipeline  [default: one per GPU, else one per 4 CPUs].")
+@click.option("--retries", type=click.IntRange(min=0), metavar="N",
+              help="Tries again a file whose worker died or hit a bug, up to N times  [default: 2].")
+def stream(config_path, sets, stats, executor, ray_address, workers, retries, **flags):
     """Detect faces, optionally degrade and restore them, classify 7 emotions, track, and write the result.
 
     Ctrl-C or SIGTERM stops at once with every output finalized (a second one does not cut that short), and exits
     130 or 143.
     """
+    archive_checks.flags(executor, {"ray_address": ray_address, "workers": workers, "retries": retries})
     config = resolve_config(config_path, sets, flags)
+    if executor == "ray":
+        return _archive(config, ray_address, workers, 2 if retries is None else retries, stats)
     summary = run(config)
     if summary.interrupted:  # the outputs are final: a late second Ctrl-C must not break into the exit's clean-up
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -108,6 +123,21 @@ def stream(config_path, sets, stats, **flags):
     if summary.interrupted:
         return 128 + summary.stopped_by
     return 2 if summary.failed else 0
+
+
+def _archive(config: cfg.StreamConfig, address: str | None, workers: int | None, retries: int, stats: bool) -> int:
+    """``--executor ray``: every file on the Ray cluster; exit code 2 when any failed."""
+    from ..archive import driver
+
+    if stats:
+        raise ConfigError("--stats cannot be used with --executor ray; the summary gives frames and fps")
+    try:
+        outcome = driver.run(config, address, workers, retries)
+    except driver.Stopped as stop:  # the finished files are whole; those in flight keep their earlier outputs
+        click.echo(f"stopped early: {stop.outcome.text()}", err=True)
+        return 128 + stop.signum
+    click.echo(outcome.text(), err=True)
+    return 2 if outcome.failed else 0
 
 
 def main(argv=None) -> None:

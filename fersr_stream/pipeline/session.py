@@ -34,10 +34,11 @@ from .summary import Summary
 _NAME = "{name}"  # in an output path: the source's name
 
 
-def run(config: cfg.StreamConfig, models: Models | None = None) -> Summary:
+def run(config: cfg.StreamConfig, models: Models | None = None, watchers: tuple = ()) -> Summary:
     """Open everything (failing fast on bad input), run the pipeline, and finalize the outputs.
 
-    ``models``: already loaded (benchmarks give theirs); None loads them from ``config``.
+    ``models``: already loaded (benchmarks and archive workers give theirs); None loads them from ``config``.
+    ``watchers``: more sinks that see every frame of every source (an archive worker's progress report).
 
     Raises:
         FersrError: bad input before anything ran; or the one source of a one-source run failed (its outputs are
@@ -63,7 +64,7 @@ def run(config: cfg.StreamConfig, models: Models | None = None) -> Summary:
         opened.update(_open(plans, str(device), summary, stack, live=True))
         if not opened and summary.failed:
             raise next(iter(summary.failed.values()))
-        summary.stats = _run_pipeline(plans, models, opened, summary, stack)
+        summary.stats = _run_pipeline(plans, models, opened, summary, stack, watchers)
     if len(plans) == 1 and summary.failed:  # one source: its error is the run's, now that its outputs are whole
         raise next(iter(summary.failed.values()))
     return summary
@@ -124,13 +125,13 @@ def _sinks(plan: cfg.StreamConfig, name: str, info, several: bool) -> list:
         opened.append(sinks.WindowSink(f"fersr {name}" if several else "fersr"))
     first = Path(out.video or out.jsonl) if (out.video or out.jsonl) else None
     if first is not None:
-        opened.append(sinks.RunConfigSink(_portable(plan), first.with_name(first.stem + ".fersr.yaml")))
+        opened.append(sinks.RunConfigSink(portable(plan), first.with_name(first.stem + ".fersr.yaml")))
     opened += [sinks.open_sink(path, info, out) for path in (out.video, out.jsonl) if path]
     return opened
 
 
 def _run_pipeline(plans: list[cfg.StreamConfig], models: Models, opened: dict[int, object], summary: Summary,
-                  stack: contextlib.ExitStack) -> Stats:
+                  stack: contextlib.ExitStack, watchers: tuple = ()) -> Stats:
     """Build the stages over the opened sources and run them on the runner's threads until the end of every
     source, a stop or an error; each source's sinks are finalized however it ends."""
     order = sorted(opened)  # runner numbers: the opened sources in plan order
@@ -149,8 +150,8 @@ def _run_pipeline(plans: list[cfg.StreamConfig], models: Models, opened: dict[in
     stats, stop = Stats(), threading.Event()
     size = (infos[0].width, infos[0].height) if len({(i.width, i.height) for i in infos}) == 1 else None
     stages = stage_builder.build(plans[0], models, sinks=per_source, stats=stats, stop=stop,
-                                 shared=[summary, ProgressSink(total)], stills=[info.stills for info in infos],
-                                 frame_size=size)
+                                 shared=[summary, ProgressSink(total), *watchers],
+                                 stills=[info.stills for info in infos], frame_size=size)
     on_device = stage_builder.on_device(models)
     # the stop event ends a stream's wait to reconnect
     inputs = [Input(opened[i].frames(on_device, stop=stop), _policy(plans[i].source.policy, opened[i].info.live),
@@ -197,7 +198,7 @@ def check_outputs(config: cfg.StreamConfig) -> list[str]:
     return paths
 
 
-def _portable(config: cfg.StreamConfig) -> cfg.StreamConfig:
+def portable(config: cfg.StreamConfig) -> cfg.StreamConfig:
     """``config`` with its local paths made absolute, so the saved copy repeats the run from any folder."""
     from ..weights import registry
 
