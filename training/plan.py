@@ -114,8 +114,13 @@ def count(config: StudyConfig) -> Grid:
         epochs = 0 if cell.arm == "zero-shot" else config.train.epochs
         work.append(CellWork(cell.model, cell.arm, len(fold.train) if epochs else 0, len(fold.val) if epochs else 0,
                              len(fold.test) * len(tests), epochs))
-    wanted = len(study.restored_keys())
-    restorations = {spec.tag: wanted * len(config.phases.widths) for spec in study.restorers}
+    restorations = dict.fromkeys((spec.tag for spec in study.restorers), 0)
+    for align in dict.fromkeys(cell.align for cell, _ in cells):  # the ablation's faces are restored too
+        framed = [(cell, tests) for cell, tests in cells if cell.align == align]
+        needed = {t for cell, tests in framed for t in (*tests, cell.train) if t.restorer is not None}
+        wanted = len(study.restored_keys(align))
+        for condition in needed:
+            restorations[condition.restorer.tag] += wanted
     detect = faces.crop_mode(config.faces, study.dataset) == "detect"
     return Grid(models=tuple(config.train.models), folds=tuple(sorted({c.fold for c, _ in cells})),
                 seeds=tuple(config.protocol.seeds), arms=tuple(config.phases.arms),

@@ -21,7 +21,7 @@ def synth(tmp_path_factory):
 def test_grid_counts_cells_evaluations_and_restorations(synth, tmp_path):
     cfg = config.load(SMOKE, [f"data.root={synth}", f"out={tmp_path}", "protocol.seeds=[0, 1]",
                               "protocol.only_folds=[0, 2]", "phases.arms=[hr, lr, restored]",
-                              "train.models=[resnet18, mini_xception]"])
+                              "train.models=[resnet18, mini_xception]", "ablation.align=[]"])
     grid = plan.count(cfg)
     # per fold and seed: hr + lr at 2 widths + restored at 2 widths x 1 restorer; mini_xception once per fold
     assert grid.training_cells == 2 * 2 * 5 and len(grid.cells) == 20 + 2
@@ -35,7 +35,7 @@ def test_grid_counts_cells_evaluations_and_restorations(synth, tmp_path):
     assert (hr.train_images, hr.val_images, hr.epochs) == (len(folds[0].train), len(folds[0].val), 3)
     # the restored arm trains on restored faces: every face of folds 0 and 2 is restored at both widths
     assert grid.restorations == {"bicubic": len(dataset) * 2}
-    assert (grid.images, grid.detect) == (len(dataset), 0)  # the smoke config cuts KDEF's box, no detector
+    assert (grid.images, grid.detect) == (len(dataset), len(dataset))  # the smoke config runs MTCNN on each
     assert (grid.folds, grid.seeds, grid.widths) == ((0, 2), (0, 1), (8, 16))
 
 
@@ -74,7 +74,8 @@ def test_fersr_train_plan_on_the_smoke_config(synth, tmp_path):
     assert result.exit_code == 0, result.output + repr(result.exception)
     out = result.output
     assert "grid: models resnet18; folds 0; seeds 0; arms hr; widths 8, 16 px; restorers bicubic" in out
-    assert "training cells 1 (+ 0 zero-shot), evaluations 5" in out and "restorations 280" in out
+    # hr on landmark-aligned faces (5 tests) and the box ablation's hr cell (HR, 8 px, 8 px bicubic)
+    assert "training cells 2 (+ 0 zero-shot), evaluations 8" in out and "restorations 420" in out
     assert "train resnet18:" in out and "restore bicubic:" in out and "cut a face:" in out
     rows = [line.split() for line in out.splitlines() if line.strip().split(" ")[0] in ("1", "4")]
     assert [r[0] for r in rows] == ["1", "4"]

@@ -151,4 +151,4 @@ def test_report_has_the_table_and_hypothesis_csv(tmp_path):
     assert "not tested: the `restored` arm did not run" in text
     with open(tmp_path / "hypothesis.csv") as f:
         rows = list(csv.DictReader(f))
-    assert len(rows) == 7 and "align" not in rows[0] and {r["kind"] for r in rows} == set("abcd")
+    assert len(rows) == 7 and {r["align"] for r in rows} == {"box"} and {r["kind"] for r in rows} == set("abcd")
