@@ -43,7 +43,7 @@ def restore_shard(config: StudyConfig, shard: tuple[int, int]) -> dict:
 
 def run_cell(config: StudyConfig, cell, tests) -> str:
     """One Ray task: train (or resume) and test one cell, as the serial run does; returns its tag."""
-    _study(config)._run_cell(cell, tests)
+    _study(config).run_cell(cell, tests)
     return f"{cell.model} {cell.train.tag} fold {cell.fold}"
 
 

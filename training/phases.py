@@ -234,7 +234,7 @@ class Study:
             self.restore_all((self.dist.rank, self.dist.world))
             self.dist.barrier()
             for cell, tests in self.cells():
-                self._run_cell(cell, tests)
+                self.run_cell(cell, tests)
                 self.dist.barrier()
         if self.dist.main:
             self._examples()
@@ -332,7 +332,7 @@ class Study:
         shown = self.cache.load(condition, crops, [face_ids[i] for i in idx])
         return engine.Split(shown, found.labels[idx])
 
-    def _run_cell(self, cell: TrainCell, tests: list[Condition]) -> None:
+    def run_cell(self, cell: TrainCell, tests: list[Condition]) -> None:
         folder = cell.folder(self.folder)
         todo = [t for t in tests if not (folder / f"test-{t.tag}.json").is_file()]
         if not todo:

@@ -55,7 +55,8 @@ def test_fer2013_study_on_its_official_split(tmp_path, fer_csv):
     assert (found["crop"], found["detector"]) == ("none", None)  # already-cropped faces used as they are
     data = json.loads((folder / "data.json").read_text())
     assert data["kind"] == "fer2013" and data["framing"] == "face" and data["issues"] == []
-    test = json.loads((folder / "cells" / "resnet18" / found["align"] / "train-hr" / "fold0" / "test-hr.json").read_text())
+    cell = folder / "cells" / "resnet18" / found["align"] / "train-hr" / "fold0"
+    test = json.loads((cell / "test-hr.json").read_text())
     assert test["keys"] == fold["test"] and test["n"] == 42
     with open(folder / "results.csv") as f:
         assert sorted(r["test"] for r in csv.DictReader(f)) == ["hr", "lr16", "lr16-bicubic", "lr8", "lr8-bicubic"]
