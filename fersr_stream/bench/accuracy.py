@@ -28,6 +28,7 @@ import cv2
 import numpy as np
 import torch
 
+from ..cli import Command
 from .. import config as cfg
 from ..detect import create
 from ..pipeline.stages import DetectStage
@@ -166,7 +167,8 @@ def clips(names: list[str], n_frames: int, folder: Path) -> dict[str, tuple[list
     return out
 
 
-@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.command("python -m fersr_stream.bench.accuracy", cls=Command,
+               context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--options", default=",".join(OPTIONS), show_default=True,
               help="Speed options to compare (see OPTIONS), comma-separated.")
 @click.option("--set", "extra", multiple=True, metavar="NAME=KEY=VALUE[,KEY=VALUE]",

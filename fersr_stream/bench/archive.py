@@ -23,6 +23,7 @@ from pathlib import Path
 
 import click
 
+from ..cli import Command
 from .. import config as cfg
 from .. import device as devices
 from . import accuracy
@@ -87,7 +88,8 @@ def _row(label: str, times: list[float], files: int, frames: int, recall: float,
             f"{recall:>7.3f} {same:>4}/{files}")
 
 
-@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.command("python -m fersr_stream.bench.archive", cls=Command,
+               context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--clips", default=4, show_default=True, help="Files in the archive.")
 @click.option("--frames", default=60, show_default=True, help="Frames of the longer clips (the others: half).")
 @click.option("--width", default=1280, show_default=True)

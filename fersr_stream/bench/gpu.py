@@ -1,7 +1,7 @@
 """GPU-path benchmark: the official per-face restoration loop vs. the stream's batched stages, in one run.
 
-    python -m fersr_stream.bench_gpu                                   # CUDA: 1080p, 1/4/16 faces, GFPGAN
-    python -m fersr_stream.bench_gpu --faces 1,4 --frames 2 --size 256 # a CPU-sized run (a few minutes)
+    python -m fersr_stream.bench.gpu                                   # CUDA: 1080p, 1/4/16 faces, GFPGAN
+    python -m fersr_stream.bench.gpu --faces 1,4 --frames 2 --size 256 # a CPU-sized run (a few minutes)
 
 For each face count a synthetic clip (scikit-image's astronaut pasted at moving, breathing boxes) is encoded with
 H.264, decoded with PyAV, and held in memory; then, with the same network object (random-init weights written in
@@ -15,9 +15,10 @@ the upstream file layout and loaded through ``enhance.create``) and the same cla
   times land on the stage that queued the work), then the threaded runner over the same frames for throughput
   (counted from its first frame read, after the stages' warm-ups on their own threads).
 
-Faces come from the clip's ground truth (``--detector truth``) unless ``--detector haar``: a random-init RetinaFace
-would report random faces, and a CPU detector would make a GPU comparison measure the CPU. Detection is timed on
-its own instead (Haar on the host frame; RetinaFace, random-init, on host frames and on device frames).
+Faces come from the clip's ground truth (``--detector truth``) unless ``--detector haar`` or ``mtcnn`` (the
+stream's default, shipped weights, on the device's path): a random-init RetinaFace would report random faces, and a
+CPU detector would make a GPU comparison measure the CPU. Detection is timed on its own too (Haar on the host frame;
+MTCNN and a random-init RetinaFace on host frames and on device frames).
 Then: a restoration batch-size sweep, fp16 autocast vs fp32 (time, and the max/mean pixel difference of the
 restored crops; CUDA only), and decode fps of PyAV vs DALI (H.264 on the GPU; on the CPU DALI reads only VP8/VP9/
 MJPEG, so both decoders read a VP9 copy of the clip there). Shared machines are noisy: ``--repeat`` runs each
@@ -42,6 +43,7 @@ import cv2
 import numpy as np
 import torch
 
+from ..cli import Command
 from .. import align, classify, detect, enhance, overlay
 from .. import config as cfg
 from .. import device as devices
@@ -254,7 +256,7 @@ def fp16_vs_fp32(enhancer, crops: DeviceCrops, repeat: int, device: torch.device
 
 
 def time_detectors(frames: list[Frame], device: torch.device, repeat: int) -> None:
-    """ms/frame of Haar (host frames) and a random-init RetinaFace (host frames, and device frames)."""
+    """ms/frame of Haar (host frames), MTCNN and a random-init RetinaFace (host frames, and device frames)."""
     from ..detect.retinaface import RetinaFaceDetector, build_retinaface
 
     def per_frame(fn, inputs) -> float:
@@ -273,12 +275,15 @@ def time_detectors(frames: list[Frame], device: torch.device, repeat: int) -> No
     except WeightsError as exc:  # OpenCV 5 (no cascades): time the rest
         lines = [f"haar unavailable ({exc})"]
     # a threshold nothing random reaches: the network and the decoding are timed, not NMS over random boxes
-    retina = RetinaFaceDetector(DetectConfig(name="retinaface", score_threshold=0.99), device,
-                                net=build_retinaface("resnet50"))
-    lines.append(f"retinaface-r50 (host frames) {per_frame(retina.detect, images):.1f}")
-    if devices.uses_tensor_path(device):
-        on_device = [torch.from_numpy(image).to(device).permute(2, 0, 1) for image in images]
-        lines.append(f"retinaface-r50 (device frames) {per_frame(retina.detect_tensors, on_device):.1f}")
+    networks = {"mtcnn": detect.create(DetectConfig(name="mtcnn"), device),
+                "retinaface-r50": RetinaFaceDetector(DetectConfig(name="retinaface", score_threshold=0.99), device,
+                                                     net=build_retinaface("resnet50"))}
+    tensor_path = devices.uses_tensor_path(device)
+    on_device = [torch.from_numpy(image).to(device).permute(2, 0, 1) for image in images] if tensor_path else []
+    for name, network in networks.items():
+        lines.append(f"{name} (host frames) {per_frame(network.detect, images):.1f}")
+        if tensor_path:
+            lines.append(f"{name} (device frames) {per_frame(network.detect_tensors, on_device):.1f}")
     click.echo(f"\ndetection at width {DetectConfig().detect_width}, ms/frame: " + ", ".join(lines))
 
 
@@ -353,7 +358,8 @@ def _ints(text: str) -> list[int]:
     return values
 
 
-@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.command("python -m fersr_stream.bench.gpu", cls=Command,
+               context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
 @click.option("--faces", default=None, help="Face counts, comma-separated [CUDA 1,4,16; CPU 1,4].")
 @click.option("--frames", type=int, default=None, help="Frames per clip [CUDA 30; CPU 2].")
@@ -366,8 +372,8 @@ def _ints(text: str) -> list[int]:
 @click.option("--batch", type=int, default=None, help="Our restoration batch [CUDA 16; CPU 4].")
 @click.option("--sweep", default=None, help="Batch sizes to sweep [CUDA 1,2,4,8,16,32; CPU 1,2,4].")
 @click.option("--repeat", type=int, default=None, help="Repetitions per measurement (median) [CUDA 3; CPU 1].")
-@click.option("--detector", type=click.Choice(["truth", "haar"]), default="truth", show_default=True,
-              help="Faces for both loops: the clip's ground truth, or Haar on the host frame.")
+@click.option("--detector", type=click.Choice(["truth", "haar", "mtcnn"]), default="truth", show_default=True,
+              help="Faces for both loops: the clip's ground truth, Haar on the host frame, or MTCNN.")
 @click.option("--compile", "compiled", is_flag=True, help="torch.compile our restorer (enhance.compile).")
 def main(device, faces, frames, size, enhancer, full, batch, sweep, repeat, detector, compiled):
     """Per-face loop vs. batched stream stages; batch sweep; fp16 vs fp32; PyAV vs DALI decode."""
@@ -395,10 +401,10 @@ def main(device, faces, frames, size, enhancer, full, batch, sweep, repeat, dete
         net = enhance.create(EnhanceConfig(name=args["enhancer"], weights=str(weights), batch=args["batch"],
                                            compile=compiled), device)
         classifier = classify.load(None, device)
-        haar = detect.create(DetectConfig(name="haar"), device) if detector == "haar" else None
+        found = None if detector == "truth" else detect.create(DetectConfig(name=detector), device)
 
         def models_for(clip_frames, boxes) -> Models:
-            return Models(haar or TruthDetector(clip_frames, boxes), net, classifier)
+            return Models(found or TruthDetector(clip_frames, boxes), net, classifier)
 
         for n_faces in counts:
             path, frames, models = compare(n_faces, args, models_for, folder, device)

@@ -22,6 +22,7 @@ import cv2
 import numpy as np
 import torch
 
+from ..cli import Command
 from ..config import DetectConfig
 from ..detect.base import downscale
 from ..detect.mtcnn import CELL, FACTOR, PNET_THRESHOLD, RNET_THRESHOLD, MTCNNDetector
@@ -89,7 +90,8 @@ def largest_difference(faces, boxes: np.ndarray, landmarks: np.ndarray, shape: t
     return f"{len(faces)} faces, largest difference {worst:.3f} px"
 
 
-@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.command("python -m fersr_stream.bench.mtcnn", cls=Command,
+               context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--widths", default="480,640", show_default=True, help="detect_width values, comma-separated.")
 @click.option("--threads", default="1,2", show_default=True, help="torch thread counts, comma-separated.")
 @click.option("--min-face", default=20, show_default=True, help="detect.min_face, source pixels.")

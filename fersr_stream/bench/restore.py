@@ -43,6 +43,7 @@ import cv2
 import numpy as np
 import torch
 
+from ..cli import Command
 from .. import align
 from ..testing import reference, synthetic
 from .. import config as cfg
@@ -212,7 +213,8 @@ def table(results: dict[str, list[Result]], baseline: str) -> str:
     return "\n".join(rows)
 
 
-@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.command("python -m fersr_stream.bench.restore", cls=Command,
+               context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--frames", "n_frames", default=8, show_default=True, help="Frames in the clip.")
 @click.option("--faces", "n_faces", default=3, show_default=True, help="Faces per frame.")
 @click.option("--width", default=640, show_default=True)

@@ -45,6 +45,7 @@ from pathlib import Path
 import click
 import numpy as np
 
+from ..cli import Command
 from .. import config as cfg
 from .. import device as devices
 from ..detect import Detector
@@ -108,7 +109,8 @@ def stage_alone(config: cfg.StreamConfig, models, out: Path) -> dict[str, tuple[
     return times
 
 
-@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.command("python -m fersr_stream.bench", cls=Command,
+               context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--frames", default=300, show_default=True,
               help="Clip length; the pipeline's fill (time to its first frame out) is paid once per run.")
 @click.option("--width", default=1280, show_default=True)
