@@ -65,17 +65,21 @@ def run(sources: list[Path], out: Path, device: str, sets: tuple[str, ...], shar
     out.mkdir(parents=True, exist_ok=True)
     groups = [sources] if shared else [[s] for s in sources]
     targets = [out / f"{s.stem}.jsonl" for s in sources]
+    # each process's messages go to a file: a pipe that nobody reads while it runs fills up and stops the process
+    logs = [out / f"stderr-{i}.txt" for i in range(len(groups))]
     t0 = time.perf_counter()
-    procs = [subprocess.Popen(_command(g, out, device, sets), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                              text=True) for g in groups]
+    procs = []
+    for group, log in zip(groups, logs):
+        with log.open("w") as err:
+            procs.append(subprocess.Popen(_command(group, out, device, sets), stdout=subprocess.DEVNULL, stderr=err))
     first = None
     while any(p.poll() is None for p in procs):
         if first is None and any(t.exists() for t in targets):
             first = time.perf_counter()
         time.sleep(0.005)
     end = time.perf_counter()
-    for proc in procs:
-        err = proc.stderr.read()
+    for proc, log in zip(procs, logs):
+        err = log.read_text()
         if proc.returncode != 0:
             raise click.ClickException(f"fersr-stream failed: {err.strip().splitlines()[-1] if err.strip() else ''}")
     return end - (first or end), end - t0
