@@ -68,7 +68,7 @@ Examples:
 """
 
 
-@click.group(name="fersr-train", cls=Group, epilog=_EXAMPLES, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(name="fersr-train", cls=Group, epilog=_EXAMPLES)
 def cli() -> None:
     """The KDEF study: does face restoration recover emotion recognition lost to low resolution?
 

@@ -167,8 +167,7 @@ def clips(names: list[str], n_frames: int, folder: Path) -> dict[str, tuple[list
     return out
 
 
-@click.command("python -m fersr_stream.bench.accuracy", cls=Command,
-               context_settings={"help_option_names": ["-h", "--help"]})
+@click.command("python -m fersr_stream.bench.accuracy", cls=Command)
 @click.option("--options", default=",".join(OPTIONS), show_default=True,
               help="Speed options to compare (see OPTIONS), comma-separated.")
 @click.option("--set", "extra", multiple=True, metavar="NAME=KEY=VALUE[,KEY=VALUE]",

@@ -88,8 +88,7 @@ def _row(label: str, times: list[float], files: int, frames: int, recall: float,
             f"{recall:>7.3f} {same:>4}/{files}")
 
 
-@click.command("python -m fersr_stream.bench.archive", cls=Command,
-               context_settings={"help_option_names": ["-h", "--help"]})
+@click.command("python -m fersr_stream.bench.archive", cls=Command)
 @click.option("--clips", default=4, show_default=True, help="Files in the archive.")
 @click.option("--frames", default=60, show_default=True, help="Frames of the longer clips (the others: half).")
 @click.option("--width", default=1280, show_default=True)

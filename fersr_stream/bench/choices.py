@@ -372,8 +372,7 @@ def run(budget: Budget) -> list[Row]:
                 haar_row(frame, landmarks, budget)]
 
 
-@click.command("python -m fersr_stream.bench.choices", cls=Command,
-               context_settings={"help_option_names": ["-h", "--help"]})
+@click.command("python -m fersr_stream.bench.choices", cls=Command)
 @click.option("--repeat", default=5, show_default=True, help="Rounds per comparison (median and min reported).")
 @click.option("--quick", is_flag=True, help="One round, a 10-frame clip, 10 faces beside the busy thread.")
 def main(repeat: int, quick: bool):

@@ -358,8 +358,7 @@ def _ints(text: str) -> list[int]:
     return values
 
 
-@click.command("python -m fersr_stream.bench.gpu", cls=Command,
-               context_settings={"help_option_names": ["-h", "--help"]})
+@click.command("python -m fersr_stream.bench.gpu", cls=Command)
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
 @click.option("--faces", default=None, help="Face counts, comma-separated [CUDA 1,4,16; CPU 1,4].")
 @click.option("--frames", type=int, default=None, help="Frames per clip [CUDA 30; CPU 2].")

@@ -90,8 +90,7 @@ def largest_difference(faces, boxes: np.ndarray, landmarks: np.ndarray, shape: t
     return f"{len(faces)} faces, largest difference {worst:.3f} px"
 
 
-@click.command("python -m fersr_stream.bench.mtcnn", cls=Command,
-               context_settings={"help_option_names": ["-h", "--help"]})
+@click.command("python -m fersr_stream.bench.mtcnn", cls=Command)
 @click.option("--widths", default="480,640", show_default=True, help="detect_width values, comma-separated.")
 @click.option("--threads", default="1,2", show_default=True, help="torch thread counts, comma-separated.")
 @click.option("--min-face", default=20, show_default=True, help="detect.min_face, source pixels.")

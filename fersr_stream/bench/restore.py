@@ -213,8 +213,7 @@ def table(results: dict[str, list[Result]], baseline: str) -> str:
     return "\n".join(rows)
 
 
-@click.command("python -m fersr_stream.bench.restore", cls=Command,
-               context_settings={"help_option_names": ["-h", "--help"]})
+@click.command("python -m fersr_stream.bench.restore", cls=Command)
 @click.option("--frames", "n_frames", default=8, show_default=True, help="Frames in the clip.")
 @click.option("--faces", "n_faces", default=3, show_default=True, help="Faces per frame.")
 @click.option("--width", default=640, show_default=True)

@@ -108,8 +108,7 @@ def measure(clip: Path, truths: list[scenes.Truth], count: int, folder: Path, de
     return results
 
 
-@click.command("python -m fersr_stream.bench.sources", cls=Command,
-               context_settings={"help_option_names": ["-h", "--help"]})
+@click.command("python -m fersr_stream.bench.sources", cls=Command)
 @click.option("--counts", default="1,2,4,8", show_default=True, help="Numbers of sources, comma-separated.")
 @click.option("--frames", default=150, show_default=True, help="Frames of the clip each source reads.")
 @click.option("--width", default=1280, show_default=True)

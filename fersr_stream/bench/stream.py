@@ -109,8 +109,7 @@ def stage_alone(config: cfg.StreamConfig, models, out: Path) -> dict[str, tuple[
     return times
 
 
-@click.command("python -m fersr_stream.bench", cls=Command,
-               context_settings={"help_option_names": ["-h", "--help"]})
+@click.command("python -m fersr_stream.bench", cls=Command)
 @click.option("--frames", default=300, show_default=True,
               help="Clip length; the pipeline's fill (time to its first frame out) is paid once per run.")
 @click.option("--width", default=1280, show_default=True)

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import sys
 from collections import Counter
 from pathlib import Path
 
@@ -23,6 +22,7 @@ import click
 import numpy as np
 import torch
 
+from ..cli import Command
 from ..errors import FersrError, WeightsError
 from ..weights.registry import Preprocessing
 from .checkpoint import save_checkpoint
@@ -152,7 +152,7 @@ def convert(hdf5: str | Path, out: str | Path, **meta) -> Path:
     return save_checkpoint(out, model, "mini_xception", FER2013_ORDER, PREPROCESSING, **meta)
 
 
-@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.command("python -m fersr_stream.classify.convert", cls=Command)
 @click.argument("hdf5", type=click.Path(dir_okay=False, path_type=Path))
 @click.argument("out", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--source", help="Provenance recorded in the checkpoint (default: the input file's name).")
@@ -160,11 +160,7 @@ def convert(hdf5: str | Path, out: str | Path, **meta) -> Path:
 def main(hdf5: Path, out: Path, source: str | None, licence: str | None) -> None:
     """Convert a Keras FER2013 mini-Xception HDF5 file into a fersr classifier checkpoint."""
     meta = {k: v for k, v in (("source", source), ("licence", licence)) if v}
-    try:
-        path = convert(hdf5, out, **meta)
-    except FersrError as exc:
-        click.echo(f"error: {exc}", err=True)
-        sys.exit(exc.exit_code)
+    path = convert(hdf5, out, **meta)
     click.echo(f"wrote {path}")
 
 

@@ -60,7 +60,12 @@ def run_cli(command: click.Command, prog_name: str | None = None, args=None, **e
 
 
 class _UserErrors:
-    """Mixin for a top-level click command: ``main()`` in standalone mode goes through :func:`run_cli`."""
+    """Mixin for a top-level click command: ``main()`` in standalone mode goes through :func:`run_cli`, and ``-h``
+    is ``--help``."""
+
+    def __init__(self, *args, context_settings=None, **kwargs):
+        context_settings = {"help_option_names": ["-h", "--help"], **(context_settings or {})}
+        super().__init__(*args, context_settings=context_settings, **kwargs)
 
     def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
         """Run the command; with ``standalone_mode=False`` exceptions propagate, as in click."""

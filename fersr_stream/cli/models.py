@@ -28,8 +28,7 @@ FERSR_WEIGHTS_MIRROR=URL fetches URL/<filename> instead of the upstream URLs.
 _KINDS = sorted({spec.kind for spec in registry.SPECS})
 
 
-@click.group(name="fersr-models", cls=Group, epilog=_EPILOG,
-             context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(name="fersr-models", cls=Group, epilog=_EPILOG)
 def cli() -> None:
     """Download, check and locate pretrained weights.
 

@@ -58,8 +58,7 @@ def resolve_config(config_path: str | None, sets: tuple[str, ...], flags: dict) 
     return cfg.load(None, sets, base=cfg.merge(cfg.load(config_path), values))
 
 
-@click.command(cls=Command, epilog=EXAMPLES,
-               context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
+@click.command(cls=Command, epilog=EXAMPLES, context_settings={"max_content_width": 110})
 @click.option("--source", "-s", multiple=True,
               help="cam0 | camera index | /dev/videoN | video file | rtsp/http URL | image | folder | glob | .txt "
                    "list; repeat it for several sources.")

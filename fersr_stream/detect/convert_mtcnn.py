@@ -14,14 +14,14 @@ from __future__ import annotations
 
 import hashlib
 import io
-import sys
 import zipfile
 from pathlib import Path
 
 import click
 import torch
 
-from ..errors import FersrError, WeightsError, one_line
+from ..cli import Command
+from ..errors import WeightsError, one_line
 from .mtcnn_nets import MTCNN, NETS
 
 IN_WHEEL = "facenet_pytorch/data/{}.pt"
@@ -107,16 +107,12 @@ def convert(source: str | Path, out: str | Path) -> Path:
     return out
 
 
-@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.command("python -m fersr_stream.detect.convert_mtcnn", cls=Command)
 @click.argument("source", type=click.Path(path_type=Path))
 @click.argument("out", type=click.Path(dir_okay=False, path_type=Path))
 def main(source: Path, out: Path) -> None:
     """Convert facenet-pytorch's MTCNN weights (its wheel, or a folder) into fersr's safetensors file."""
-    try:
-        path = convert(source, out)
-    except FersrError as exc:
-        click.echo(f"error: {exc}", err=True)
-        sys.exit(exc.exit_code)
+    path = convert(source, out)
     click.echo(f"wrote {path}")
 
 

@@ -32,6 +32,8 @@ from pathlib import Path
 
 import click
 
+from ..cli import Command
+
 
 @dataclass(frozen=True)
 class Clip:
@@ -131,7 +133,7 @@ def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.command("python -m fersr_stream.testing.footage", cls=Command)
 @click.option("--list", "show", is_flag=True, help="List the clips, their licences and whether they are here.")
 @click.argument("names", nargs=-1)
 def main(show: bool, names: tuple[str, ...]) -> None:
