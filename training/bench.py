@@ -5,12 +5,19 @@ few DataLoader worker counts, then the restoration cache cold vs. warm: restorer
 
     python -m training.bench [--config smoke] [--epochs 2] [--workers 0,2]
 
+With ``--plan-cell``, instead: the study plan's estimate of one training cell (``fersr-train plan``'s per-item
+costs times the cell's images, :func:`training.plan.cell_seconds`) beside that same cell run through the study
+(:meth:`training.phases.Study.run_cell`) and timed, part by part, with the cell's accuracy.
+
+    python -m training.bench --plan-cell [--config smoke] [--set device=cuda]
+
 Timings on a shared machine are noisy: compare rows of one run, and say which machine they came from.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import tempfile
 import time
 from pathlib import Path
@@ -18,7 +25,7 @@ from pathlib import Path
 import torch
 
 from . import config as tconfig
-from . import engine, phases
+from . import engine, phases, plan
 from .cache import Condition, RestorationCache
 
 SMOKE = tconfig.installed()["smoke"]
@@ -30,9 +37,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--workers", default="0,2", help="comma-separated DataLoader worker counts")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    parser.add_argument("--plan-cell", action="store_true",
+                        help="the plan's estimate of one training cell beside that cell run and timed, instead")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="fersr-bench-") as tmp:
         config = tconfig.load(args.config, [f"out={tmp}", *args.overrides])
+        if args.plan_cell:
+            for line in plan_cell(config):
+                print(line)
+            return
         study = phases.Study(config, progress=False)
         study.prepare()
         study.load_faces()
@@ -68,6 +81,72 @@ def main(argv: list[str] | None = None) -> None:
             seconds = time.perf_counter() - start
             print(f"restoration cache {label}: {cache.calls} restorer calls, {cache.restored} faces restored, "
                   f"{len(restored) * len(keys)} faces served, {seconds:.2f} s")
+
+
+def plan_cell(config: tconfig.StudyConfig) -> list[str]:
+    """The plan's estimate of the study's first training cell beside that cell run through the study and timed.
+
+    Timed apart, and outside the cell as the plan counts it: the study's start-up (data generated or read,
+    splits, faces cut), the per-item costs measured (:func:`plan.measure`) and the restoration cache filled (the
+    plan counts cutting and restoring apart from the cells); the report is not written.
+
+    Returns:
+        The lines to print: the cell, a table of plan vs measured seconds (epochs, tests, the rest of the cell,
+        the whole cell) with measured/plan, the cell's accuracy, and what lies outside.
+    """
+    start = time.perf_counter()
+    study = phases.Study(config, progress=False)
+    study.prepare()
+    study.load_faces()
+    startup_s = time.perf_counter() - start
+    start = time.perf_counter()
+    costs, _ = plan.measure(config)  # before the cell: its first steps find the kernels warm, as later cells do
+    measured_s = time.perf_counter() - start
+    start = time.perf_counter()
+    study.restore_all()
+    restore_s = time.perf_counter() - start
+    cells = study.cells()
+    grid = plan.count(config)  # the same cells, in the same order
+    i = next(i for i, work in enumerate(grid.cells) if work.epochs)
+    (cell, tests), work = cells[i], grid.cells[i]
+    start = time.perf_counter()
+    parts = study.run_cell(cell, tests)
+    whole_s = time.perf_counter() - start
+    folder = cell.folder(study.folder)
+    fit = json.loads((folder / "fit.json").read_text())
+    accuracy = {t.tag: json.loads((folder / f"test-{t.tag}.json").read_text())["accuracy"] for t in tests}
+    epochs_s = sum(h["seconds"] for h in fit["history"])
+    test_cost = costs.test[work.model]
+    planned = {"epochs": work.epochs * (work.train_images * costs.train[work.model] + work.val_images * test_cost),
+               "tests": work.test_images * test_cost}
+    measured = {"epochs": epochs_s, "tests": parts["test"], "rest": whole_s - epochs_s - parts["test"]}
+    lines = [f"plan vs one measured cell on {costs.device} (torch threads {torch.get_num_threads()}): {cell.model}, "
+             f"arm {cell.arm}, trained on {cell.train.tag}, fold {cell.fold}, seed {cell.seed}, {cell.align} faces",
+             f"  {work.epochs} epochs of {work.train_images} training + {work.val_images} validation faces; "
+             f"{len(tests)} tests of {work.test_images // len(tests)} faces ({work.test_images} test images)",
+             *_plan_table(planned, measured, whole_s),
+             f"accuracy: validation {fit['best_val_acc']:.3f} (best epoch {fit['best_epoch'] + 1} of "
+             f"{len(fit['history'])}); test " + ", ".join(f"{tag} {a:.3f}" for tag, a in accuracy.items()),
+             "rest of the cell (not in the plan): the training faces loaded, the model built, a checkpoint after each "
+             "epoch, the model exported and loaded back as a classifier",
+             f"outside the cell (timed, not in the plan's cell estimate): start-up (data generated or read, splits, "
+             f"faces cut) {startup_s:.1f} s, costs measured {measured_s:.1f} s, restoration cache filled "
+             f"{restore_s:.1f} s; not run: the report, its figures and quality metrics"]
+    return lines
+
+
+def _plan_table(planned: dict[str, float], measured: dict[str, float], whole_s: float) -> list[str]:
+    """Rows of plan vs measured seconds and their ratio: epochs, tests, the rest of the cell, the whole cell."""
+    def ratio(m: float, p: float) -> str:
+        return f"{m / p:.2f}" if p > 0 else "-"
+
+    rows = [("epochs (train + validate)", planned["epochs"], measured["epochs"]),
+            ("tests", planned["tests"], measured["tests"]), ("rest of the cell", 0.0, measured["rest"]),
+            ("whole cell", sum(planned.values()), whole_s)]
+    lines = [f"{'part':<26}  {'plan s':>8}  {'measured s':>10}  {'measured/plan':>13}"]
+    for label, p, m in rows:
+        lines.append(f"{label:<26}  {f'{p:.2f}' if p > 0 else '-':>8}  {m:>10.2f}  {ratio(m, p):>13}")
+    return lines
 
 
 if __name__ == "__main__":

@@ -25,6 +25,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -332,24 +333,38 @@ class Study:
         shown = self.cache.load(condition, crops, [face_ids[i] for i in idx])
         return engine.Split(shown, found.labels[idx])
 
-    def run_cell(self, cell: TrainCell, tests: list[Condition]) -> None:
+    def run_cell(self, cell: TrainCell, tests: list[Condition]) -> dict[str, float]:
+        """Train (or resume, or reuse) the cell's model, then write each of its tests not written yet.
+
+        Returns:
+            Wall seconds on this rank: ``model`` (the model trained, from loading its training faces to its export,
+            then loaded as a classifier; only the loading for a zero-shot or finished model) and ``test`` (each
+            test's faces loaded, degraded or read from the cache, and classified); both 0 when every test was
+            written already.
+        """
+        seconds = {"model": 0.0, "test": 0.0}
         folder = cell.folder(self.folder)
         todo = [t for t in tests if not (folder / f"test-{t.tag}.json").is_file()]
         if not todo:
-            return
+            return seconds
         fold = self.folds[cell.fold]
+        start = time.perf_counter()
         if cell.arm == "zero-shot":
             classifier = classify.load(None, self.device) if self.dist.main else None
         else:
             weights = self._train(cell, folder, fold)
             classifier = classify.load(weights, self.device) if self.dist.main else None
+        seconds["model"] = time.perf_counter() - start
         if not self.dist.main:
-            return
+            return seconds
+        start = time.perf_counter()
         for test in todo:
             split = self.split(fold.test, test, cell.align)
             probs = classifier.classify(HostCrops(np.ascontiguousarray(split.crops)))
             _write_json(folder / f"test-{test.tag}.json",
                         metrics(cell, test, fold.test, split.labels, probs))
+        seconds["test"] = time.perf_counter() - start
+        return seconds
 
     def _framing(self, cell: TrainCell, preprocessing: Preprocessing) -> Preprocessing:
         """``preprocessing`` with the framing of the cell's training faces, which the stream's crop stage then

@@ -18,6 +18,7 @@ known faces and on real footage, against a reference, in one run.
 from __future__ import annotations
 
 import dataclasses
+import json
 import statistics
 import tempfile
 import time
@@ -112,6 +113,24 @@ def score(detected: list[Faces], truths: list[scenes.Truth], ms: float, min_face
                 waiting[face] = waiting.get(face, 0) + 1
     late = max([late, *(n for face, n in waiting.items() if face not in done)])
     return Score(faces, found, detections, unmatched, late, ms)
+
+
+def truths_from_boxes(boxes: np.ndarray) -> list[scenes.Truth]:
+    """The truth of a clip whose faces' boxes are known, (frames, faces, 4) as
+    :func:`fersr_stream.bench.stream.make_clip` returns them: every face present in every frame, its id its column,
+    no landmarks."""
+    n = boxes.shape[1]
+    return [scenes.Truth(b.astype(np.float32), np.zeros((n, 5, 2), np.float32), np.arange(n), np.ones(n, bool))
+            for b in boxes]
+
+
+def faces_written(path: Path) -> list[Faces]:
+    """The faces of each line of a JSON lines file, as the stream wrote them (boxes; score 1)."""
+    out = []
+    for line in Path(path).read_text().splitlines():
+        boxes = [face["box"] for face in json.loads(line)["faces"]]
+        out.append(Faces(np.array(boxes, np.float32).reshape(-1, 4), np.ones(len(boxes), np.float32)))
+    return out
 
 
 def run_option(frames: list[np.ndarray], sets: list[str]) -> tuple[list[Faces], float]:

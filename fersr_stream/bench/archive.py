@@ -27,15 +27,15 @@ from ..cli import Command
 from .. import config as cfg
 from .. import device as devices
 from . import accuracy
-from .sources import _truths, _written
 from .stream import make_clip
 
 
 def make_archive(folder: Path, count: int, frames: int, width: int, height: int) -> dict[str, list]:
     """``count`` clips in ``folder``, every other one half as long; each one's truth by name."""
     folder.mkdir(parents=True, exist_ok=True)
-    return {f"clip{i}": _truths(make_clip(folder / f"clip{i}.mp4", frames if i % 2 == 0 else max(2, frames // 2),
-                                          width, height, 1)) for i in range(count)}
+    lengths = [frames if i % 2 == 0 else max(2, frames // 2) for i in range(count)]
+    return {f"clip{i}": accuracy.truths_from_boxes(make_clip(folder / f"clip{i}.mp4", n, width, height, 1))
+            for i, n in enumerate(lengths)}
 
 
 def _config(folder: Path, out: Path, device: str, sets: tuple[str, ...]) -> cfg.StreamConfig:
@@ -71,7 +71,7 @@ def score(out: Path, reference: Path, truths: dict[str, list]) -> tuple[int, flo
     """Frames written, the lowest recall over the files, and how many files' JSON lines equal the reference's."""
     frames, recalls, same = 0, [], 0
     for name, truth in truths.items():
-        written, _ = _written(out / f"{name}.jsonl")
+        written = accuracy.faces_written(out / f"{name}.jsonl")
         frames += len(written)
         recalls.append(accuracy.score(written, truth, 0.0, 40.0).recall)
         same += (out / f"{name}.jsonl").read_bytes() == (reference / f"{name}.jsonl").read_bytes()

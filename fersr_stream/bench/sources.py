@@ -16,7 +16,6 @@ faces to its neighbours).
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -25,28 +24,11 @@ import time
 from pathlib import Path
 
 import click
-import numpy as np
 
 from ..cli import Command
 from ..testing import scenes
-from ..types import Faces
 from . import accuracy
 from .stream import make_clip
-
-
-def _truths(boxes: np.ndarray) -> list[scenes.Truth]:
-    n = boxes.shape[1]
-    return [scenes.Truth(b.astype(np.float32), np.zeros((n, 5, 2), np.float32), np.arange(n), np.ones(n, bool))
-            for b in boxes]
-
-
-def _written(path: Path) -> tuple[list[Faces], int]:
-    """The faces of each JSON line of ``path``, and how many there are in all."""
-    out = []
-    for line in path.read_text().splitlines():
-        boxes = [face["box"] for face in json.loads(line)["faces"]]
-        out.append(Faces(np.array(boxes, np.float32).reshape(-1, 4), np.ones(len(boxes), np.float32)))
-    return out, sum(len(f) for f in out)
 
 
 def _command(sources: list[Path], out: Path, device: str, sets: tuple[str, ...]) -> list[str]:
@@ -98,10 +80,10 @@ def measure(clip: Path, truths: list[scenes.Truth], count: int, folder: Path, de
     for mode in ("shared", "separate"):
         out = folder / mode
         seconds, whole = run(sources, out, device, sets, mode == "shared")
-        written = [_written(out / f"cam{i}.jsonl") for i in range(count)]
-        frames = sum(len(w) for w, _ in written)
-        faces = sum(n for _, n in written)
-        recall = min(accuracy.score(w, truths, 0.0, 40.0).recall for w, _ in written)
+        written = [accuracy.faces_written(out / f"cam{i}.jsonl") for i in range(count)]
+        frames = sum(len(w) for w in written)
+        faces = sum(len(f) for w in written for f in w)
+        recall = min(accuracy.score(w, truths, 0.0, 40.0).recall for w in written)
         results[mode] = (frames / seconds, faces / seconds, frames / whole, recall)
     for link in sources:
         link.unlink()
@@ -129,7 +111,7 @@ def main(counts: str, frames: int, width: int, height: int, device: str, sets: t
     with tempfile.TemporaryDirectory(prefix="fersr-bench-sources-") as tmp:
         tmp = Path(tmp)
         clip = tmp / "clip.mp4"
-        truths = _truths(make_clip(clip, frames, width, height, 1))
+        truths = accuracy.truths_from_boxes(make_clip(clip, frames, width, height, 1))
         for n in numbers:
             folder = tmp / f"n{n}"
             folder.mkdir()

@@ -152,11 +152,7 @@ def _clip(folder: Path, name: str | None, frames: int, width: int, height: int, 
     real clip, whose truths are the reference detector's (that takes a while)."""
     if name is None:
         path = folder / "clip.mp4"
-        boxes = make_clip(path, frames, width, height, n_faces)
-        ids = np.arange(n_faces)
-        present = np.ones(n_faces, bool)
-        return path, [scenes.Truth(b.astype(np.float32), np.zeros((n_faces, 5, 2), np.float32), ids, present)
-                      for b in boxes]
+        return path, accuracy.truths_from_boxes(make_clip(path, frames, width, height, n_faces))
     path = footage.path(name)
     if path is None:
         raise click.UsageError(f"{name} is not fetched: python -m fersr_stream.testing.footage {name}")
@@ -191,19 +187,8 @@ def measure(config: cfg.StreamConfig, models, repeat: int, alone_out: Path, trut
         runs.pipeline.append(stats.fps)
         runs.fills.append(stats.fill)
         runs.inside.append((stats.wall, stats.stages))
-        runs.scores.append(accuracy.score(_written(Path(config.output.jsonl)), truths, 0.0, 40.0))
+        runs.scores.append(accuracy.score(accuracy.faces_written(config.output.jsonl), truths, 0.0, 40.0))
     return runs
-
-
-def _written(path: Path) -> list[Faces]:
-    """The faces of each line of a JSON lines file, as the stream wrote them."""
-    import json
-
-    out = []
-    for line in path.read_text().splitlines():
-        boxes = [face["box"] for face in json.loads(line)["faces"]]
-        out.append(Faces(np.array(boxes, np.float32).reshape(-1, 4), np.ones(len(boxes), np.float32)))
-    return out
 
 
 def report(runs: Runs) -> None:

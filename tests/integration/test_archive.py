@@ -30,10 +30,15 @@ CLIPS = (("a", 1, 24), ("b", 2, 12), ("c", 1, 6))  # name, faces, frames
 
 @pytest.fixture(scope="module")
 def local_ray():
-    """A local Ray with 2 CPUs whose workers import this checkout's fersr_stream."""
+    """A local Ray with 2 CPUs whose workers import this checkout's fersr_stream, at this process's priority.
+
+    Ray lowers its workers' priority (niceness 15). Beside other busy processes (other tests on the same cores)
+    they then got a few percent of a core: a worker took about 3 minutes to load its networks, and the killed-worker
+    test, which starts one twice, ran past its time. At niceness 0 they take their fair share.
+    """
     here = str(Path(__file__).resolve().parents[2])
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING,
-             runtime_env={"env_vars": {"PYTHONPATH": here}})
+             runtime_env={"env_vars": {"PYTHONPATH": here}}, _system_config={"worker_niceness": 0})
     yield
     ray.shutdown()
 
@@ -116,7 +121,6 @@ def _kill_mid_file(name: str, after_frames: int, done: threading.Event) -> list[
     return killed
 
 
-@pytest.mark.slow  # passes alone; failed once among the study tests on 2 loaded cores (not yet understood)
 def test_a_worker_killed_mid_file_is_retried_and_the_file_ends_whole(local_ray, archive, tmp_path):
     folder, serial = archive
     config = cfg.load(None, [f"source.uri={folder / 'a.mp4'}", f"output.video={tmp_path / '{name}.mkv'}",

@@ -16,7 +16,7 @@ ray = pytest.importorskip("ray", reason="the ray extra is not installed (pip ins
 
 ROOT = Path(__file__).resolve().parents[2]
 SMOKE = ROOT / "configs" / "train" / "smoke.yaml"
-GRID = ("--set", "train.epochs=1", "--set", "phases.arms=[hr,lr]")  # fold 0: 3 cells
+GRID = ("--set", "train.epochs=1", "--set", "phases.arms=[hr,lr]")  # fold 0: 3 cells and the ablation's box cell
 
 
 @pytest.fixture(autouse=True)
@@ -48,7 +48,7 @@ def test_the_study_on_ray_predicts_as_the_serial_run(tmp_path):
              runtime_env={"env_vars": {"PYTHONPATH": str(ROOT)}})
     try:
         on_ray = _run(tmp_path / "ray", tmp_path / "synth", "--executor", "ray", "--workers", "2")
-        assert len(_predictions(on_ray)) == 5 + 2  # hr tested 5 ways, lr8 and lr16 once each
+        assert len(_predictions(on_ray)) == 5 + 2 + 3  # hr 5 ways, lr8 and lr16 once each; box hr: hr, lr8, bicubic
         assert _predictions(on_ray) == _predictions(serial)
         assert (on_ray / "results.csv").read_text() == (serial / "results.csv").read_text()
         models = sorted(on_ray.glob("cells/**/model.safetensors"))

@@ -44,6 +44,18 @@ def test_score_counts_recall_unmatched_and_how_late_a_face_was_found():
     assert outside.faces == 0 and outside.late == 0
 
 
+def test_known_boxes_become_truths_and_written_json_lines_score_against_them(tmp_path):
+    boxes = np.array([[[0, 0, 100, 100], [200, 0, 260, 60]], [[10, 0, 110, 100], [210, 0, 270, 60]]])
+    truths = accuracy.truths_from_boxes(boxes)
+    assert len(truths) == 2 and truths[1].ids.tolist() == [0, 1] and truths[1].present.all()
+    assert truths[1].boxes.dtype == np.float32 and truths[1].landmarks.shape == (2, 5, 2)
+    jsonl = tmp_path / "a.jsonl"
+    jsonl.write_text('{"frame": 0, "faces": [{"box": [0, 0, 100, 100]}]}\n{"frame": 1, "faces": []}\n')
+    written = accuracy.faces_written(jsonl)
+    assert [len(f) for f in written] == [1, 0] and written[1].boxes.shape == (0, 4)
+    assert accuracy.score(written, truths, 0.0, 0.0).recall == 0.25
+
+
 def test_scenes_carry_their_faces_truth(tmp_path):
     truths = scenes.write("entering", tmp_path / "entering.mp4", n_frames=30)
     assert len(truths) == 30 and (tmp_path / "entering.mp4").stat().st_size > 0
