@@ -11,10 +11,9 @@ resumes from what is done. The experiment folder and the cache must be on storag
 from __future__ import annotations
 
 import dataclasses
-import logging
 from pathlib import Path
 
-from fersr_stream.archive import checks
+from fersr_stream.archive import checks, connect
 
 from .config import StudyConfig
 
@@ -63,10 +62,7 @@ class RayExecutor:
 
         joined = not ray.is_initialized()
         if joined:
-            here = str(Path(__file__).resolve().parents[1])
-            env = {"env_vars": {"PYTHONPATH": here}} if self.address is None else None
-            ray.init(address=self.address, runtime_env=env, include_dashboard=False, log_to_driver=False,
-                     logging_level=logging.WARNING)
+            connect.init(self.address)
         try:
             resources = ray.cluster_resources()
             count = self.workers or sizing.default_workers(resources)

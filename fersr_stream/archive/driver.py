@@ -21,7 +21,7 @@ from tqdm import tqdm
 from .. import config as cfg
 from .. import degrade
 from ..errors import ConfigError
-from . import checks, manifest, partial, sizing
+from . import checks, connect, manifest, partial, sizing
 from .outcome import Outcome
 from .tally import Tally
 from .worker import Worker
@@ -91,19 +91,12 @@ def _absolute(plan: cfg.StreamConfig) -> cfg.StreamConfig:
 def _joined(address: str | None):
     """Ray, joined to the cluster at ``address`` or to a local one started here (workers import this very
     fersr_stream); left again at the end when joined here. A Ray this process had joined already is used as is."""
-    import logging
-
     import ray
 
     if ray.is_initialized():
         yield ray
         return
-    env = {}
-    if address is None:  # the embedded local Ray: its workers import the fersr_stream this driver imported
-        here = str(Path(__file__).resolve().parents[2])
-        env = {"env_vars": {"PYTHONPATH": os.pathsep.join(filter(None, [here, os.environ.get("PYTHONPATH")]))}}
-    ray.init(address=address, runtime_env=env or None, include_dashboard=False, log_to_driver=False,
-             logging_level=logging.WARNING)
+    connect.init(address)
     try:
         yield ray
     finally:

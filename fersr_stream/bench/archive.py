@@ -14,7 +14,6 @@ the workers and each loading its networks, as a user's run does, but not startin
 
 from __future__ import annotations
 
-import logging
 import os
 import statistics
 import tempfile
@@ -26,6 +25,7 @@ import click
 from ..cli import Command
 from .. import config as cfg
 from .. import device as devices
+from ..archive import connect
 from . import accuracy
 from .stream import make_clip
 
@@ -118,9 +118,7 @@ def main(clips: int, frames: int, width: int, height: int, counts: str, device: 
         reference = tmp / "plain0"
         times = [plain(tmp / "archive", tmp / f"plain{r}", device, sets) for r in range(repeat)]
         click.echo(_row("plain, 1 process", times, clips, *score(reference, reference, truths), None))
-        here = str(Path(__file__).resolve().parents[2])
-        ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING,
-                 runtime_env={"env_vars": {"PYTHONPATH": here}})
+        connect.init(None, num_cpus=os.cpu_count())
         try:
             base = None
             for n in numbers:  # each repeat in a folder of its own: a rerun into the same one would skip every file

@@ -4,7 +4,6 @@ whole, a bad file that fails alone, a driver stopped by SIGTERM that leaves no h
 
 from __future__ import annotations
 
-import logging
 import os
 import signal
 import subprocess
@@ -18,7 +17,7 @@ import torch
 from click.testing import CliRunner
 
 from fersr_stream import config as cfg
-from fersr_stream.archive import driver, manifest, partial
+from fersr_stream.archive import connect, driver, manifest, partial
 from fersr_stream.cli.stream import stream
 from fersr_stream.pipeline import models, session
 from fersr_stream.testing import synthetic
@@ -30,15 +29,10 @@ CLIPS = (("a", 1, 24), ("b", 2, 12), ("c", 1, 6))  # name, faces, frames
 
 @pytest.fixture(scope="module")
 def local_ray():
-    """A local Ray with 2 CPUs whose workers import this checkout's fersr_stream, at this process's priority.
-
-    Ray lowers its workers' priority (niceness 15). Beside other busy processes (other tests on the same cores)
-    they then got a few percent of a core: a worker took about 3 minutes to load its networks, and the killed-worker
-    test, which starts one twice, ran past its time. At niceness 0 they take their fair share.
-    """
-    here = str(Path(__file__).resolve().parents[2])
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING,
-             runtime_env={"env_vars": {"PYTHONPATH": here}}, _system_config={"worker_niceness": 0})
+    """A local Ray with 2 CPUs whose workers import this checkout's fersr_stream, at this process's priority (at
+    Ray's own niceness 15 the killed-worker test, which starts a worker twice, ran past its time beside busy tests:
+    see :func:`fersr_stream.archive.connect.init`)."""
+    connect.init(None, num_cpus=2)
     yield
     ray.shutdown()
 

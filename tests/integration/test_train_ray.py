@@ -4,12 +4,12 @@ serial run's predictions and report, and a rerun finds every cell done."""
 from __future__ import annotations
 
 import json
-import logging
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
+from fersr_stream.archive import connect
 from training.cli import cli
 
 ray = pytest.importorskip("ray", reason="the ray extra is not installed (pip install -e '.[ray]')")
@@ -44,8 +44,7 @@ def _predictions(folder: Path) -> dict[str, list]:
 @pytest.mark.slow  # the smoke study twice and a local Ray: about 2 minutes on 2 cores
 def test_the_study_on_ray_predicts_as_the_serial_run(tmp_path):
     serial = _run(tmp_path / "serial", tmp_path / "synth")
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING,
-             runtime_env={"env_vars": {"PYTHONPATH": str(ROOT)}})
+    connect.init(None, num_cpus=2)
     try:
         on_ray = _run(tmp_path / "ray", tmp_path / "synth", "--executor", "ray", "--workers", "2")
         assert len(_predictions(on_ray)) == 5 + 2 + 3  # hr 5 ways, lr8 and lr16 once each; box hr: hr, lr8, bicubic
