@@ -52,14 +52,17 @@ step stream.log 60 $PY -m fersr_stream.bench --device $DEVICE --repeat 1 --faces
 step gpu.log 100 $PY -m fersr_stream.bench.gpu --repeat 1
 step train.log 80 $PY -m training.cli run --config smoke --device $DEVICE --out "$SCRATCH/runs" --quiet
 step train.log 50 $PY -m training.bench --set device=$DEVICE
+step train.log 60 $PY -m training.bench --plan-cell --set device=$DEVICE
 step train.log 40 $PY -m training.cli synth "$SCRATCH/kdef" --people 70
 step train.log 120 $PY -m training.cli plan --config kdef_three_phase --data "$SCRATCH/kdef" --device $DEVICE \
     --out "$SCRATCH/runs" --quiet
-step sources.log 80 $PY -m fersr_stream.bench.sources --device $DEVICE --counts 1,4 --frames 150
+# the separate runs start one CUDA process per source: 4 of them took over 80 s on an H200 with 16 cores
+step sources.log 150 $PY -m fersr_stream.bench.sources --device $DEVICE --counts 1,4 --frames 150
 
 echo "=== summary"
 grep -hE "^=== rc|passed|failed|error" "$LOG/tests.log" | tail -8
 grep -hE "^clip:|^pipeline:|ratio pipeline / CPU|^faces the pipeline" "$LOG/stream.log"
 grep -hE "^device:|faces/s|ours / loop|^detection|^decode|fp16 vs" "$LOG/gpu.log" | cut -c1-300
 grep -hE "^ *[0-9]+ +|shared|recall" "$LOG/sources.log" | tail -12
-grep -hE "^=== rc|estimate|measured|accuracy|processes|GPUs|workers|grid|training cells" "$LOG/train.log" | tail -25
+grep -hE "^=== rc|estimate|measured|accuracy|whole cell|processes|GPUs|workers|grid|training cells" "$LOG/train.log" \
+    | tail -25
