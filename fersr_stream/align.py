@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from .types import Faces
+from .weights.registry import ALIGNS
 
 # The five FFHQ landmarks in a 512 x 512 aligned face (the template GFPGAN/facexlib align to): the subject's right
 # eye, left eye, nose tip, right and left mouth corners, (x, y) in pixels.
@@ -92,9 +93,6 @@ def box_affines(boxes: np.ndarray, size: int = 512, margin: float = 0.25) -> np.
     # edge coordinate e sits at pixel-centre coordinate e - 0.5 in both images
     out[:, :, 2] = scale[:, None] * (0.5 - centre) + size / 2 - 0.5
     return out.astype(np.float32)
-
-
-ALIGNS = ("landmarks", "box")  # how a face crop is framed: the FFHQ landmark fit, or a square around the box
 
 
 def landmark_affines(faces: Faces, size: int = 512) -> tuple[np.ndarray, np.ndarray]:

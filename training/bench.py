@@ -6,7 +6,7 @@ few DataLoader worker counts, then the restoration cache cold vs. warm: restorer
     python -m training.bench [--config smoke] [--epochs 2] [--workers 0,2]
 
 With ``--plan-cell``, instead: the study plan's estimate of one training cell (``fersr-train plan``'s per-item
-costs times the cell's images, :func:`training.plan.cell_seconds`) beside that same cell run through the study
+costs times the cell's images, :func:`training.plan.cell_parts`) beside that same cell run through the study
 (:meth:`training.phases.Study.run_cell`) and timed, part by part, with the cell's accuracy.
 
     python -m training.bench --plan-cell [--config smoke] [--set device=cuda]
@@ -114,11 +114,9 @@ def plan_cell(config: tconfig.StudyConfig) -> list[str]:
     whole_s = time.perf_counter() - start
     folder = cell.folder(study.folder)
     fit = json.loads((folder / "fit.json").read_text())
-    accuracy = {t.tag: json.loads((folder / f"test-{t.tag}.json").read_text())["accuracy"] for t in tests}
+    accuracy = {t.tag: json.loads(phases.result_file(folder, t).read_text())["accuracy"] for t in tests}
     epochs_s = sum(h["seconds"] for h in fit["history"])
-    test_cost = costs.test[work.model]
-    planned = {"epochs": work.epochs * (work.train_images * costs.train[work.model] + work.val_images * test_cost),
-               "tests": work.test_images * test_cost}
+    planned = plan.cell_parts(work, costs)
     measured = {"epochs": epochs_s, "tests": parts["test"], "rest": whole_s - epochs_s - parts["test"]}
     lines = [f"plan vs one measured cell on {costs.device} (torch threads {torch.get_num_threads()}): {cell.model}, "
              f"arm {cell.arm}, trained on {cell.train.tag}, fold {cell.fold}, seed {cell.seed}, {cell.align} faces",

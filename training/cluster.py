@@ -60,6 +60,8 @@ class RayExecutor:
 
         from fersr_stream.archive import sizing
 
+        from . import phases
+
         joined = not ray.is_initialized()
         if joined:
             connect.init(self.address)
@@ -71,7 +73,7 @@ class RayExecutor:
             shards = [ray.remote(restore_shard).options(**options).remote(config, (i, count)) for i in range(count)]
             ray.get(shards)
             todo = [(cell, tests) for cell, tests in study.cells()
-                    if not all((cell.folder(study.folder) / f"test-{t.tag}.json").is_file() for t in tests)]
+                    if not all(phases.result_file(cell.folder(study.folder), t).is_file() for t in tests)]
             task = ray.remote(run_cell).options(max_retries=2, **options)
             self._wait(ray, [task.remote(config, cell, tests) for cell, tests in todo])
         finally:

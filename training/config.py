@@ -21,7 +21,7 @@ from fersr_stream.config import DegradeConfig
 from fersr_stream.detect import DETECTORS
 from fersr_stream.enhance import ENHANCERS
 from fersr_stream.errors import ConfigError
-from fersr_stream.weights.registry import REGISTRY
+from fersr_stream.weights.registry import ALIGNS, REGISTRY
 
 from . import folders, layouts
 from .quality import QualityConfig
@@ -34,7 +34,6 @@ TRAINABLE = tuple(name for name in ARCHITECTURES.names() if f"{name}.imagenet" i
 ZERO_SHOT = tuple(name for name in ARCHITECTURES.names() if name not in TRAINABLE)
 ARMS = ("hr", "lr", "restored")
 CROPS = ("auto", "detect", "box", "none")
-ALIGNS = ("landmarks", "box")
 SPLITS = ("subject", "image", "official")
 RESTORERS = tuple(name for name in ENHANCERS.names() if name != "none")
 MAX_INPUT = 1024  # px: the networks' input side (ImageNet models take 224)

@@ -344,7 +344,7 @@ class Study:
         """
         seconds = {"model": 0.0, "test": 0.0}
         folder = cell.folder(self.folder)
-        todo = [t for t in tests if not (folder / f"test-{t.tag}.json").is_file()]
+        todo = [t for t in tests if not result_file(folder, t).is_file()]
         if not todo:
             return seconds
         fold = self.folds[cell.fold]
@@ -361,8 +361,7 @@ class Study:
         for test in todo:
             split = self.split(fold.test, test, cell.align)
             probs = classifier.classify(HostCrops(np.ascontiguousarray(split.crops)))
-            _write_json(folder / f"test-{test.tag}.json",
-                        metrics(cell, test, fold.test, split.labels, probs))
+            _write_json(result_file(folder, test), metrics(cell, test, fold.test, split.labels, probs))
         seconds["test"] = time.perf_counter() - start
         return seconds
 
@@ -431,6 +430,11 @@ def faces_summary(faceset: faces.FaceSet, framing: str, detector: str, dataset: 
     fallback = "KDEF's fixed box" if faces.uses_kdef_box("detect", framing) else "the image's centred square"
     return {"crop": "detect", "detector": detector, "align": faceset.align, "detected": int(faceset.detected.sum()),
             "not_detected": len(missed), "fallback": fallback, **views, "not_detected_keys": missed}
+
+
+def result_file(folder: Path, test: Condition) -> Path:
+    """Where a cell (its ``folder``) writes its result under ``test``; the file's presence marks that test done."""
+    return folder / f"test-{test.tag}.json"
 
 
 def _write_json(path: Path, blob: dict) -> None:

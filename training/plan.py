@@ -130,10 +130,15 @@ def count(config: StudyConfig) -> Grid:
 
 
 # ------------------------------------------------------------------------------------------------ estimate
+def cell_parts(cell: CellWork, costs: Costs) -> dict[str, float]:
+    """One training cell's seconds on one worker: ``epochs`` (training and validation) and ``tests``."""
+    per_epoch = cell.train_images * costs.train.get(cell.model, 0.0) + cell.val_images * costs.test[cell.model]
+    return {"epochs": cell.epochs * per_epoch, "tests": cell.test_images * costs.test[cell.model]}
+
+
 def cell_seconds(cell: CellWork, costs: Costs) -> float:
     """One training cell on one worker: its epochs of training and validation, then its evaluations."""
-    per_epoch = cell.train_images * costs.train.get(cell.model, 0.0) + cell.val_images * costs.test[cell.model]
-    return cell.epochs * per_epoch + cell.test_images * costs.test[cell.model]
+    return sum(cell_parts(cell, costs).values())
 
 
 def makespan(durations: list[float], workers: int) -> float:

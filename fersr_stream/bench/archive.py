@@ -25,7 +25,7 @@ import click
 from ..cli import Command
 from .. import config as cfg
 from .. import device as devices
-from ..archive import connect
+from ..archive import checks, connect
 from . import accuracy
 from .stream import make_clip
 
@@ -100,6 +100,7 @@ def _row(label: str, times: list[float], files: int, frames: int, recall: float,
 def main(clips: int, frames: int, width: int, height: int, counts: str, device: str, repeat: int,
          sets: tuple[str, ...]) -> None:
     """Files/hour and frames/s of archive runs with 1, 2... Ray workers against plain runs, with recall."""
+    checks.require_ray()
     import ray
 
     try:

@@ -11,6 +11,9 @@ from dataclasses import dataclass, field
 
 from ..errors import WeightsError
 
+# how face crops are framed: the FFHQ landmark fit, or a square around the detector's box
+ALIGNS = ("landmarks", "box")
+
 
 @dataclass(frozen=True)
 class Preprocessing:
@@ -41,8 +44,8 @@ class Preprocessing:
     margin: float | None = None
 
     def __post_init__(self) -> None:
-        if self.align not in (None, "landmarks", "box"):
-            raise ValueError(f"preprocessing align must be landmarks or box, got {self.align!r}")
+        if self.align is not None and self.align not in ALIGNS:
+            raise ValueError(f"preprocessing align must be one of {', '.join(ALIGNS)}, got {self.align!r}")
         if self.margin is not None and not self.margin >= 0:
             raise ValueError(f"preprocessing margin must be >= 0, got {self.margin!r}")
 
