@@ -69,6 +69,9 @@ class DetectConfig:
     # video: search the whole frame every this many frames (and at every new shot), in between follow the faces
     # found; 4 finds a face that enters within 3 frames
     full_every: int = 4
+    # video, MTCNN: a search looks only where the picture changed since the one before (and every 4th search, or
+    # where most of the picture changed, the whole frame): a face that appears changes the pixels where it is
+    changed_only: bool = True
 
     def __post_init__(self):
         _require(self.detect_width >= 1, "detect.detect_width", "at least 1 pixel", self.detect_width)

@@ -44,7 +44,8 @@ OPTIONS = {
     "haar": ["detect.name=haar", "detect.full_every=10", "detect.score_threshold=0.6", "detect.scale_factor=1.2"],
     "haar-whole": ["detect.name=haar", "detect.full_every=1", "detect.score_threshold=0.6",
                    "detect.scale_factor=1.2"],
-    "mtcnn-whole": ["detect.name=mtcnn", "detect.full_every=1"],
+    "mtcnn-whole": ["detect.name=mtcnn", "detect.full_every=1"],  # every frame searched whole
+    "mtcnn-every4": ["detect.name=mtcnn", "detect.changed_only=false"],
 }
 
 
@@ -136,10 +137,13 @@ def faces_written(path: Path) -> list[Faces]:
 def run_option(frames: list[np.ndarray], sets: list[str]) -> tuple[list[Faces], float]:
     """The detect stage of a stream configured by ``sets`` over ``frames``, one frame a call as a live stream
     gives them: the faces per frame and the wall ms per frame (one torch and OpenCV thread, as in the stream)."""
-    config = cfg.load(None, ["device=cpu", *sets])
-    stage = DetectStage(create(config.detect, "cpu"), config.detect.full_every)
-    stage.process([Frame(0, frames[0])])  # first-call allocations, untimed; then a fresh stage
-    stage = DetectStage(create(config.detect, "cpu"), config.detect.full_every)
+    detect = cfg.load(None, ["device=cpu", *sets]).detect
+
+    def fresh() -> DetectStage:
+        return DetectStage(create(detect, "cpu"), detect.full_every, changed_only=detect.changed_only)
+
+    fresh().process([Frame(0, frames[0])])  # first-call allocations, untimed; then a fresh stage
+    stage = fresh()
     out, seconds = [], []
     for i, image in enumerate(frames):
         t0 = time.perf_counter()

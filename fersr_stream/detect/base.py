@@ -32,6 +32,7 @@ class Detector(abc.ABC):
         reads_tensors: :meth:`detect_tensors` reads frames on the compute device (else the stream gives it host
             frames, fetched from the device once where they were decoded there).
         follows: :meth:`refine` searches around known faces for a fraction of a whole-frame search.
+        searches_within: :meth:`detect_within` searches given parts of a frame as a whole-frame search would.
         default_threshold: the score a face needs where ``config.score_threshold`` is unset (scores are not
             comparable across detectors).
     """
@@ -40,6 +41,7 @@ class Detector(abc.ABC):
     takes_weights: bool = True
     reads_tensors: bool = False
     follows: bool = False
+    searches_within: bool = False
     default_threshold: float = 0.6
     config: DetectConfig
 
@@ -65,6 +67,16 @@ class Detector(abc.ABC):
     def refine_tensors(self, frames: list, boxes: list[np.ndarray]) -> list[Faces]:
         """:meth:`refine` for (3, H, W) uint8 RGB frame tensors, where :attr:`follows` and :attr:`reads_tensors`."""
         raise NotImplementedError(f"{type(self).__name__} cannot search near known faces on a device")
+
+    def detect_within(self, images: list[np.ndarray], rects: list[np.ndarray]) -> list[Faces]:
+        """One Faces per frame: the faces found inside its (K, 4) ``rects`` (x0, y0, x1, y1 source pixels), where
+        :attr:`searches_within`."""
+        raise NotImplementedError(f"{type(self).__name__} cannot search parts of a frame")
+
+    def detect_within_tensors(self, frames: list, rects: list[np.ndarray]) -> list[Faces]:
+        """:meth:`detect_within` for (3, H, W) uint8 RGB frame tensors, where :attr:`searches_within` and
+        :attr:`reads_tensors`."""
+        raise NotImplementedError(f"{type(self).__name__} cannot search parts of a frame on a device")
 
     def warm_up(self, frame_size: tuple[int, int], batches: int) -> None:
         """Run once on the detect stage's thread before the stream: on CUDA, one batch of each of 1..``batches``

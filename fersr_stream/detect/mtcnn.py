@@ -20,6 +20,7 @@ is shrunk and summed (OpenCV / torch); the cascade is the same torch code on the
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import torch
 import torchvision
@@ -117,6 +118,7 @@ class MTCNNDetector(NetworkDetector):
     """
 
     follows = True
+    searches_within = True
     default_threshold = 0.7  # O-Net's, the authors' value  # refine: O-Net alone on the faces of the frame before
     # default_weights stays None: the weights ship inside the package, so fetch has nothing to download
 
@@ -171,6 +173,64 @@ class MTCNNDetector(NetworkDetector):
         for i, one in zip(wanted, faces):
             results[i] = one
         return results
+
+    def detect_within(self, images: list[np.ndarray], rects: list[np.ndarray]) -> list[Faces]:
+        """The whole cascade, but only inside given parts of each frame: for searching where a video changed.
+
+        Args:
+            images: RGB uint8 (H, W, 3) frames.
+            rects: per frame, (K, 4) ``x0, y0, x1, y1`` source pixels to search.
+
+        Returns:
+            One Faces per frame, as :meth:`detect` returns them, from the parts alone: each part is shrunk by the
+            scale the whole frame is, so it finds what :meth:`detect` finds there, but faces its edge cuts.
+        """
+        for image in images:
+            check_image(image)
+
+        def part(image: np.ndarray, window: tuple[int, ...], size: tuple[int, int]) -> torch.Tensor:
+            x0, y0, x1, y1 = window
+            small = cv2.resize(np.ascontiguousarray(image[y0:y1, x0:x1]), size[::-1], interpolation=cv2.INTER_AREA)
+            return area.host_integral(small[None]).to(self.device)
+
+        return self._within(images, rects, [image.shape[:2] for image in images], part)
+
+    def detect_within_tensors(self, frames: list[torch.Tensor], rects: list[np.ndarray]) -> list[Faces]:
+        """:meth:`detect_within` for (3, H, W) uint8 RGB tensors, the parts shrunk on the detector's device."""
+        for frame in frames:
+            check_tensor(frame)
+
+        def part(frame: torch.Tensor, window: tuple[int, ...], size: tuple[int, int]) -> torch.Tensor:
+            x0, y0, x1, y1 = window
+            crop = frame[None, :, y0:y1, x0:x1].to(self.device)
+            return area.integral(_resize.to_uint8(_resize.resize(crop, size, "area")).permute(0, 2, 3, 1))
+
+        return self._within(frames, rects, [tuple(frame.shape[1:]) for frame in frames], part)
+
+    def _within(self, frames: list, rects: list[np.ndarray], shapes: list[tuple[int, int]], part) -> list[Faces]:
+        """:meth:`detect_within`: one cascade per part, the parts' faces merged per frame as a whole frame's are.
+        ``part(frame, window, size)``: the summed-area table of the frame's source ``window`` shrunk to ``size``
+        (h, w)."""
+        if len(frames) != len(rects):
+            raise ValueError(f"detect_within: {len(frames)} frames but {len(rects)} rectangle arrays")
+        scales = [min(1.0, self.config.detect_width / width) for _, width in shapes]
+        found = []
+        for k, (frame, parts, (height, width), scale) in enumerate(zip(frames, rects, shapes, scales)):
+            # each part in whole pixels of the shrunk frame (as ``downscale`` sizes it), and the source pixels
+            # those cover
+            limit = np.array([width * scale, max(1, round(height * scale))] * 2)
+            for x0, y0, x1, y1 in np.clip(np.asarray(parts, np.float64).reshape(-1, 4) * scale, 0, limit):
+                x0, y0, x1, y1 = int(x0), int(y0), int(np.ceil(x1)), int(np.ceil(y1))
+                if min(x1 - x0, y1 - y0) < CELL:
+                    continue
+                window = tuple(min(n, round(v / scale)) for v, n in zip((x0, y0, x1, y1), (width, height) * 2))
+                with torch.inference_mode():
+                    boxes, scores, landmarks, _ = self._cascade(part(frame, window, (y1 - y0, x1 - x0)), scale)
+                shift = torch.tensor([x0, y0], dtype=boxes.dtype, device=boxes.device)
+                found.append((boxes + shift.repeat(2), scores, landmarks + shift, torch.full_like(scores, k).long()))
+        if not found:
+            return [Faces.empty().replace(landmarks=np.zeros((0, 5, 2), np.float32)) for _ in frames]
+        return self._split(*(torch.cat(part) for part in zip(*found)), scales, shapes)
 
     # --- batches ---
 

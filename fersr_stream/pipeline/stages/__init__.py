@@ -58,7 +58,8 @@ def build(config: StreamConfig, models: Models, *, sinks: Sequence[Sequence[Sink
     transfers = Transfers(models.classifier.device) if on_device(models, tensor_path) else None
     side = crop_side(config, models.classifier.preprocessing)
     stages: list[Stage] = [
-        DetectStage(models.detector, config.detect.full_every, stills, transfers, frame_size),
+        DetectStage(models.detector, config.detect.full_every, stills, transfers, frame_size,
+                    config.detect.changed_only),
         TrackStage(config.track, stills),
         CropStage(side, config.align, config.degrade, models.classifier.preprocessing),
     ]

@@ -19,7 +19,9 @@ class DetectStage(Stage):
     Args:
         detector: the detector; on video it follows faces between whole-frame searches when it can (see
             :mod:`fersr_stream.detect.follow`), one follower per source.
-        full_every: whole-frame search every this many frames (video).
+        full_every: a search every this many frames (video).
+        changed_only: a search looks only where the picture changed, where the detector can (video; see
+            :mod:`fersr_stream.detect.follow`).
         stills: per source, whether its frames are unrelated pictures, each searched whole (default: none are).
         transfers: on the tensor path, what puts host frames on the device (None on the host path). A detector
             that :attr:`~Detector.reads_tensors` then reads the device frames; another gets host frames, fetched
@@ -31,10 +33,11 @@ class DetectStage(Stage):
     batch = BATCH
 
     def __init__(self, detector: Detector, full_every: int = 1, stills: Sequence[bool] = (),
-                 transfers: Transfers | None = None, frame_size: tuple[int, int] | None = None):
+                 transfers: Transfers | None = None, frame_size: tuple[int, int] | None = None,
+                 changed_only: bool = False):
         self.detector, self.transfers, self.frame_size = detector, transfers, frame_size
-        self.followers = PerSource(
-            lambda source: following(detector, full_every, source < len(stills) and stills[source]))
+        self.followers = PerSource(lambda source: following(
+            detector, full_every, source < len(stills) and stills[source], changed_only))
 
     def start(self) -> None:
         if self.transfers is not None and self.frame_size is not None:

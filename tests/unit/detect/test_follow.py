@@ -28,15 +28,21 @@ def mtcnn():
 
 
 class Spy(Detector):
-    """Counts the whole-frame searches and the faces refined of a real detector."""
+    """Counts the whole-frame searches and the faces refined of a real detector, and keeps the parts it was asked
+    to search (one (K, 4) array a call)."""
 
     def __init__(self, detector):
-        self.detector, self.whole, self.refined = detector, 0, 0
+        self.detector, self.whole, self.refined, self.parts = detector, 0, 0, []
         self.follows, self.reads_tensors = detector.follows, detector.reads_tensors
+        self.searches_within = detector.searches_within
 
     def detect(self, images):
         self.whole += len(images)
         return self.detector.detect(images)
+
+    def detect_within(self, images, rects):
+        self.parts += rects
+        return self.detector.detect_within(images, rects)
 
     def refine(self, images, boxes):
         self.refined += sum(len(b) for b in boxes)
@@ -84,6 +90,38 @@ def test_a_new_shot_is_searched_whole_at_once(haar, astronaut_face):
     spy = Spy(haar)
     FollowingDetector(spy, every=10).detect(moving)
     assert spy.whole == 1  # the same shot: a face moving over a drifting background is not a cut
+
+
+def test_changed_only_searches_where_the_picture_changed_and_the_whole_frame_every_fourth_search(
+        mtcnn, astronaut_face):
+    still_background = np.full((240, 320, 3), 90, np.uint8)
+    still_background[:, 160:] = 150  # an edge that never moves
+    frames = []
+    for t in range(17):
+        frame = paste(still_background.copy(), astronaut_face, 20 + 2 * t, 60, 100)  # followed: moves 2 px a frame
+        if t >= 9:
+            paste(frame, astronaut_face, 200, 100, 100)  # appears at frame 9
+        frames.append(frame)
+    spy = Spy(mtcnn)
+    found = FollowingDetector(spy, every=4, changed_only=True).detect(frames)
+    # searches at frames 0 (whole), 4, 8, 12 (changed parts), 16 (whole)
+    assert spy.whole == 2 and len(spy.parts) == 3
+    assert [len(p) for p in spy.parts[:2]] == [0, 0]  # only the face followed moved: nothing new to search
+    (x0, y0, x1, y1), = spy.parts[2]  # at frame 12, the part where the second face appeared
+    assert x0 <= 200 + 27 and y0 <= 100 + 26 and x1 >= 200 + 73 and y1 >= 100 + 73
+    assert (x1 - x0) * (y1 - y0) < 0.4 * 320 * 240  # the face and 2 cells (32 px) about it
+    assert [len(f) for f in found] == [1] * 12 + [2] * 5  # found at the first search after it came: 3 frames late
+    assert all(f.landmarks.shape == (len(f), 5, 2) for f in found)
+
+
+def test_changed_only_searches_a_moving_picture_whole(mtcnn, astronaut_face):
+    from fersr_stream.testing import scenes
+
+    frames = [paste(scenes.background(320, 240, t / 2), astronaut_face, 80, 60, 100) for t in range(9)]
+    spy = Spy(mtcnn)
+    found = FollowingDetector(spy, every=4, changed_only=True).detect(frames)
+    assert spy.whole == 3 and spy.parts == []  # the background pans: every change covers most of the frame
+    assert [len(f) for f in found] == [1] * 9
 
 
 class Flaky(Detector):
@@ -162,3 +200,4 @@ def test_following_only_where_it_applies(haar):
 
     no_regions = Whole()
     assert following(no_regions, 10, stills=False) is no_regions
+    assert not following(haar, 10, stills=False, changed_only=True).changed_only  # Haar searches whole frames only

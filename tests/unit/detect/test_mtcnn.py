@@ -228,6 +228,29 @@ def test_refine_boxes_over_the_frame_edge(detector, astronaut):
     np.testing.assert_allclose(faces.boxes, whole.boxes, atol=3.0)
 
 
+# --- searching parts of a frame ----------------------------------------------------------------------------------
+
+def test_a_search_within_parts_finds_what_the_whole_frame_search_finds_there(lfw_canvases):
+    shrinking = MTCNNDetector(config(detect_width=480), CPU)  # the parts are shrunk as the whole frame is
+    canvas = lfw_canvases[0]
+    (whole,) = shrinking.detect([canvas])
+    assert len(whole) == 4
+    everything = np.array([[0, 0, canvas.shape[1], canvas.shape[0]]], np.float32)
+    (same,) = shrinking.detect_within([canvas], [everything])
+    np.testing.assert_array_equal(same.boxes, whole.boxes)  # the whole frame as a part: the same search
+    around = np.concatenate([whole.boxes[:2, :2] - 30, whole.boxes[:2, 2:] + 30], axis=1)  # the first two faces
+    background = np.array([[0, 380, 200, 420]], np.float32)
+    (two,) = shrinking.detect_within([canvas], [np.concatenate([around, background])])
+    assert len(two) == 2
+    order = matched(whole.boxes[:2], two.boxes)
+    np.testing.assert_allclose(two.boxes[order], whole.boxes[:2], atol=0.05 * whole.widths.max())
+    np.testing.assert_allclose(two.landmarks[order], whole.landmarks[:2], atol=0.05 * whole.widths.max())
+    (on_device,) = shrinking.detect_within_tensors([torch.from_numpy(canvas).permute(2, 0, 1)], [around])
+    np.testing.assert_allclose(on_device.boxes, two.boxes, atol=1.0)
+    nothing, too_small = shrinking.detect_within([canvas, canvas], [np.zeros((0, 4)), np.array([[0, 0, 10, 10]])])
+    assert len(nothing) == len(too_small) == 0 and nothing.landmarks.shape == (0, 5, 2)
+
+
 # --- bad weights --------------------------------------------------------------------------------------------------
 
 def test_a_torch_file_of_the_same_layout_loads(tmp_path):
