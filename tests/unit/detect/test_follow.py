@@ -112,6 +112,10 @@ def test_changed_only_searches_where_the_picture_changed_and_the_whole_frame_eve
     assert (x1 - x0) * (y1 - y0) < 0.4 * 320 * 240  # the face and 2 cells (32 px) about it
     assert [len(f) for f in found] == [1] * 12 + [2] * 5  # found at the first search after it came: 3 frames late
     assert all(f.landmarks.shape == (len(f), 5, 2) for f in found)
+    tensors = [torch.from_numpy(f).permute(2, 0, 1) for f in frames]
+    on_device = FollowingDetector(mtcnn, every=4, changed_only=True).detect_tensors(tensors)
+    for a, b in zip(on_device, found):
+        np.testing.assert_allclose(a.boxes, b.boxes, atol=1.0)
 
 
 def test_changed_only_searches_a_moving_picture_whole(mtcnn, astronaut_face):
