@@ -1,10 +1,10 @@
-"""Detect-and-follow for video: the whole frame is searched every ``every`` frames, and in between only the
-regions around the faces found last.
+"""Detect-and-follow for video: a search every ``every`` frames, and in between only the regions around the
+faces found last.
 
 Consecutive frames of a video hold their faces in nearly the same place, so a detector that can search near known
 faces (:meth:`Detector.refine`: MTCNN runs its last network, O-Net, on them; Haar searches a region around each)
 follows them for a fraction of a whole-frame search, and gives their landmarks every frame. A face that enters the
-picture is found at the next whole-frame search, at most ``every - 1`` frames late; a new shot (the picture changes
+picture is found at the next search, at most ``every - 1`` frames late; a new shot (the picture changes
 at once: a cut, the first frame after a black one) is searched whole at once. A known face that is not found
 (by a whole-frame search or near its last place: a missed detection, a turn of the head) is looked for at its last
 place for up to ``every`` more frames, so a detector that misses a face now and then does not lose it. Stills
@@ -52,7 +52,7 @@ class FollowingDetector(Detector):
         self.detector, self.every, self.changed_only = detector, every, changed_only
         self.reads_tensors = detector.reads_tensors
         self._count = 0
-        self._searches = 0  # searches since the last whole one
+        self._searches = 0  # searches since the last whole one, that one included (0: the next is whole)
         self._searched: np.ndarray | None = None  # gray every 4th pixel of the frame last searched (changed_only)
         self._followed = np.zeros((0, 4), np.float32)  # where the faces followed were, a frame before that search
         self._regions = np.zeros((0, 4), np.float32)  # where the faces were last seen, source pixels
