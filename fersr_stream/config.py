@@ -66,8 +66,8 @@ class DetectConfig:
     scale_factor: float = 1.2  # Haar's pyramid step: 1.1 finds a little more, at more scales to search
     min_face: int = 16  # smallest face width in source pixels (faces narrower are neither searched nor kept)
     score_threshold: float | None = None  # None: the detector's own (scores are not comparable across detectors)
-    # video: search the whole frame every this many frames (and at every new shot), in between follow the faces
-    # found; 4 finds a face that enters within 3 frames
+    # video: a search every this many frames (and at every new shot), in between follow the faces found; 4 finds a
+    # face that enters within 3 frames; 1: every frame searched whole
     full_every: int = 4
     # video, MTCNN: a search looks only where the picture changed since the one before (and every 4th search, or
     # where most of the picture changed, the whole frame): a face that appears changes the pixels where it is

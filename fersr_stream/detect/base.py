@@ -107,6 +107,16 @@ def shrink(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return cv2.resize(image, size, interpolation=cv2.INTER_LINEAR)
 
 
+def shrunk_size(height: int, width: int, target: int | None) -> tuple[float, tuple[int, int]]:
+    """Every detector's shrinking rule: the scale ``small / source`` (<= 1) and the (h, w) of a ``height`` x
+    ``width`` frame made ``target`` pixels wide, keeping aspect; never enlarged (nor for a ``target`` of None or
+    <= 0)."""
+    if target is None or target <= 0 or width <= target:
+        return 1.0, (height, width)
+    scale = target / width
+    return scale, (max(1, round(height * scale)), target)
+
+
 def downscale(image: np.ndarray, width: int, fast: bool = False) -> tuple[np.ndarray, float]:
     """Shrink ``image`` to ``width`` pixels wide (keeping aspect); never enlarge.
 
@@ -117,12 +127,10 @@ def downscale(image: np.ndarray, width: int, fast: bool = False) -> tuple[np.nda
         the image to detect on (``image`` itself when no shrinking is needed) and the scale ``small / source``
         (<= 1) that maps source pixels to it.
     """
-    h, w = image.shape[:2]
-    if width is None or width <= 0 or w <= width:
+    scale, (h, w) = shrunk_size(*image.shape[:2], width)
+    if scale == 1.0:
         return image, 1.0
-    scale = width / w
-    size = (width, max(1, round(h * scale)))
-    return (shrink(image, size) if fast else cv2.resize(image, size, interpolation=cv2.INTER_AREA)), scale
+    return (shrink(image, (w, h)) if fast else cv2.resize(image, (w, h), interpolation=cv2.INTER_AREA)), scale
 
 
 def to_faces(boxes: np.ndarray, scores: np.ndarray, landmarks: np.ndarray | None, scale: float,

@@ -30,8 +30,8 @@ from .. import resize as _resize
 from ..config import DetectConfig
 from ..types import Faces
 from . import area
-from .base import check_image, downscale, to_faces
-from .network import NetworkDetector, check_tensor
+from .base import check_image, downscale, shrunk_size, to_faces
+from .network import NetworkDetector, check_tensor, downscale_tensors
 from .mtcnn_nets import MTCNN, load_mtcnn
 
 CELL, STRIDE = 12, 2  # P-Net's window and its step, in pyramid-level pixels
@@ -213,12 +213,11 @@ class MTCNNDetector(NetworkDetector):
         (h, w)."""
         if len(frames) != len(rects):
             raise ValueError(f"detect_within: {len(frames)} frames but {len(rects)} rectangle arrays")
-        scales = [min(1.0, self.config.detect_width / width) for _, width in shapes]
+        sizes = [shrunk_size(*shape, self.config.detect_width) for shape in shapes]
         found = []
-        for k, (frame, parts, (height, width), scale) in enumerate(zip(frames, rects, shapes, scales)):
-            # each part in whole pixels of the shrunk frame (as ``downscale`` sizes it), and the source pixels
-            # those cover
-            limit = np.array([width * scale, max(1, round(height * scale))] * 2)
+        for k, (frame, parts, (height, width), (scale, small)) in enumerate(zip(frames, rects, shapes, sizes)):
+            # each part in whole pixels of the shrunk frame, and the source pixels those cover
+            limit = np.array(small[::-1] * 2)
             for x0, y0, x1, y1 in np.clip(np.asarray(parts, np.float64).reshape(-1, 4) * scale, 0, limit):
                 x0, y0, x1, y1 = int(x0), int(y0), int(np.ceil(x1)), int(np.ceil(y1))
                 if min(x1 - x0, y1 - y0) < CELL:
@@ -230,7 +229,7 @@ class MTCNNDetector(NetworkDetector):
                 found.append((boxes + shift.repeat(2), scores, landmarks + shift, torch.full_like(scores, k).long()))
         if not found:
             return [Faces.empty().replace(landmarks=np.zeros((0, 5, 2), np.float32)) for _ in frames]
-        return self._split(*(torch.cat(part) for part in zip(*found)), scales, shapes)
+        return self._split(*(torch.cat(part) for part in zip(*found)), [s for s, _ in sizes], shapes)
 
     # --- batches ---
 
@@ -247,13 +246,7 @@ class MTCNNDetector(NetworkDetector):
 
     def _prepare_tensors(self, frames: torch.Tensor) -> tuple[torch.Tensor, float]:
         """:meth:`_prepare` for a (B, 3, H, W) uint8 batch on the device, shrunk by the same rule there."""
-        height, width = frames.shape[-2:]
-        scale = 1.0
-        if width > self.config.detect_width:  # the rule of ``downscale``: shrink, never enlarge
-            scale = self.config.detect_width / width
-            size = (max(1, round(height * scale)), self.config.detect_width)
-            # OpenCV's INTER_AREA weights, rounded as its uint8 output is, so both paths see the same pixels
-            frames = _resize.to_uint8(_resize.resize(frames, size, "area"))
+        frames, scale = downscale_tensors(frames, self.config.detect_width)
         return area.integral(frames.permute(0, 2, 3, 1)), scale
 
     def _patches(self, frames: list[torch.Tensor], squares: torch.Tensor, owner: torch.Tensor):

@@ -8,8 +8,9 @@ import abc
 import numpy as np
 import torch
 
+from .. import resize as _resize
 from ..types import Faces
-from .base import Detector, check_image
+from .base import Detector, check_image, shrunk_size
 
 
 class NetworkDetector(Detector):
@@ -81,3 +82,13 @@ def check_tensor(frame) -> None:
             and frame.dtype == torch.uint8):
         got = f"{tuple(frame.shape)} {frame.dtype}" if isinstance(frame, torch.Tensor) else type(frame).__name__
         raise ValueError(f"detect_tensors: expected a (3, H, W) uint8 RGB frame tensor, got {got}")
+
+
+def downscale_tensors(frames: torch.Tensor, width: int) -> tuple[torch.Tensor, float]:
+    """:func:`~fersr_stream.detect.base.downscale` for a (B, 3, H, W) uint8 batch on its device, by the same rule
+    and with OpenCV's ``INTER_AREA`` weights, rounded as its uint8 output is, so both paths see the same pixels.
+    Returns the batch (itself where no shrinking is needed) and the scale."""
+    scale, size = shrunk_size(*frames.shape[-2:], width)
+    if scale == 1.0:
+        return frames, 1.0
+    return _resize.to_uint8(_resize.resize(frames, size, "area")), scale

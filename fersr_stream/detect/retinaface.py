@@ -23,12 +23,11 @@ import torchvision
 from torch import nn
 
 from .. import device as _device
-from .. import resize as _resize
 from ..config import DetectConfig
 from ..errors import WeightsError, one_line
 from ..types import Faces
 from .base import downscale, to_faces
-from .network import NetworkDetector
+from .network import NetworkDetector, downscale_tensors
 
 DEFAULT_WEIGHTS = "retinaface.resnet50"
 BACKBONES = ("mobilenet0.25", "resnet50")
@@ -293,13 +292,7 @@ class RetinaFaceDetector(NetworkDetector):
 
     def _prepare_tensors(self, frames: torch.Tensor) -> tuple[torch.Tensor, float]:
         """:meth:`_prepare` for a (B, 3, H, W) uint8 batch on the device: the same shrink rule, on the device."""
-        height, width = frames.shape[-2:]
-        scale = 1.0
-        if width > self.config.detect_width:  # the same rule as ``downscale``: shrink, never enlarge
-            scale = self.config.detect_width / width
-            size = (max(1, round(height * scale)), self.config.detect_width)
-            # OpenCV's INTER_AREA weights, rounded as its uint8 output is, so both paths see the same pixels
-            frames = _resize.to_uint8(_resize.resize(frames, size, "area"))
+        frames, scale = downscale_tensors(frames, self.config.detect_width)
         return frames.float().flip(1).sub_(self._mean).contiguous(), scale
 
     def _prior_boxes(self, height: int, width: int) -> torch.Tensor:
