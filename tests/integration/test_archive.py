@@ -24,7 +24,7 @@ from fersr_stream.testing import synthetic
 
 ray = pytest.importorskip("ray", reason="the ray extra is not installed (pip install -e '.[ray]')")
 
-CLIPS = (("a", 1, 24), ("b", 2, 12), ("c", 1, 6))  # name, faces, frames
+CLIPS = (("a", 1, 120), ("b", 2, 12), ("c", 1, 6))  # name, faces, frames: "a" long enough to be killed mid-file
 
 
 @pytest.fixture(scope="module")
@@ -63,7 +63,7 @@ def test_the_same_json_lines_as_without_ray_and_a_rerun_skips(local_ray, archive
             "--device", "cpu", "--executor", "ray", "--workers", "2")
     result = invoke(*args)
     assert result.exit_code == 0, result.output
-    assert "3 files: 3 done, 0 skipped (already done), 0 failed; 42 frames" in result.output
+    assert "3 files: 3 done, 0 skipped (already done), 0 failed; 138 frames" in result.output
     for name, _, _ in CLIPS:
         assert (tmp_path / f"{name}.jsonl").read_bytes() == (serial / f"{name}.jsonl").read_bytes()
         assert (tmp_path / f"{name}.mp4").stat().st_size > 0 and (tmp_path / f"{name}.fersr.yaml").is_file()
@@ -134,7 +134,7 @@ def test_a_worker_killed_mid_file_is_retried_and_the_file_ends_whole(local_ray, 
     assert killed and not thread.is_alive()
     run = outcome["run"]
     assert list(run.done) == ["a"] and not run.failed, run.text()
-    assert run.done["a"]["frames"] == 24
+    assert run.done["a"]["frames"] == 120
     assert (tmp_path / "a.jsonl").read_bytes() == (serial / "a.jsonl").read_bytes()  # whole, nothing twice
     assert not (tmp_path / partial.FOLDER).exists()
 
