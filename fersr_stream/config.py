@@ -69,7 +69,7 @@ class DetectConfig:
     # video: a search every this many frames (and at every new shot), in between follow the faces found; 4 finds a
     # face that enters within 3 frames; 1: every frame searched whole
     full_every: int = 4
-    # video, MTCNN: a search looks only where the picture changed since the one before (and every 4th search, or
+    # video, MTCNN: a search looks only where the picture changed since the one before (and every 8th search, or
     # where most of the picture changed, the whole frame): a face that appears changes the pixels where it is
     changed_only: bool = True
 

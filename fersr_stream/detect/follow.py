@@ -37,7 +37,7 @@ _NEW_SHOT = 12.0  # their mean absolute difference (0..255) from the frame befor
 _CHANGED = 10.0
 _GROW = 2  # cells added around each changed cell: where a face moves, its edges change more than its inside
 _MOST = 0.5  # parts covering more of the frame than this: search it whole (a moving camera, a new scene)
-WHOLE_EVERY = 4  # changed_only: every this many searches is whole (a face that appeared with too little change)
+WHOLE_EVERY = 8  # changed_only: every this many searches is whole (a face that appeared with too little change)
 
 
 class FollowingDetector(Detector):

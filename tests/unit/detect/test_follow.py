@@ -10,7 +10,7 @@ import torch
 from fersr_stream import detect
 from fersr_stream.config import DetectConfig
 from fersr_stream.detect import Detector
-from fersr_stream.detect.follow import FollowingDetector, following
+from fersr_stream.detect.follow import WHOLE_EVERY, FollowingDetector, following
 from fersr_stream.testing import synthetic
 from fersr_stream.types import Faces
 
@@ -92,25 +92,25 @@ def test_a_new_shot_is_searched_whole_at_once(haar, astronaut_face):
     assert spy.whole == 1  # the same shot: a face moving over a drifting background is not a cut
 
 
-def test_changed_only_searches_where_the_picture_changed_and_the_whole_frame_every_fourth_search(
-        mtcnn, astronaut_face):
+def test_changed_only_searches_where_the_picture_changed_and_the_whole_frame_at_times(mtcnn, astronaut_face):
     still_background = np.full((240, 320, 3), 90, np.uint8)
     still_background[:, 160:] = 150  # an edge that never moves
     frames = []
-    for t in range(17):
+    for t in range(4 * WHOLE_EVERY + 1):
         frame = paste(still_background.copy(), astronaut_face, 20 + 2 * t, 60, 100)  # followed: moves 2 px a frame
         if t >= 9:
             paste(frame, astronaut_face, 200, 100, 100)  # appears at frame 9
         frames.append(frame)
     spy = Spy(mtcnn)
     found = FollowingDetector(spy, every=4, changed_only=True).detect(frames)
-    # searches at frames 0 (whole), 4, 8, 12 (changed parts), 16 (whole)
-    assert spy.whole == 2 and len(spy.parts) == 3
+    # searches at frames 0 and 4 * WHOLE_EVERY (whole), at 4, 8, 12 ... between (changed parts)
+    assert spy.whole == 2 and len(spy.parts) == WHOLE_EVERY - 1
     assert [len(p) for p in spy.parts[:2]] == [0, 0]  # only the face followed moved: nothing new to search
     (x0, y0, x1, y1), = spy.parts[2]  # at frame 12, the part where the second face appeared
     assert x0 <= 200 + 27 and y0 <= 100 + 26 and x1 >= 200 + 73 and y1 >= 100 + 73
     assert (x1 - x0) * (y1 - y0) < 0.4 * 320 * 240  # the face and 2 cells (32 px) about it
-    assert [len(f) for f in found] == [1] * 12 + [2] * 5  # found at the first search after it came: 3 frames late
+    assert [len(p) for p in spy.parts[3:]] == [0] * (WHOLE_EVERY - 4), spy.parts  # both followed: nothing new
+    assert [len(f) for f in found] == [1] * 12 + [2] * (len(frames) - 12)  # found 3 frames after it came
     assert all(f.landmarks.shape == (len(f), 5, 2) for f in found)
     tensors = [torch.from_numpy(f).permute(2, 0, 1) for f in frames]
     on_device = FollowingDetector(mtcnn, every=4, changed_only=True).detect_tensors(tensors)
