@@ -250,6 +250,8 @@ def _coerce(value, hint, key: str):
             return bool(value)
         if hint is int and isinstance(value, float) and not value.is_integer():
             raise ValueError(value)
+        if hint in (int, float) and isinstance(value, bool):  # int(True) is 1: a yes/no is not a number
+            raise ValueError(value)
         return hint(value)
     except (TypeError, ValueError, OverflowError):
         what = "a finite number" if hint is float else hint.__name__

@@ -15,6 +15,7 @@ from pathlib import Path
 import click
 
 from fersr_stream.cli import Group
+from fersr_stream.errors import FersrError
 
 from . import config as tconfig
 from . import layouts
@@ -153,7 +154,9 @@ def data(data, config_path, kind, angles, sessions, person_regex, overrides, as_
         click.echo(json.dumps(summary, indent=1))
         return
     counts = summary["counts"]
-    click.echo(f"{dataset.kind} dataset at {dataset.root}: {counts['images']} usable images")
+    drawn = " (drawn by fersr-train synth: not KDEF photographs; results on it are not KDEF results)"
+    click.echo(f"{dataset.kind} dataset at {dataset.root}: {counts['images']} usable images"
+               f"{drawn if dataset.synthetic else ''}")
     for group in ("emotion", "part", "angle", "session", "person"):
         if group in counts:
             click.echo(f"  {group}: " + ", ".join(f"{k} {v}" for k, v in counts[group].items()))
@@ -246,18 +249,21 @@ def init(folder, force) -> None:
     A config already there and edited is kept unless --force; then run with --config FOLDER/NAME.yaml.
     """
     out = Path(folder)
-    out.mkdir(parents=True, exist_ok=True)
-    for name, source in tconfig.installed().items():
-        target = out / source.name
-        text = source.read_text()
-        if target.is_file() and target.read_text() == text:
-            click.echo(f"{target}: up to date")
-        elif target.is_file() and not force:
-            click.echo(f"{target}: kept (edited; --force overwrites it)")
-        else:
-            state = "overwritten" if target.is_file() else "written"
-            target.write_text(text)
-            click.echo(f"{target}: {state}")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        for source in tconfig.installed().values():
+            target = out / source.name
+            text = source.read_text()
+            if target.is_file() and target.read_text() == text:
+                click.echo(f"{target}: up to date")
+            elif target.is_file() and not force:
+                click.echo(f"{target}: kept (edited; --force overwrites it)")
+            else:
+                state = "overwritten" if target.is_file() else "written"
+                target.write_text(text)
+                click.echo(f"{target}: {state}")
+    except OSError as e:
+        raise FersrError(f"cannot write the configs into {out}: {e.strerror or e} ({e.filename})") from None
 
 
 def main() -> None:

@@ -19,7 +19,7 @@ def flags(executor: str, ray_flags: dict) -> None:
     """Ray's flags (``--ray-address``, ``--workers``, ``--retries``) belong with ``--executor ray``."""
     given = [f"--{k.replace('_', '-')}" for k, v in ray_flags.items() if v is not None]
     if given and executor != "ray":
-        raise ConfigError(f"{' '.join(given)} only apply with --executor ray")
+        raise ConfigError(f"{' '.join(given)} only {'apply' if len(given) > 1 else 'applies'} with --executor ray")
 
 
 def require_ray() -> None:

@@ -60,4 +60,4 @@ def test_the_study_on_ray_predicts_as_the_serial_run(tmp_path):
 
 def test_ray_flags_need_the_ray_executor(tmp_path):
     result = CliRunner().invoke(cli, ["run", "--config", str(SMOKE), "--workers", "2"], prog_name="fersr-train")
-    assert result.exit_code == 2 and "--workers only apply with --executor ray" in result.output
+    assert result.exit_code == 2 and "--workers only applies with --executor ray" in result.output

@@ -25,6 +25,8 @@ def test_bad_types_and_shapes(tmp_path):
         cfg.load(None, ["degrade.width=abc"])
     with pytest.raises(ConfigError, match="expected bool"):
         cfg.load(None, ["overlay.inset=maybe"])
+    with pytest.raises(ConfigError, match="expected int, got True"):  # not taken as 1
+        cfg.load(None, ["detect.full_every=true"])
     with pytest.raises(ConfigError, match="key=value"):
         cfg.load(None, ["track.smooth"])
     with pytest.raises(ConfigError, match=r"'track' is a section; give its keys, e.g. track.iou=\.\.\.$"):

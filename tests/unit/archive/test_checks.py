@@ -37,7 +37,7 @@ def closed_port() -> int:
 @pytest.mark.parametrize("flag", [("--workers", "2"), ("--retries", "1"), ("--ray-address", "127.0.0.1:6379")])
 def test_ray_flags_need_the_ray_executor(video, tmp_path, flag):
     line = refusal("--source", video, "--jsonl", tmp_path / "a.jsonl", *flag)
-    assert line == f"fersr-stream: error: {flag[0]} only apply with --executor ray"
+    assert line == f"fersr-stream: error: {flag[0]} only applies with --executor ray"
 
 
 @pytest.mark.parametrize("args, words", [

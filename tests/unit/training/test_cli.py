@@ -46,6 +46,7 @@ def test_synth_writes_kdef_layout(tmp_path):
     assert len(list((tmp_path / "s" / "KDEF").glob("*/*.JPG"))) == 140
     summary = json.loads(_invoke(["data", "--data", str(tmp_path / "s"), "--json"]).stdout)
     assert summary["synthetic"] is True  # a study on it is reported as synthetic, however it is given
+    assert "drawn by fersr-train synth: not KDEF photographs" in _invoke(["data", "--data", str(tmp_path / "s")]).stdout
     (tmp_path / "mine").mkdir()
     (tmp_path / "mine" / "keep.txt").write_text("x")
     result = _invoke(["synth", str(tmp_path / "mine")])
@@ -156,6 +157,10 @@ def test_init_writes_the_installed_configs_and_keeps_edited_ones(tmp_path):
     assert config.load(out / "smoke.yaml").train.epochs == 9
     result = _invoke(["init", str(out), "--force"])
     assert "smoke.yaml: overwritten" in result.output and config.load(out / "smoke.yaml").train.epochs == 3
+    (tmp_path / "file").write_text("x")
+    result = _invoke(["init", str(tmp_path / "file" / "cfg")])  # under a file: no folder can be made there
+    assert result.exit_code == 2 and result.stderr.startswith("fersr-train: error: cannot write the configs into ")
+    assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.output
 
 
 def test_the_configs_are_package_data():
