@@ -8,17 +8,20 @@ sources, one a line (``#`` starts a comment; relative paths are relative to the 
 from __future__ import annotations
 
 import glob
+import logging
 import re
 from collections.abc import Sequence
 from pathlib import Path
 from urllib.parse import urlsplit
 
 from ..errors import SourceError
+from .images import is_image_path
 
 # suffixes of video files, when a folder is read as several videos (image files are the stills of one source)
 VIDEO_SUFFIXES = (".3gp", ".avi", ".flv", ".m2ts", ".m4v", ".mkv", ".mov", ".mp4", ".mpeg", ".mpg", ".mts", ".ogv",
                   ".ts", ".webm", ".wmv")
 CAMERA = re.compile(r"(?:cam)?(\d+)|/dev/video\d+", re.IGNORECASE)
+log = logging.getLogger("fersr")
 
 
 def is_device_or_stream(uri: str) -> bool:
@@ -44,8 +47,12 @@ def _expand(value: str) -> list[str]:
         return [value]
     path = Path(value).expanduser()
     if path.is_dir():
-        videos = sorted((p for p in path.iterdir() if p.is_file() and p.suffix.lower() in VIDEO_SUFFIXES),
-                        key=_natural)
+        files = [p for p in path.iterdir() if p.is_file()]
+        videos = sorted((p for p in files if p.suffix.lower() in VIDEO_SUFFIXES), key=_natural)
+        pictures = sum(is_image_path(p) for p in files)
+        if videos and pictures:
+            log.warning("%s: %d picture%s skipped: a folder of videos makes each video a source; give the "
+                        "pictures a folder of their own", value, pictures, "s" if pictures > 1 else "")
         return [str(p) for p in videos] or [value]  # no videos: a folder of images, one source
     if path.is_file() and path.suffix.lower() == ".txt":
         return [s for line in _lines(path) for s in _expand(_relative(line, path.parent))]

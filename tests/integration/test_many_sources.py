@@ -81,9 +81,15 @@ def test_a_source_that_fails_does_not_stop_the_others(clips, tmp_path):
     assert not (tmp_path / "broken.jsonl").exists()
 
 
-def test_a_folder_of_videos_a_glob_and_a_list_file_name_their_sources(clips, tmp_path):
+def test_a_folder_of_videos_a_glob_and_a_list_file_name_their_sources(clips, tmp_path, caplog):
     folder = clips[0].parent
     assert many.expand([str(folder)]) == [str(c) for c in clips]  # natural order: a, b, c
+    assert not caplog.records
+    cv2.imwrite(str(folder / "still.png"), np.zeros((8, 8, 3), np.uint8))
+    assert many.expand([str(folder)]) == [str(c) for c in clips]
+    assert caplog.messages == [f"{folder}: 1 picture skipped: a folder of videos makes each video a source; give "
+                               "the pictures a folder of their own"]  # said, not silently dropped
+    (folder / "still.png").unlink()
     assert many.expand([str(folder / "[ab].mp4")]) == [str(clips[0]), str(clips[1])]
     listing = tmp_path / "sources.txt"
     listing.write_text("# cameras and files\nc.mp4\n\ncam0  # the webcam\nrtsp://door.local/live\n")
