@@ -33,6 +33,28 @@ def host_integral(frames: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.stack([cv2.integral(f) for f in frames]))
 
 
+def host_crops(frames: list[np.ndarray], corners: torch.Tensor, owner: torch.Tensor, side: int, gain: float = 1.0,
+               bias: float = 0.0) -> torch.Tensor:
+    """:func:`crops` of host frames (H, W, C) uint8, each from a summed-area table of its own window alone (by
+    OpenCV): for a few crops of large frames, many times cheaper than a table of whole frames or torch's gathers.
+    The same sums, the same float32 arithmetic: the same values, bit for bit."""
+    zero = torch.zeros(len(corners), dtype=torch.long)  # windows within each crop's own table
+    y0, y1 = (i.numpy() for i in windows(zero, corners[:, 3] - corners[:, 1], side))
+    x0, x1 = (i.numpy() for i in windows(zero, corners[:, 2] - corners[:, 0], side))
+    out = np.empty((len(corners), side, side, frames[0].shape[2]), np.float32)
+    for n, ((left, top, right, bottom), k) in enumerate(zip(corners.tolist(), owner.tolist())):
+        window = frames[k][top:bottom, left:right]
+        deep = cv2.CV_32S if window.shape[0] * window.shape[1] * 255 < 2 ** 31 else cv2.CV_64F
+        table = cv2.integral(window, sdepth=deep)
+        rows0, rows1 = table[y0[n]], table[y1[n]]
+        sums = rows1[:, x1[n]] - rows0[:, x1[n]] - rows1[:, x0[n]] + rows0[:, x0[n]]
+        area = ((y1[n] - y0[n])[:, None] * (x1[n] - x0[n])[None, :]).astype(np.float32)
+        weight = np.reciprocal(area) * np.float32(gain)  # as torch divides a number by a tensor
+        np.multiply(sums.astype(np.float32), weight[:, :, None], out=out[n])
+    out += np.float32(bias)
+    return torch.from_numpy(out).permute(0, 3, 1, 2)
+
+
 def windows(start: torch.Tensor, length: torch.Tensor, out: int) -> tuple[torch.Tensor, torch.Tensor]:
     """First and past-the-end input index (..., out) of each output pixel's window over ``length`` (...) pixels
     from ``start`` (...)."""

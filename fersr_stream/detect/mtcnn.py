@@ -145,15 +145,36 @@ class MTCNNDetector(NetworkDetector):
         """
         for image in images:
             check_image(image)
-        return self.refine_tensors([torch.from_numpy(image).permute(2, 0, 1) for image in images], boxes)
+        if self.device.type != "cpu":
+            return self.refine_tensors([torch.from_numpy(image).permute(2, 0, 1) for image in images], boxes)
+
+        def cut(frames: list[np.ndarray], squares: torch.Tensor, owner: torch.Tensor):
+            # each crop from its window of the frame alone (area.host_crops), in frame pixels
+            sizes = torch.tensor([[frame.shape[1], frame.shape[0]] for frame in frames])
+            crops = area.host_crops(frames, _crop_corners(squares, sizes[owner]), owner, 48, GAIN, BIAS)
+            return crops, squares, torch.zeros((len(squares), 2))
+
+        return self._refine(images, boxes, [image.shape[:2] for image in images], cut)
 
     def refine_tensors(self, frames: list[torch.Tensor], boxes: list[np.ndarray]) -> list[Faces]:
         """:meth:`refine` for (3, H, W) uint8 RGB tensors on any device; only the regions around the boxes are
         copied to the detector's device."""
-        if len(frames) != len(boxes):
-            raise ValueError(f"refine: {len(frames)} frames but {len(boxes)} box arrays")
         for frame in frames:
             check_tensor(frame)
+
+        def cut(frames: list[torch.Tensor], squares: torch.Tensor, owner: torch.Tensor):
+            table, limits, corners = self._patches(frames, squares, owner)
+            local = (squares - corners.repeat(1, 2)).to(self.device)  # each box in its own patch
+            patch = torch.arange(len(local), device=self.device)
+            return self._crops(table, limits, local, patch, 48), local, corners.to(self.device)
+
+        return self._refine(frames, boxes, [tuple(frame.shape[1:]) for frame in frames], cut)
+
+    def _refine(self, frames: list, boxes: list[np.ndarray], shapes: list[tuple[int, int]], cut) -> list[Faces]:
+        """:meth:`refine`, given how to cut the crops: ``cut(frames, squares, owner)`` -> O-Net's input for each
+        square, the squares in the pixels the crops were cut from, and where those pixels start in the frame."""
+        if len(frames) != len(boxes):
+            raise ValueError(f"refine: {len(frames)} frames but {len(boxes)} box arrays")
         given = [np.asarray(b, np.float32).reshape(-1, 4) for b in boxes]
         wanted = [i for i, b in enumerate(given) if len(b)]
         results = [Faces.empty().replace(landmarks=np.zeros((0, 5, 2), np.float32)) for _ in frames]
@@ -161,15 +182,13 @@ class MTCNNDetector(NetworkDetector):
             return results
         squares = _square(torch.from_numpy(np.concatenate([given[i] for i in wanted])))
         owner = torch.cat([torch.full((len(given[i]),), k) for k, i in enumerate(wanted)])
-        table, limits, corners = self._patches([frames[i] for i in wanted], squares, owner)
-        local = (squares - corners.repeat(1, 2)).to(self.device)  # each box in its own patch
-        patch = torch.arange(len(local), device=self.device)
+        crops, local, shift = cut([frames[i] for i in wanted], squares, owner)
+        each = torch.arange(len(local), device=self.device)
         with torch.inference_mode():
-            found, scores, landmarks, kept = self._onet(table, limits, local, patch, self.score_threshold)
-        shift = corners.to(self.device)[kept]  # patch pixels -> frame pixels
-        shapes = [tuple(frames[i].shape[1:]) for i in wanted]
+            found, scores, landmarks, kept = self._onet(crops.to(self.device), local, each, self.score_threshold)
+        shift = shift[kept]  # crop pixels -> frame pixels
         faces = self._split(found + shift.repeat(1, 2), scores, landmarks + shift[:, None],
-                            owner.to(self.device)[kept], [1.0] * len(wanted), shapes)
+                            owner.to(self.device)[kept], [1.0] * len(wanted), [shapes[i] for i in wanted])
         for i, one in zip(wanted, faces):
             results[i] = one
         return results
@@ -272,7 +291,8 @@ class MTCNNDetector(NetworkDetector):
         boxes, owner = self._propose(table, scale)
         if len(boxes):
             boxes, owner = self._rnet(table, limits, boxes, owner)
-        return self._onet(table, limits, boxes, owner, self.score_threshold)
+        crops = self._crops(table, limits, boxes, owner, 48) if len(boxes) else None
+        return self._onet(crops, boxes, owner, self.score_threshold)
 
     def _propose(self, table: torch.Tensor, scale: float) -> tuple[torch.Tensor, torch.Tensor]:
         """P-Net over the pyramid: squared candidate boxes (N, 4) in frame pixels and their frame indices (N,)."""
@@ -316,14 +336,13 @@ class MTCNNDetector(NetworkDetector):
         keep = keep[torchvision.ops.batched_nms(boxes[keep], scores[keep], owner[keep], RNET_IOU)]
         return _square(_regress(boxes[keep], offsets[keep])), owner[keep]
 
-    def _onet(self, table: torch.Tensor, limits: torch.Tensor, boxes: torch.Tensor, owner: torch.Tensor,
-              threshold: float):
-        """O-Net on 48x48 crops: boxes (N, 4), scores (N,), landmarks (N, 5, 2) above ``threshold`` and their
-        frame indices (N,), before the final merge of overlaps."""
+    def _onet(self, crops: torch.Tensor | None, boxes: torch.Tensor, owner: torch.Tensor, threshold: float):
+        """O-Net on the boxes' 48x48 crops (:meth:`_crops`; None where there are no boxes): boxes (N, 4), scores
+        (N,), landmarks (N, 5, 2) above ``threshold`` and their frame indices (N,), before the final merge of
+        overlaps."""
         if not len(boxes):
             return boxes, boxes.new_zeros(0), boxes.new_zeros((0, 5, 2)), owner
-        offsets, points, scores = self._batched(self.net.onet, self._crops(table, limits, boxes, owner, 48),
-                                                ONET_CPU_BATCH)
+        offsets, points, scores = self._batched(self.net.onet, crops, ONET_CPU_BATCH)
         keep = scores > threshold
         boxes, offsets, points, owner = boxes[keep], offsets[keep], points[keep], owner[keep]
         # fractions of the box as the reference measures them: its float corners, not the truncated crop's

@@ -115,6 +115,7 @@ def test_area_sampling_is_torchs_area_interpolation():
     corners = torch.tensor([[0, 0, 53, 37], [5, 7, 25, 19], [40, 30, 47, 37]])
     owner = torch.tensor([1, 0, 1])
     got = area.crops(table, corners, owner, 24, gain=2.0, bias=-1.0)
+    assert torch.equal(area.host_crops(list(frames), corners, owner, 24, gain=2.0, bias=-1.0), got)  # bit for bit
     for crop, (x0, y0, x1, y1), k in zip(got, corners.tolist(), owner.tolist()):
         want = F.interpolate(as_torch[k:k + 1, :, y0:y1, x0:x1], size=(24, 24), mode="area")[0] * 2 - 1
         torch.testing.assert_close(crop, want)
