@@ -240,13 +240,17 @@ _OWN_FILE = (" (a checkpoint of your own needs no import: give its path where a 
              "--enhancer-weights FILE or --detector-weights FILE)")
 
 
-def _fix(spec: WeightSpec, dest: Path, again: bool = False) -> str:
-    """The two ways to get a missing (or, with ``again``, a bad) file, and where it is expected."""
+def _fix(spec: WeightSpec, dest: Path, again: bool = False, tried: bool = False) -> str:
+    """The two ways to get a missing (or, with ``again``, a bad) file, and where it is expected; after a download
+    that failed (``tried``) only the second: fetching it by hand."""
+    by_hand = (f"fetch {spec.urls[0]} by hand and run `fersr-models import FILE --as {spec.name}` "
+               f"(expected at {dest})")
+    if tried:
+        return by_hand
     get = f"run `fersr-models download {spec.name}{' --force' if again else ''}`"
     if offline():
         get = f"unset FERSR_OFFLINE and {get}"
-    return (f"{get}, or fetch {spec.urls[0]} by hand and run `fersr-models import FILE --as {spec.name}` "
-            f"(expected at {dest})")
+    return f"{get}, or {by_hand}"
 
 
 def _problem(file: Path, spec: WeightSpec, trust_stamp: bool) -> str | None:
@@ -331,7 +335,8 @@ def _download(spec: WeightSpec, dest: Path, force: bool, quiet: bool, urls: tupl
         raise WeightsError(f"cannot write {dest}: {e.strerror or e}; set FERSR_HOME to a writable folder") from None
     mirror = os.environ.get("FERSR_WEIGHTS_MIRROR", "").strip()
     where = f"check the mirror FERSR_WEIGHTS_MIRROR={mirror}, or unset it; " if mirror and not urls else ""
-    raise WeightsError(f"could not download {spec.name} ({'; '.join(failures)}); {where}{_fix(spec, dest)}")
+    raise WeightsError(f"could not download {spec.name} ({'; '.join(failures)}); {where}"
+                       f"{_fix(spec, dest, tried=True)}")
 
 
 @contextlib.contextmanager
