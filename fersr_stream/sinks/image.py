@@ -6,6 +6,9 @@ The first frame is written to ``path`` itself; later frames go next to it as ``<
 
 from __future__ import annotations
 
+import glob
+import logging
+import re
 from pathlib import Path
 
 import cv2
@@ -15,6 +18,8 @@ from ..sources.images import IMAGE_EXTENSIONS
 from ..types import Frame
 from .base import Sink, check_writable
 from .lock import OutputLock
+
+log = logging.getLogger("fersr")
 
 
 class ImageSink(Sink):
@@ -51,5 +56,15 @@ class ImageSink(Sink):
         self._count += 1
 
     def close(self) -> None:
-        """Each image is complete once written: only the lock is let go."""
-        self._lock.release()
+        """Each image is complete once written: only the lock is let go, with a warning when numbered images
+        beyond this run's last one are there (an earlier, longer run's: the sequence now mixes two runs)."""
+        try:
+            numbered = re.compile(rf"{re.escape(self._path.stem)}_(\d{{6}}){re.escape(self._path.suffix)}")
+            older = sorted(p.name for p in self._path.parent.glob(f"{glob.escape(self._path.stem)}_*")
+                           if (m := numbered.fullmatch(p.name)) and int(m.group(1)) >= self._count)
+            if self._count and older:
+                log.warning("%s: %d image(s) from an earlier run remain after this run's %d (%s ...): delete them "
+                            "or write to a new name", self._path, len(older), self._count, older[0])
+        finally:
+            self._lock.release()
+

@@ -218,6 +218,22 @@ def test_image_sink_numbers_later_frames(tmp_path):
         np.testing.assert_array_equal(cv2.imread(str(tmp_path / name))[..., ::-1], image)
 
 
+def test_a_shorter_rerun_of_an_image_sequence_warns_of_the_earlier_runs_images(tmp_path, caplog):
+    image = np.zeros((20, 30, 3), np.uint8)
+    (tmp_path / "out_000009.jpg").write_bytes(b"another sequence")  # another extension: not this one's
+    for frames in (3, 1, 3):
+        caplog.clear()
+        with ImageSink(tmp_path / "out.png") as sink:
+            for i in range(frames):
+                sink.write(Frame(i, image))
+        warned = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+        if frames == 1:  # the first run's out_000001.png and out_000002.png are still there
+            assert len(warned) == 1 and "2 image(s) from an earlier run" in warned[0]
+            assert "out_000001.png" in warned[0]
+        else:
+            assert warned == []
+
+
 def _faces(probs: bool) -> Faces:
     p = np.array([[0.1, 0.05, 0.05, 0.6, 0.1, 0.05, 0.05], [0.9, 0, 0, 0, 0.1, 0, 0]], np.float32)
     return Faces(boxes=np.array([[10.4, 20.6, 50.5, 80.0], [0, 0, 5, 5]], np.float32),
