@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import tempfile
 from pathlib import Path
 
 import click
@@ -225,6 +226,7 @@ def plan(config_path, data, overrides, quiet, workers, **flags) -> None:
     """Print the grid's size and an estimate of its hours on 1, 4, 16 workers, from costs measured here."""
     from fersr_stream.errors import ConfigError
 
+    from . import phases
     from . import plan as plan_
 
     try:
@@ -234,8 +236,13 @@ def plan(config_path, data, overrides, quiet, workers, **flags) -> None:
     if not counts or min(counts) < 1:
         raise ConfigError(f"--workers expects counts >= 1 such as 1,4,16, got {workers!r}")
     config = _load(config_path, data, overrides, **flags)
-    grid = plan_.count(config)
-    costs, stand_ins = plan_.measure(config)
+    with tempfile.TemporaryDirectory(prefix="fersr-plan-") as tmp:
+        if config.data.kind == "synthetic" and not (phases.synthetic_root(config) / "KDEF").is_dir():
+            # a set that is drawn when the study runs: planning draws it aside, and writes nothing of its own
+            config = dataclasses.replace(config, data=dataclasses.replace(config.data, root=tmp))
+        grid = plan_.count(config)
+        costs, stand_ins = plan_.measure(config, say=(lambda what: None) if quiet else
+                                         (lambda what: click.echo(f"plan: {what}", err=True)))
     for line in plan_.describe(grid, costs, counts, tuple(stand_ins)):
         click.echo(line)
 

@@ -72,6 +72,11 @@ def phase_of(arm: str, test: Condition) -> str:
     return f"ext-{arm}"
 
 
+def synthetic_root(config: StudyConfig) -> Path:
+    """Where a synthetic dataset is (or is drawn): ``data.root``, else ``synthetic-kdef`` beside the run folders."""
+    return Path(config.data.root) if config.data.root else config.folder.parent / "synthetic-kdef"
+
+
 def load_dataset(config: StudyConfig, dist_: engine.Dist | None = None) -> Dataset:
     """The configured dataset; a synthetic one is generated (by rank 0) into ``data.root`` when absent.
 
@@ -80,7 +85,7 @@ def load_dataset(config: StudyConfig, dist_: engine.Dist | None = None) -> Datas
     """
     data = config.data
     if data.kind == "synthetic":
-        root = Path(data.root) if data.root else config.folder.parent / "synthetic-kdef"
+        root = synthetic_root(config)
         synthetic.claim(root)
         if not (root / "KDEF").is_dir() and (dist_ is None or dist_.main):
             synthetic.write(root, data.synth_people, data.synth_width, data.synth_seed)

@@ -281,9 +281,9 @@ def cut_cost(dataset, config: StudyConfig, device: torch.device, folder: Path, n
     return seconds / len(subset.samples)
 
 
-def measure(config: StudyConfig) -> tuple[Costs, list[str]]:
+def measure(config: StudyConfig, say=lambda what: None) -> tuple[Costs, list[str]]:
     """Time every per-item cost of ``config``'s grid on its device; returns the costs and the restorer tags
-    timed with a random stand-in network."""
+    timed with a random stand-in network. ``say(what)`` is called before each timing (minutes on a CPU)."""
     from fersr_stream import device as fdevice
 
     from . import phases
@@ -292,14 +292,20 @@ def measure(config: StudyConfig) -> tuple[Costs, list[str]]:
         torch.set_num_threads(config.train.threads)
     device = fdevice.resolve(config.device)
     torch.manual_seed(0)
-    train = {m: train_cost(m, config, device) for m in config.train.models if m in tconfig.TRAINABLE}
-    test = {m: test_cost(m, config, device) for m in config.train.models}
+    train, test = {}, {}
+    for m in config.train.models:
+        say(f"timing {m} training and testing on {device}")
+        if m in tconfig.TRAINABLE:
+            train[m] = train_cost(m, config, device)
+        test[m] = test_cost(m, config, device)
     restore, stand_ins = {}, []
     with tempfile.TemporaryDirectory(prefix="fersr-plan-") as tmp:
         for spec in (tconfig.parse_restorer(r) for r in config.phases.restorers):
+            say(f"timing {spec.tag} restoration on {device}")
             restore[spec.tag], random = restore_cost(spec, config, device, Path(tmp))
             stand_ins += [spec.tag] if random else []
             (Path(tmp) / f"{spec.name}.pth").unlink(missing_ok=True)
+        say(f"timing face cutting on {device}")
         cut = cut_cost(phases.load_dataset(config), config, device, Path(tmp))
     return Costs(str(device), train, test, restore, cut), stand_ins
 

@@ -80,5 +80,17 @@ def test_fersr_train_plan_on_the_smoke_config(synth, tmp_path):
     rows = [line.split() for line in out.splitlines() if line.strip().split(" ")[0] in ("1", "4")]
     assert [r[0] for r in rows] == ["1", "4"]
     assert not (tmp_path / "smoke").exists()  # planning writes no experiment
+    # what it is timing, while it does (minutes for the full grid on a CPU)
+    assert "plan: timing resnet18 training and testing on cpu" in result.stderr
+    assert "plan: timing bicubic restoration on cpu" in result.stderr and "plan:" not in result.stdout
+
+
+def test_plan_draws_a_synthetic_set_it_needs_aside_and_writes_nothing(tmp_path):
+    missing = tmp_path / "not" / "there"
+    result = CliRunner().invoke(cli, ["plan", "--config", "smoke", "--data", str(missing), "--out", str(tmp_path),
+                                      "--workers", "1", "--quiet"], prog_name="fersr-train")
+    assert result.exit_code == 0, result.output + repr(result.exception)
+    assert "images to cut 420" in result.stdout and result.stderr == ""
+    assert sorted(tmp_path.iterdir()) == []  # neither the data folder nor a run folder
     result = CliRunner().invoke(cli, ["plan", "--config", "smoke", "--workers", "0"], prog_name="fersr-train")
     assert result.exit_code == 2 and "--workers expects counts >= 1" in result.stderr
