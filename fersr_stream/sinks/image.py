@@ -36,7 +36,7 @@ class ImageSink(Sink):
             raise SinkError(f"not an image output: {path}; use one of {' '.join(IMAGE_EXTENSIONS)}")
         self._path = check_writable(path)
         self._lock = OutputLock(path)
-        self._count = 0
+        self._count, self._closed = 0, False
 
     def _target(self) -> Path:
         if self._count == 0:
@@ -58,6 +58,9 @@ class ImageSink(Sink):
     def close(self) -> None:
         """Each image is complete once written: only the lock is let go, with a warning when numbered images
         beyond this run's last one are there (an earlier, longer run's: the sequence now mixes two runs)."""
+        if self._closed:
+            return
+        self._closed = True
         try:
             numbered = re.compile(rf"{re.escape(self._path.stem)}_(\d{{6}}){re.escape(self._path.suffix)}")
             older = sorted(p.name for p in self._path.parent.glob(f"{glob.escape(self._path.stem)}_*")

@@ -226,6 +226,7 @@ def test_a_shorter_rerun_of_an_image_sequence_warns_of_the_earlier_runs_images(t
         with ImageSink(tmp_path / "out.png") as sink:
             for i in range(frames):
                 sink.write(Frame(i, image))
+        sink.close()  # closing again (as the run does) says nothing more
         warned = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
         if frames == 1:  # the first run's out_000001.png and out_000002.png are still there
             assert len(warned) == 1 and "2 image(s) from an earlier run" in warned[0]
