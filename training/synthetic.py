@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import math
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -69,18 +70,41 @@ def write(out: str | Path, people: int | list[str] = 4, width: int = 140, seed: 
           quality: int = 95) -> Path:
     """Write ``out/KDEF/<AF01>/<AF01AFS.JPG>`` for every person x 7 emotions x 5 angles x 2 sessions.
 
+    The set is drawn into a folder beside ``KDEF`` and renamed into place whole, replacing an earlier drawn set:
+    a run stopped while drawing leaves no ``KDEF`` (the next one draws it again), never a partial set that would
+    be trained on.
+
     Args:
         people: how many identities (ids from :func:`person_ids`) or explicit ids such as ``["F31", "M31"]``.
         width: image width in px; the height keeps KDEF's 562 x 762 aspect.
 
     Returns:
         The ``KDEF`` folder written.
+
+    Raises:
+        ConfigError: ``out`` cannot be written.
     """
     ids = person_ids(people) if isinstance(people, int) else list(people)
-    root = Path(out) / "KDEF"
-    root.mkdir(parents=True, exist_ok=True)
-    (root.parent / SYNTHETIC_MARKER).write_text("Procedurally drawn faces in KDEF's layout, written by fersr-train "
-                                                "(training/synthetic.py): not KDEF, and not real faces.\n")
+    out = Path(out)
+    root, drawing, earlier = out / "KDEF", out / ".KDEF.drawing", out / ".KDEF.earlier"
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / SYNTHETIC_MARKER).write_text("Procedurally drawn faces in KDEF's layout, written by fersr-train "
+                                            "(training/synthetic.py): not KDEF, and not real faces.\n")
+        for leftover in (drawing, earlier):
+            shutil.rmtree(leftover, ignore_errors=True)
+        _draw_all(drawing, ids, width, seed, quality)
+        if root.exists():
+            root.rename(earlier)
+        drawing.rename(root)
+        shutil.rmtree(earlier, ignore_errors=True)
+    except OSError as exc:
+        raise ConfigError(f"cannot write the synthetic set into {out}: {exc.strerror or exc}") from None
+    return root
+
+
+def _draw_all(root: Path, ids: list[str], width: int, seed: int, quality: int) -> None:
+    """Every image of the people ``ids`` into ``root/<session><id>/``."""
     height = int(round(width * 762 / 562))
     for pid in ids:
         person = identity(pid, seed)
@@ -91,8 +115,9 @@ def write(out: str | Path, people: int | list[str] = 4, width: int = 140, seed: 
                 for angle in ANGLES:
                     image = draw(person, EXPRESSIONS[code], YAW[angle], session, width, height)
                     name = folder / f"{session}{pid}{code}{angle}.JPG"
-                    cv2.imwrite(str(name), cv2.cvtColor(image, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, quality])
-    return root
+                    if not cv2.imwrite(str(name), cv2.cvtColor(image, cv2.COLOR_RGB2BGR),
+                                       [cv2.IMWRITE_JPEG_QUALITY, quality]):
+                        raise OSError(f"cannot write {name}")
 
 
 def inject_defects(root: str | Path) -> dict[str, str]:

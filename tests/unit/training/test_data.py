@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from fersr_stream.classify.labels import Emotion
+from fersr_stream.errors import ConfigError
 from training import kdef, synthetic
 from training.dataset import DatasetError
 
@@ -108,3 +109,30 @@ def test_synthetic_layout_and_expressions_differ(tmp_path):
     # the expressions differ, but only in small details (the rest of the image is the same person)
     diff = np.abs(happy - sad).mean(axis=2)
     assert diff.max() > 60 and (diff > 30).mean() < 0.05
+
+
+def test_a_drawn_set_appears_whole_and_replaces_an_earlier_one(tmp_path, monkeypatch):
+    draw, drawn = synthetic.draw, []
+
+    def stopped_after_ten(*args):
+        if len(drawn) == 10:
+            raise KeyboardInterrupt  # a Ctrl-C while drawing
+        drawn.append(1)
+        return draw(*args)
+
+    monkeypatch.setattr(synthetic, "draw", stopped_after_ten)
+    with pytest.raises(KeyboardInterrupt):
+        synthetic.write(tmp_path, 2, width=48)
+    assert not (tmp_path / "KDEF").exists()  # nothing a later run would take for the whole set
+    monkeypatch.undo()
+    synthetic.write(tmp_path, 3, width=48)
+    assert len(list((tmp_path / "KDEF").rglob("*.JPG"))) == 3 * 70
+    root = synthetic.write(tmp_path, 2, width=48)  # fewer people: the earlier set's third is gone
+    assert sorted(p.name for p in root.iterdir()) == ["AF01", "AM01", "BF01", "BM01"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["KDEF", "SYNTHETIC.txt"]
+
+
+def test_a_drawn_set_that_cannot_be_written_is_one_line(tmp_path):
+    (tmp_path / "file").write_text("")
+    with pytest.raises(ConfigError, match="cannot write the synthetic set into"):
+        synthetic.write(tmp_path / "file" / "set", 2, width=48)
