@@ -214,6 +214,9 @@ class StreamConfig:
                  self.max_frames)
         _require(self.metrics_port is None or 1 <= self.metrics_port <= 65535, "metrics_port",
                  "a TCP port in 1..65535 (or none)", self.metrics_port)
+        # the face is simulated smaller than its crop; a larger one would only be a costly enlargement
+        _require(self.degrade.width is None or self.degrade.width <= self.align.size, "degrade.width",
+                 f"at most the crop's side, align.size = {self.align.size} (--simulate-lr)", self.degrade.width)
 
 
 def _coerce(value, hint, key: str):

@@ -48,6 +48,7 @@ def test_bad_types_and_shapes(tmp_path):
     ("align.size=0", "align.size must be at least 16"),
     ("align.margin=-1", "align.margin must be >= 0"),
     ("degrade.jpeg=0", "degrade.jpeg must be a quality in 1..100"),
+    ("degrade.width=513", r"degrade.width must be at most the crop's side, align.size = 512"),  # not 84 GB
     ("enhance.reuse_iou=2", r"enhance.reuse_iou must be in \[0, 1\]"),
     ("classify.batch=0", "classify.batch must be at least 1"),
     ("source.queue_size=0", "source.queue_size must be at least 1"),
