@@ -18,6 +18,7 @@ import numpy as np
 import yaml
 
 from fersr_stream.classify.labels import KDEF_CODES
+from fersr_stream.errors import ConfigError
 
 from . import breakdown
 
@@ -31,8 +32,16 @@ def load_cells(folder: Path) -> list[dict]:
     ``cells/<model>/train-*/fold*/``)."""
     paths = sorted(Path(folder).glob("cells/*/*/fold*/test-*.json")) + \
         sorted(Path(folder).glob("cells/*/*/*/fold*/test-*.json"))
-    cells = [json.loads(p.read_text()) for p in paths]
-    return sorted(cells, key=_order)
+    return sorted((_cell(p) for p in paths), key=_order)
+
+
+def _cell(path: Path) -> dict:
+    """One cell's metrics; a file damaged from outside (the study writes them whole) is one clear error."""
+    try:
+        return json.loads(path.read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ConfigError(f"{path} is damaged ({exc.__class__.__name__}: {exc}); delete it and run the study "
+                          f"again (`fersr-train run`) to recompute that cell") from None
 
 
 def _order(c: dict):
@@ -306,7 +315,11 @@ def write(folder: str | Path) -> Path:
     REPORT.md; returns REPORT.md."""
     folder = Path(folder)
     found = json.loads((folder / "faces.json").read_text()) if (folder / "faces.json").is_file() else {}
-    cells, ablation = split_alignments(load_cells(folder), found.get("align", "box"))
+    every = load_cells(folder)
+    if not every:  # a run stopped before its first cell: an empty report would read as a finished one
+        raise ConfigError(f"{folder} has no finished evaluation cells yet; `fersr-train run` with its config goes "
+                          f"on and writes the report")
+    cells, ablation = split_alignments(every, found.get("align", "box"))
     rows = summarise(cells)
     tests = mcnemar(cells)
     _csv(folder / "results.csv", [{k: _row_value(c, k) for k in ROW_KEYS} for c in cells])

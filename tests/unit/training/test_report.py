@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pytest
 
+from fersr_stream.errors import ConfigError
 from training import report
 
 
@@ -143,3 +144,18 @@ def test_the_alignment_ablation_and_faces_per_view(experiment):
     assert "## Aligned by landmarks vs. box" in text
     assert "| resnet18 | hr | HR | hr | 100.0 % | 40.0 % | +60.0 | 2 |" in text
     assert "| S | 10 | 9 | 9 | 0 | 1 |" in text and (experiment / "faces_by_view.csv").read_text().count("\n") == 4
+
+
+def test_a_damaged_cell_file_is_one_line_naming_it(tmp_path):
+    _cell(tmp_path, 0, "lr8", 8, "none", [0, 1], [0, 1])
+    damaged = tmp_path / "cells" / "resnet18" / "train-hr" / "fold0" / "test-lr8.json"
+    damaged.write_text(damaged.read_text()[:40])  # cut by a disk error, say
+    with pytest.raises(ConfigError, match=f"^{damaged} is damaged .*delete it and run the study again"):
+        report.load_cells(tmp_path)
+
+
+def test_a_report_of_no_finished_cells_is_refused(tmp_path):
+    (tmp_path / "run.json").write_text("{}")  # a run stopped before its first cell
+    with pytest.raises(ConfigError, match="has no finished evaluation cells yet"):
+        report.write(tmp_path)
+    assert not (tmp_path / "REPORT.md").exists()
