@@ -37,6 +37,7 @@ CROPS = ("auto", "detect", "box", "none")
 SPLITS = ("subject", "image", "official")
 RESTORERS = tuple(name for name in ENHANCERS.names() if name != "none")
 MAX_INPUT = 1024  # px: the networks' input side (ImageNet models take 224)
+MIN_INPUT = 32  # px: ResNet's and VGG's five halvings leave one pixel of it
 
 
 def _widths(key: str, values: tuple) -> None:
@@ -190,8 +191,9 @@ class TrainConfig:
         for key in ("lr", "head_lr"):
             if not getattr(self, key) > 0:
                 raise ConfigError(f"config key 'train.{key}' must be > 0")
-        if self.input_size > MAX_INPUT:
-            raise ConfigError(f"config key 'train.input_size' must be at most {MAX_INPUT} px, got {self.input_size}")
+        if not MIN_INPUT <= self.input_size <= MAX_INPUT:
+            raise ConfigError(f"config key 'train.input_size' must be {MIN_INPUT} to {MAX_INPUT} px, "
+                              f"got {self.input_size}")
         if self.threads is not None and self.threads < 1:
             raise ConfigError("config key 'train.threads' must be >= 1 (or empty: torch's default)")
 
@@ -239,6 +241,10 @@ class CacheConfig:
 
     dir: str = ""
     batch: int = 4  # faces per restorer call
+
+    def __post_init__(self):
+        if self.batch < 1:
+            raise ConfigError(f"config key 'cache.batch' must be >= 1 (faces per restorer call), got {self.batch}")
 
 
 @dataclass(frozen=True)
@@ -294,6 +300,9 @@ class StudyConfig:
                                   f"(faces.size = {self.faces.size} px)")
         if not self.name.strip() or not self.out.strip():
             raise ConfigError("config keys 'name' and 'out' must not be empty")
+        if self.name in (".", "..") or "/" in self.name or "\\" in self.name:
+            raise ConfigError(f"config key 'name' names the experiment's folder inside 'out' ({self.out}): a plain "
+                              f"folder name, got {self.name!r} (set 'out' to write elsewhere)")
 
     def _check_ablation(self) -> None:
         """The ablation's cells are compared with the main run's: its models and widths must be run there too."""

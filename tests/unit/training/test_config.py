@@ -39,7 +39,9 @@ def test_overrides_and_errors():
              "train.lr=-1": "'train.lr' must be > 0",
              "train.weight_decay=-1": "'train.weight_decay' must be >= 0",
              "train.patience=-2": "'train.patience' must be >= 0",
-             "train.input_size=100000": "at most 1024 px",
+             "train.input_size=100000": "must be 32 to 1024 px",
+             "train.input_size=1": "must be 32 to 1024 px, got 1",
+             "cache.batch=-3": "'cache.batch' must be >= 1",
              "faces.detector=haarr": "unknown value 'haarr'",
              "faces.margin=-1": "'faces.margin' must be >= 0",
              "faces.crop=square": "unknown value 'square'; choose from auto, detect, box, none",
@@ -52,6 +54,8 @@ def test_overrides_and_errors():
              "report.example_widths=[0]": "widths must be >= 2 px",
              "report.example_widths=[300]": "300 px is not lower than the face crops",
              "name=": "config key 'name' needs a value",
+             "name=../../escape": "'name' names the experiment's folder inside 'out'",  # nothing written outside
+             "name=..": "a plain folder name, got '..'",
              "train.seed=1": "config key 'train.seed' moved to protocol.seeds",
              "protocol.seeds=[]": "must list distinct seeds",
              "protocol.seeds=[1, 1]": "must list distinct seeds"}
