@@ -100,7 +100,13 @@ def run(config_path, data, overrides, quiet, executor, ray_address, workers, **f
     config = _load(config_path, data, overrides, **flags)
     study = phases.Study(config, progress=not quiet)
     study.prepare()
-    folder = study.run(runner)
+    try:
+        folder = study.run(runner)
+    except KeyboardInterrupt:
+        if study.dist.main:
+            click.echo(f"\nfersr-train: stopped; the finished cells in {study.folder} are kept, and the same command "
+                       f"goes on from them", err=True)
+        raise
     if study.dist.main:  # under torchrun every rank gets here; one line is enough
         click.echo(f"report: {folder / 'REPORT.md'}")
 

@@ -171,3 +171,18 @@ def test_the_configs_are_package_data():
     package = config.INSTALLED.parent
     shipped = {p for pattern in patterns for p in package.glob(pattern)}
     assert set(config.installed().values()) <= shipped and len(config.installed()) >= 2
+
+
+def test_a_stopped_run_says_what_is_kept_and_exits_130(tmp_path, monkeypatch, capsys):
+    from training import phases
+
+    def stopped(self, runner=None):
+        raise KeyboardInterrupt  # Ctrl-C in the middle of the cells
+
+    monkeypatch.setattr(phases.Study, "run", stopped)
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(["run", "--config", "smoke", "--data", str(tmp_path / "synth"), "--out", str(tmp_path / "runs"),
+                  "--quiet"], prog_name="fersr-train")
+    assert exit_.value.code == 130
+    err = capsys.readouterr().err
+    assert f"stopped; the finished cells in {tmp_path / 'runs' / 'smoke'} are kept" in err
