@@ -28,8 +28,9 @@ def check_output(path: str | Path) -> Path:
     """Raise :class:`SinkError` unless ``path`` has a known extension and can be written; touches nothing."""
     suffix = Path(path).suffix.lower()
     if suffix not in (*VIDEO_EXTENSIONS, *IMAGE_EXTENSIONS, ".jsonl"):
-        known = " ".join(sorted((*VIDEO_EXTENSIONS, *IMAGE_EXTENSIONS, ".jsonl")))
-        raise SinkError(f"unknown output extension {suffix or '(none)'!r} for {path}; known: {known}")
+        raise SinkError(f"unknown output extension {suffix or '(none)'!r} for {path}; known: videos "
+                        f"{' '.join(VIDEO_EXTENSIONS)}, images {' '.join(IMAGE_EXTENSIONS)} (--output), JSON lines "
+                        f".jsonl (--jsonl)")
     return check_writable(path)
 
 

@@ -140,7 +140,7 @@ def test_every_even_height_is_encoded_whole(tmp_path, width, height):
 
 @pytest.mark.parametrize("path, match", [
     ("missing_dir/out.mp4", "directory does not exist"),
-    ("out.xyz", "unknown output extension '.xyz'.*known: .avi .bmp"),
+    ("out.xyz", r"unknown output extension '.xyz'.*known: videos .avi .* images .bmp .*JSON lines .jsonl \(--jsonl\)"),
     ("folder.mp4", "is a directory"),
 ])
 def test_unwritable_outputs_fail_before_any_work(tmp_path, path, match):
