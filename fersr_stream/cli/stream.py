@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import signal
 
 import click
@@ -58,6 +59,20 @@ def resolve_config(config_path: str | None, sets: tuple[str, ...], flags: dict) 
     return cfg.load(None, sets, base=cfg.merge(cfg.load(config_path), values))
 
 
+_ENHANCER_FLAGS = ("enhancer_weights", "fidelity", "enhance_below", "reuse_every", "paste")
+
+
+def warn_unused(config: cfg.StreamConfig, flags: dict) -> None:
+    """Warn (on the ``fersr`` logger) of restoration flags given that this run's settings leave without effect."""
+    given = [f"--{name.replace('_', '-')}" for name in _ENHANCER_FLAGS if flags.get(name) not in (None, False)]
+    if config.enhance.name == "none" and given:
+        logging.getLogger("fersr").warning("%s: nothing is restored without --enhancer, so %s nothing",
+                                           " ".join(given), "it does" if len(given) == 1 else "they do")
+    elif flags.get("fidelity") is not None and config.enhance.name != "codeformer":
+        logging.getLogger("fersr").warning("--fidelity: only --enhancer codeformer takes it; %s does not",
+                                           config.enhance.name)
+
+
 @click.command(cls=Command, epilog=EXAMPLES, context_settings={"max_content_width": 110})
 @click.option("--source", "-s", multiple=True,
               help="cam0 | camera index | /dev/videoN | video file | rtsp/http URL | image | folder | glob | .txt "
@@ -110,6 +125,7 @@ def stream(config_path, sets, stats, executor, ray_address, workers, retries, **
     """
     archive_checks.flags(executor, {"ray_address": ray_address, "workers": workers, "retries": retries})
     config = resolve_config(config_path, sets, flags)
+    warn_unused(config, flags)
     if executor == "ray":
         return _archive(config, ray_address, workers, 2 if retries is None else retries, stats)
     summary = run(config)
