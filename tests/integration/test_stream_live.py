@@ -58,8 +58,10 @@ class Run:
             self.stderr.append((time.monotonic(), line.rstrip("\n")))
 
     def lines(self) -> list[dict]:
+        """The whole lines written so far: a line that crosses a page of the page cache can be read half written
+        (Linux copies a write in page by page), so a last line without its newline is left for the next look."""
         text = self.jsonl.read_text() if self.jsonl.exists() else ""
-        return [json.loads(line) for line in text.splitlines()]
+        return [json.loads(line) for line in text.splitlines(keepends=True) if line.endswith("\n")]
 
     def wait_for(self, what, timeout: float = 60) -> float:
         """Wait until ``what()`` is true while the run goes on; the clock then."""
