@@ -8,8 +8,11 @@ configs out for editing). A user mistake is one line on stderr and exit code 2 (
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
+import signal
+import sys
 import tempfile
 from pathlib import Path
 
@@ -36,6 +39,27 @@ def _load(config_path: str | None, data: str | None, overrides: tuple[str, ...],
     if flags.get("no_detect"):
         sets.append("faces.crop=box")
     return tconfig.load(config_path, sets + list(overrides))
+
+
+@contextlib.contextmanager
+def _stoppable(kept: str, say: bool):
+    """Ctrl-C, or the SIGTERM a batch scheduler sends at its time limit, ends a long command with one line saying
+    what is kept (every finished piece was written whole) and the exit code a shell gives that signal (130, 143)."""
+    stopped_by = [signal.SIGINT]
+
+    def terminated(signum, _frame):
+        stopped_by[0] = signum
+        raise KeyboardInterrupt
+
+    saved = signal.signal(signal.SIGTERM, terminated)
+    try:
+        yield
+    except KeyboardInterrupt:
+        if say:
+            click.echo(f"\nfersr-train: stopped; {kept}, and the same command goes on from them", err=True)
+        sys.exit(128 + stopped_by[0])
+    finally:
+        signal.signal(signal.SIGTERM, saved)
 
 
 def _common(f):
@@ -100,13 +124,8 @@ def run(config_path, data, overrides, quiet, executor, ray_address, workers, **f
     config = _load(config_path, data, overrides, **flags)
     study = phases.Study(config, progress=not quiet)
     study.prepare()
-    try:
+    with _stoppable(f"the finished cells in {study.folder} are kept", say=study.dist.main):
         folder = study.run(runner)
-    except KeyboardInterrupt:
-        if study.dist.main:
-            click.echo(f"\nfersr-train: stopped; the finished cells in {study.folder} are kept, and the same command "
-                       f"goes on from them", err=True)
-        raise
     if study.dist.main:  # under torchrun every rank gets here; one line is enough
         click.echo(f"report: {folder / 'REPORT.md'}")
 
@@ -123,7 +142,8 @@ def restore(config_path, data, overrides, quiet, shard, **flags) -> None:
     config = _load(config_path, data, overrides, **flags)
     study = phases.Study(config, progress=not quiet)
     study.prepare()
-    counts = study.restore_all(part)
+    with _stoppable(f"the faces restored so far are kept in {config.cache_dir}", say=True):
+        counts = study.restore_all(part)
     for tag, c in counts.items():
         click.echo(f"{tag}: restored {c['restored']}, cached {c['cached']}, other shards {c['other_shards']}")
     click.echo(f"restorer calls: {study.cache.calls}")

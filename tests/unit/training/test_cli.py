@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
+import time
 from pathlib import Path
 
 import pytest
@@ -173,16 +176,38 @@ def test_the_configs_are_package_data():
     assert set(config.installed().values()) <= shipped and len(config.installed()) >= 2
 
 
-def test_a_stopped_run_says_what_is_kept_and_exits_130(tmp_path, monkeypatch, capsys):
+def _interrupt(signum):
+    """Ctrl-C (Python raises KeyboardInterrupt) or a batch scheduler's SIGTERM, in the middle of the work."""
+    def stopped(*_args, **_kwargs):
+        if signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        os.kill(os.getpid(), signum)
+        time.sleep(5)  # the handler breaks in at once
+        raise AssertionError("SIGTERM did not stop the work")
+    return stopped
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_a_stopped_run_says_what_is_kept_and_exits_as_the_signal_says(signum, tmp_path, monkeypatch, capsys):
     from training import phases
 
-    def stopped(self, runner=None):
-        raise KeyboardInterrupt  # Ctrl-C in the middle of the cells
-
-    monkeypatch.setattr(phases.Study, "run", stopped)
+    monkeypatch.setattr(phases.Study, "run", _interrupt(signum))
+    before = signal.getsignal(signal.SIGTERM)
     with pytest.raises(SystemExit) as exit_:
         cli.main(["run", "--config", "smoke", "--data", str(tmp_path / "synth"), "--out", str(tmp_path / "runs"),
                   "--quiet"], prog_name="fersr-train")
-    assert exit_.value.code == 130
+    assert exit_.value.code == 128 + signum  # 130, 143
     err = capsys.readouterr().err
     assert f"stopped; the finished cells in {tmp_path / 'runs' / 'smoke'} are kept" in err
+    assert signal.getsignal(signal.SIGTERM) is before  # the handler does not outlive the command
+
+
+def test_a_stopped_restore_says_the_restored_faces_are_kept(tmp_path, monkeypatch, capsys):
+    from training import phases
+
+    monkeypatch.setattr(phases.Study, "restore_all", _interrupt(signal.SIGTERM))
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(["restore", "--config", "smoke", "--data", str(tmp_path / "synth"), "--out", str(tmp_path / "runs"),
+                  "--quiet"], prog_name="fersr-train")
+    assert exit_.value.code == 143
+    assert f"stopped; the faces restored so far are kept in {tmp_path / 'runs' / 'cache'}" in capsys.readouterr().err
