@@ -418,6 +418,8 @@ def open_network(url: str, open_timeout: float, read_timeout: float,
         # FFmpeg reports its timeout as an interrupt or as bad data; the clock tells which it was
         timed_out = time.monotonic() - started >= open_timeout
         reason = f"no answer within {open_timeout:g} s (source.open_timeout)" if timed_out else _reason(exc)
+        if isinstance(exc, av.InvalidDataError) and not timed_out:
+            reason += " (what answered there sent no video stream: check the address, port and path)"
         raise CannotOpen(label, reason, timed_out) from None
     whole_file = scheme.startswith("http") and (container.duration or 0) > 0
     return PyAVSource(container, label, live=not whole_file, path=None, read_timeout=read_timeout,

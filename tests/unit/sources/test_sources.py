@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import socket
 import sys
+import threading
 from fractions import Fraction
 
 import av
@@ -315,6 +316,15 @@ def test_unreachable_and_silent_urls(tmp_path):
         server.listen(1)
         with pytest.raises(SourceError, match=r"no answer within 0\.5 s"):
             open_source(f"http://127.0.0.1:{server.getsockname()[1]}/x.mp4", config)
+    with socket.socket() as server:  # answers, but not with a stream: closes at once
+        server.bind(("127.0.0.1", 0))
+        server.listen(1)
+        closer = threading.Thread(target=lambda: server.accept()[0].close(), daemon=True)
+        closer.start()
+        with pytest.raises(SourceError, match=r"Invalid data .* \(what answered there sent no video stream: "
+                                              r"check the address, port and path\)$"):
+            open_source(f"rtsp://127.0.0.1:{server.getsockname()[1]}/x", config)
+        closer.join(5)
     with pytest.raises(SourceError, match="unsupported URL scheme"):
         open_source("ftp://example.com/x.mp4")
 
