@@ -155,6 +155,10 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu"
         including ``format`` and ``arch``).
     """
     path = Path(path)
+    if path.is_dir():  # a study's cell folder, say: its model.safetensors is meant
+        inside = path / "model.safetensors"
+        hint = f"; did you mean {inside}?" if inside.is_file() else ""
+        raise WeightsError(f"{path} is a folder, not a classifier checkpoint file{hint}")
     if not path.is_file():
         raise WeightsError(f"classifier weights not found: {path}")
     header, state = _read(path)

@@ -189,6 +189,14 @@ def test_wrong_arch_is_one_line_weights_error(tmp_path):
 def test_checkpoint_errors(tmp_path):
     with pytest.raises(WeightsError, match="not found"):
         classify.load(tmp_path / "absent.safetensors")
+    cell = tmp_path / "fold0"
+    cell.mkdir()
+    with pytest.raises(WeightsError, match=f"^{cell} is a folder, not a classifier checkpoint file$"):
+        classify.load(cell)
+    (cell / "model.safetensors").write_bytes(b"")
+    with pytest.raises(WeightsError, match=f"is a folder, not a classifier checkpoint file; did you mean "
+                                           f"{cell / 'model.safetensors'}\\?$"):
+        classify.load(cell)
     junk = tmp_path / "junk.safetensors"
     junk.write_bytes(b"not a checkpoint at all")
     with pytest.raises(WeightsError, match="cannot read"):
