@@ -42,9 +42,10 @@ def _load(config_path: str | None, data: str | None, overrides: tuple[str, ...],
 
 
 @contextlib.contextmanager
-def _stoppable(kept: str, say: bool):
+def _stoppable(kept, say: bool):
     """Ctrl-C, or the SIGTERM a batch scheduler sends at its time limit, ends a long command with one line saying
-    what is kept (every finished piece was written whole) and the exit code a shell gives that signal (130, 143)."""
+    what is kept (``kept()``; every finished piece was written whole) and the exit code a shell gives that signal
+    (130, 143)."""
     stopped_by = [signal.SIGINT]
 
     def terminated(signum, _frame):
@@ -56,10 +57,19 @@ def _stoppable(kept: str, say: bool):
         yield
     except KeyboardInterrupt:
         if say:
-            click.echo(f"\nfersr-train: stopped; {kept}, and the same command goes on from them", err=True)
+            click.echo(f"\nfersr-train: stopped; {kept()}, and the same command goes on from them", err=True)
         sys.exit(128 + stopped_by[0])
     finally:
         signal.signal(signal.SIGTERM, saved)
+
+
+def _finished(folder: Path) -> str:
+    """What a stopped run keeps: its finished cells, and how many of the grid's evaluations they hold."""
+    from .report import done
+
+    progress = done(folder)
+    held = "" if progress is None else f" ({progress[0]} of {progress[1]} evaluations)"
+    return f"the finished cells in {folder}{held} are kept"
 
 
 def _common(f):
@@ -124,7 +134,7 @@ def run(config_path, data, overrides, quiet, executor, ray_address, workers, **f
     config = _load(config_path, data, overrides, **flags)
     study = phases.Study(config, progress=not quiet)
     study.prepare()
-    with _stoppable(f"the finished cells in {study.folder} are kept", say=study.dist.main):
+    with _stoppable(lambda: _finished(study.folder), say=study.dist.main):
         folder = study.run(runner)
     if study.dist.main:  # under torchrun every rank gets here; one line is enough
         click.echo(f"report: {folder / 'REPORT.md'}")
@@ -142,7 +152,7 @@ def restore(config_path, data, overrides, quiet, shard, **flags) -> None:
     config = _load(config_path, data, overrides, **flags)
     study = phases.Study(config, progress=not quiet)
     study.prepare()
-    with _stoppable(f"the faces restored so far are kept in {config.cache_dir}", say=True):
+    with _stoppable(lambda: f"the faces restored so far are kept in {config.cache_dir}", say=True):
         counts = study.restore_all(part)
     for tag, c in counts.items():
         click.echo(f"{tag}: restored {c['restored']}, cached {c['cached']}, other shards {c['other_shards']}")
@@ -243,6 +253,10 @@ def report(folder) -> None:
         raise ConfigError(f"{folder} is not an experiment folder (it has no run.json); give <out>/<name>, "
                           f"e.g. runs/kdef_three_phase")
     click.echo(f"report: {report_.write(Path(folder))}")
+    progress = report_.done(Path(folder))
+    if progress is not None and progress[0] < progress[1]:
+        click.echo(f"fersr-train: partial: {progress[0]} of {progress[1]} evaluations are finished; `fersr-train "
+                   f"run` with the same config goes on from them", err=True)
 
 
 @cli.command(epilog="Example: fersr-train plan --config kdef_three_phase --data /data/KDEF_and_AKDEF")

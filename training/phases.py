@@ -7,7 +7,7 @@ FER2013 model, tested zero-shot under every phase-1/2/3 condition.
 
 Layout of an experiment folder::
 
-    config.yaml  run.json  data.json  images.json  persons.json  splits.json  faces.json
+    config.yaml  run.json  grid.json  data.json  images.json  persons.json  splits.json  faces.json
     cells/<model>/<align>/train-<condition>/fold<k>[-seed<s>]/{model.safetensors, fit.json, test-<condition>.json}
     results.csv  results.md  per_class.csv  mcnemar.csv  hypothesis.csv  quality.csv  quality/  faces_by_view.csv
     ablation.csv  breakdown/  figures/  REPORT.md
@@ -158,6 +158,10 @@ class Study:
         _write_json(self.folder / "images.json", breakdown.image_table(self.dataset))  # per-angle breakdowns
         _write_json(self.folder / "persons.json", stats.persons(self.dataset))
         splits.save(self.folds, c.protocol, self.folder / "splits.json")
+        # what this config runs, so that a report of a stopped run can say how much of it is done
+        _write_json(self.folder / "grid.json", {"results": [
+            result_file(cell.folder(self.folder), test).relative_to(self.folder).as_posix()
+            for cell, tests in self.cells() for test in tests]})
 
     # ---------------------------------------------------------------------------------------- the grid
     @property

@@ -446,13 +446,34 @@ def _protocol_line(proto: dict) -> str:
             "stopping; the test fold chooses nothing. Splits in `splits.json`.")
 
 
+def done(folder: Path) -> tuple[int, int] | None:
+    """(evaluations finished, evaluations in the grid) of the config last run in ``folder`` (its ``grid.json``);
+    None for a folder written before the grid was recorded."""
+    grid = folder / "grid.json"
+    if not grid.is_file():
+        return None
+    results = json.loads(grid.read_text())["results"]
+    return sum((folder / r).is_file() for r in results), len(results)
+
+
+def _partial_note(folder: Path) -> list[str]:
+    """A stopped run's report says so before its numbers: they cover only part of the grid."""
+    progress = done(folder)
+    if progress is None or progress[0] == progress[1]:
+        return []
+    return [f"> **Partial.** {progress[0]} of the {progress[1]} evaluations this config runs are finished; "
+            "`fersr-train run` with the same config goes on from them, and the tables below hold only the finished "
+            "ones.", ""]
+
+
 def _report_text(folder: Path, cfg: dict, tests, table, plots, confusions, extra: list[str] = ()) -> str:
     data = json.loads((folder / "data.json").read_text()) if (folder / "data.json").is_file() else {}
     found = json.loads((folder / "faces.json").read_text()) if (folder / "faces.json").is_file() else {}
     counts = data.get("counts", {})
     issues = data.get("issues", [])
     synthetic = cfg.get("data", {}).get("kind") == "synthetic" or data.get("synthetic", False)
-    parts = [f"# {cfg.get('name', folder.name)}: restoration before emotion classification", ""]
+    parts = [f"# {cfg.get('name', folder.name)}: restoration before emotion classification", "",
+             *_partial_note(folder)]
     if synthetic:
         parts += ["> **Synthetic data.** These numbers come from procedurally drawn faces in KDEF's layout; they "
                   "show that the pipeline runs, not how KDEF or real faces behave.", ""]

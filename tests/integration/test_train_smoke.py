@@ -19,6 +19,7 @@ from click.testing import CliRunner
 from fersr_stream.classify.labels import KDEF_CODES
 from tests.unit.training.test_quality import metric_mirror, publish  # noqa: F401 (a fixture, and its helper)
 from training import config, synthetic
+from training import report as training_report
 from training.cli import cli
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -54,8 +55,11 @@ def test_smoke_study_end_to_end_then_rerun_does_nothing(tmp_path, monkeypatch, m
     # every artifact the study promises
     for name in ("config.yaml", "run.json", "data.json", "faces.json", "splits.json", "results.csv", "results.md",
                  "per_class.csv", "mcnemar.csv", "faces_by_view.csv", "ablation.csv", "REPORT.md", "persons.json",
-                 "hypothesis.csv", "quality.csv", "quality.json"):
+                 "hypothesis.csv", "quality.csv", "quality.json", "grid.json"):
         assert (folder / name).is_file(), name
+    written = len(list(folder.glob("cells/**/test-*.json")))
+    assert written > 5 and training_report.done(folder) == (written, written)  # the grid names what the run wrote
+    assert "Partial" not in (folder / "REPORT.md").read_text()
     assert yaml.safe_load((folder / "config.yaml").read_text())["phases"]["degrade"]["interpolation"] == "bilinear"
     with open(folder / "results.csv") as f:
         rows = list(csv.DictReader(f))

@@ -176,9 +176,11 @@ def test_the_configs_are_package_data():
     assert set(config.installed().values()) <= shipped and len(config.installed()) >= 2
 
 
-def _interrupt(signum):
-    """Ctrl-C (Python raises KeyboardInterrupt) or a batch scheduler's SIGTERM, in the middle of the work."""
-    def stopped(*_args, **_kwargs):
+def _interrupt(signum, before=lambda study: None):
+    """Ctrl-C (Python raises KeyboardInterrupt) or a batch scheduler's SIGTERM, in the middle of the work (after
+    ``before(study)``)."""
+    def stopped(study, *_args, **_kwargs):
+        before(study)
         if signum == signal.SIGINT:
             raise KeyboardInterrupt
         os.kill(os.getpid(), signum)
@@ -191,14 +193,20 @@ def _interrupt(signum):
 def test_a_stopped_run_says_what_is_kept_and_exits_as_the_signal_says(signum, tmp_path, monkeypatch, capsys):
     from training import phases
 
-    monkeypatch.setattr(phases.Study, "run", _interrupt(signum))
+    def one_of_two_done(study):
+        study.folder.mkdir(parents=True)
+        (study.folder / "grid.json").write_text(json.dumps({"results": ["a/test-hr.json", "b/test-hr.json"]}))
+        (study.folder / "a").mkdir()
+        (study.folder / "a" / "test-hr.json").write_text("{}")
+
+    monkeypatch.setattr(phases.Study, "run", _interrupt(signum, one_of_two_done))
     before = signal.getsignal(signal.SIGTERM)
     with pytest.raises(SystemExit) as exit_:
         cli.main(["run", "--config", "smoke", "--data", str(tmp_path / "synth"), "--out", str(tmp_path / "runs"),
                   "--quiet"], prog_name="fersr-train")
     assert exit_.value.code == 128 + signum  # 130, 143
     err = capsys.readouterr().err
-    assert f"stopped; the finished cells in {tmp_path / 'runs' / 'smoke'} are kept" in err
+    assert f"stopped; the finished cells in {tmp_path / 'runs' / 'smoke'} (1 of 2 evaluations) are kept" in err
     assert signal.getsignal(signal.SIGTERM) is before  # the handler does not outlive the command
 
 

@@ -6,9 +6,11 @@ import json
 
 import numpy as np
 import pytest
+from click.testing import CliRunner
 
 from fersr_stream.errors import ConfigError
 from training import report
+from training.cli import cli
 
 
 def _cell(folder, fold, test, width, restorer, preds, labels, model="resnet18", seed=0):
@@ -152,6 +154,22 @@ def test_a_damaged_cell_file_is_one_line_naming_it(tmp_path):
     damaged.write_text(damaged.read_text()[:40])  # cut by a disk error, say
     with pytest.raises(ConfigError, match=f"^{damaged} is damaged .*delete it and run the study again"):
         report.load_cells(tmp_path)
+
+
+def test_a_report_of_a_stopped_run_says_how_much_of_its_grid_is_done(experiment):
+    finished = sorted(p.relative_to(experiment).as_posix() for p in experiment.glob("cells/**/test-*.json"))
+    grid = finished + ["cells/resnet18/train-hr/fold2/test-hr.json", "cells/resnet18/train-hr/fold2/test-lr8.json"]
+    (experiment / "grid.json").write_text(json.dumps({"results": grid}))
+    assert report.done(experiment) == (6, 8)
+    text = report.write(experiment).read_text()
+    assert "> **Partial.** 6 of the 8 evaluations this config runs are finished" in text
+    (experiment / "run.json").write_text("{}")
+    result = CliRunner().invoke(cli, ["report", str(experiment)])
+    assert result.exit_code == 0 and "fersr-train: partial: 6 of 8 evaluations are finished" in result.stderr
+    (experiment / "grid.json").write_text(json.dumps({"results": finished}))
+    assert "Partial" not in report.write(experiment).read_text()
+    (experiment / "grid.json").unlink()  # a folder from before the grid was recorded
+    assert report.done(experiment) is None and "Partial" not in report.write(experiment).read_text()
 
 
 def test_a_report_of_no_finished_cells_is_refused(tmp_path):
