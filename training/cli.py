@@ -18,6 +18,7 @@ from pathlib import Path
 
 import click
 
+from fersr_stream.archive.connect import Stopped
 from fersr_stream.cli import Group
 from fersr_stream.errors import FersrError
 
@@ -55,12 +56,16 @@ def _stoppable(kept, say: bool):
     saved = signal.signal(signal.SIGTERM, terminated)
     try:
         yield
+        return
     except KeyboardInterrupt:
-        if say:
-            click.echo(f"\nfersr-train: stopped; {kept()}, and the same command goes on from them", err=True)
-        sys.exit(128 + stopped_by[0])
+        signum = stopped_by[0]
+    except Stopped as stop:  # the Ray executor's driver takes the signals itself while it waits on Ray
+        signum = stop.signum
     finally:
         signal.signal(signal.SIGTERM, saved)
+    if say:
+        click.echo(f"\nfersr-train: stopped; {kept()}, and the same command goes on from them", err=True)
+    sys.exit(128 + signum)
 
 
 def _finished(folder: Path) -> str:

@@ -66,31 +66,37 @@ class RayExecutor:
         if joined:
             connect.init(self.address)
         try:
-            resources = ray.cluster_resources()
-            count = self.workers or sizing.default_workers(resources)
-            options = sizing.actor_options(resources, count)
-            config = absolute(study.config)
-            shards = [ray.remote(restore_shard).options(**options).remote(config, (i, count)) for i in range(count)]
-            ray.get(shards)
-            todo = [(cell, tests) for cell, tests in study.cells()
-                    if not all(phases.result_file(cell.folder(study.folder), t).is_file() for t in tests)]
-            task = ray.remote(run_cell).options(max_retries=2, **options)
-            self._wait(ray, [task.remote(config, cell, tests) for cell, tests in todo])
+            with connect.stopped_by_signals() as stopped:  # after joining: Ray's own SIGTERM handler aborts
+                resources = ray.cluster_resources()
+                count = self.workers or sizing.default_workers(resources)
+                options = sizing.actor_options(resources, count)
+                config = absolute(study.config)
+                shard = ray.remote(restore_shard).options(**options)
+                self._wait(ray, [shard.remote(config, (i, count)) for i in range(count)], stopped, "shard")
+                todo = [(cell, tests) for cell, tests in study.cells()
+                        if not all(phases.result_file(cell.folder(study.folder), t).is_file() for t in tests)]
+                task = ray.remote(run_cell).options(max_retries=2, **options)
+                self._wait(ray, [task.remote(config, cell, tests) for cell, tests in todo], stopped, "cell")
         finally:
             if joined:
                 ray.shutdown()
 
-    def _wait(self, ray, refs: list) -> None:
-        """Every cell's task to its end; the first that failed for good raises (the others are cancelled)."""
+    def _wait(self, ray, refs: list, stopped: connect.Signals, unit: str) -> None:
+        """Every task to its end; the first that failed for good, or a signal (:class:`connect.Stopped`), raises
+        and the others are cancelled."""
         from tqdm import tqdm
 
-        with tqdm(total=len(refs), unit="cell", disable=not self.progress or None, leave=False) as bar:
+        with tqdm(total=len(refs), unit=unit, disable=not self.progress or None, leave=False) as bar:
             pending = list(refs)
             try:
                 while pending:
-                    ready, pending = ray.wait(pending, num_returns=1)
-                    bar.set_postfix_str(ray.get(ready[0]))
-                    bar.update(1)
+                    ready, pending = ray.wait(pending, num_returns=1, timeout=connect.POLL_S)
+                    stopped.check()
+                    for ref in ready:
+                        result = ray.get(ref)  # raises the task's error
+                        if unit == "cell":
+                            bar.set_postfix_str(result)  # the cell's tag
+                        bar.update(1)
             except BaseException:
                 for ref in pending:
                     ray.cancel(ref, force=True)

@@ -10,8 +10,6 @@ import contextlib
 import dataclasses
 import os
 import secrets
-import signal
-import threading
 import time
 from collections import Counter, deque
 from pathlib import Path
@@ -22,21 +20,10 @@ from .. import config as cfg
 from .. import degrade
 from ..errors import ConfigError
 from . import checks, connect, manifest, partial, sizing
+from .connect import POLL_S, Signals, Stopped, stopped_by_signals
 from .outcome import Outcome
 from .tally import Tally
 from .worker import Worker
-
-POLL_S = 0.5
-
-
-class Stopped(Exception):
-    """SIGINT or SIGTERM stopped the run: the files in flight were abandoned (their outputs untouched, their
-    temporary folders cleared by the next run), the finished ones are whole. ``outcome``: what was done."""
-
-    def __init__(self, signum: int, outcome: Outcome | None = None):
-        super().__init__(f"stopped by signal {signum}")
-        self.signum, self.outcome = signum, outcome
-
 
 def run(config: cfg.StreamConfig, address: str | None = None, workers: int | None = None,
         retries: int = 2) -> Outcome:
@@ -103,7 +90,7 @@ def _joined(address: str | None):
         ray.shutdown()
 
 
-def _start(ray, config: cfg.StreamConfig, count: int | None, files: int, stopped: _Signals) -> tuple[list, object]:
+def _start(ray, config: cfg.StreamConfig, count: int | None, files: int, stopped: Signals) -> tuple[list, object]:
     """The worker actors (``count``, by default as many as the cluster holds, never more than ``files``; restarted
     by Ray when their process dies) and the tally, once every worker loaded its networks.
 
@@ -129,7 +116,7 @@ def _start(ray, config: cfg.StreamConfig, count: int | None, files: int, stopped
 
 def _schedule(ray, config, plans, todo, settings, outcome: Outcome, count, retries: int) -> None:
     """Hand each idle worker the next file until every file is done or failed; draw the progress bar."""
-    with _stopped_by_signals() as stopped:
+    with stopped_by_signals() as stopped:
         workers, tally = _start(ray, config, count, len(todo), stopped)
         outcome.workers = len(workers)
         bar = tqdm(total=len(todo), unit="file", disable=None, dynamic_ncols=True, leave=False,
@@ -141,36 +128,6 @@ def _schedule(ray, config, plans, todo, settings, outcome: Outcome, count, retri
             bar.close()
             for actor in (*workers, tally):
                 ray.kill(actor)
-
-
-class _Signals:
-    """The first SIGINT or SIGTERM the driver got; :meth:`check` raises :class:`Stopped` once there was one (the
-    handler itself cannot raise: Ray's waits would turn that into a SystemError)."""
-
-    def __init__(self):
-        self.signum: int | None = None
-
-    def note(self, signum, _frame) -> None:
-        self.signum = self.signum or signum
-
-    def check(self) -> None:
-        if self.signum is not None:
-            raise Stopped(self.signum)
-
-
-@contextlib.contextmanager
-def _stopped_by_signals():
-    """SIGINT and SIGTERM stop the driver at its next poll (Ray's own SIGTERM handler would dump a stack and exit
-    1); the workers are then killed, and nothing they were writing gets a final name. Only the main thread can
-    take signals: a driver run from another thread leaves them as they are."""
-    caught = _Signals()
-    main = threading.current_thread() is threading.main_thread()
-    saved = {sig: signal.signal(sig, caught.note) for sig in (signal.SIGINT, signal.SIGTERM)} if main else {}
-    try:
-        yield caught
-    finally:
-        for sig, handler in saved.items():
-            signal.signal(sig, handler)
 
 
 class _Queue:
