@@ -97,6 +97,10 @@ class AlignConfig:
         _require(self.margin >= 0, "align.margin", ">= 0 (a fraction of the face box)", self.margin)
 
 
+MIN_FACE_WIDTH = 2
+"""The narrowest face a low resolution is simulated at, in px (--simulate-lr, degrade.width, the study's widths)."""
+
+
 @dataclass(frozen=True)
 class DegradeConfig:
     """Simulated low resolution: crops are made as if the face were ``width`` px wide (None = off)."""
@@ -109,7 +113,8 @@ class DegradeConfig:
     seed: int = 0
 
     def __post_init__(self):
-        _require(self.width is None or self.width >= 1, "degrade.width", "at least 1 pixel (or none)", self.width)
+        _require(self.width is None or self.width >= MIN_FACE_WIDTH, "degrade.width",
+                 f"at least {MIN_FACE_WIDTH} pixels (or none)", self.width)
         _require(self.jpeg is None or 1 <= self.jpeg <= 100, "degrade.jpeg", "a quality in 1..100 (or none)",
                  self.jpeg)
         _require(self.blur >= 0, "degrade.blur", ">= 0 (a Gaussian sigma in low-res pixels)", self.blur)
@@ -297,7 +302,7 @@ def parse_set(items: list[str]) -> dict:
         try:
             value = yaml.safe_load(raw) if raw else None
         except yaml.YAMLError as exc:
-            reason = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+            reason = exc.problem if isinstance(exc, yaml.MarkedYAMLError) else str(exc).splitlines()[0]
             quoted = "'" + raw.replace("'", "''") + "'"
             raise ConfigError(f"--set {item}: not valid YAML ({reason}); to give it as a string, quote it: "
                               f"--set \"{key}={quoted}\"") from None
@@ -316,16 +321,38 @@ def load(path: str | Path | None = None, overrides: list[str] | tuple = (), base
     config = base if base is not None else StreamConfig()
     if path is not None:
         path = Path(path)
+        if path.is_dir():
+            raise ConfigError(f"config file {path} is a folder; give a YAML file")
         if not path.is_file():
             raise ConfigError(f"config file not found: {path}")
-        try:
-            values = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"config file {path} is not valid YAML: {str(exc).splitlines()[0]}") from None
-        if not isinstance(values, dict):
-            raise ConfigError(f"config file {path} must hold a mapping of sections")
-        config = merge(config, values)
+        config = merge(config, read_yaml(path))
     return merge(config, parse_set(list(overrides)))
+
+
+def read_yaml(path: Path, what: str = "config file") -> dict:
+    """The mapping the YAML file ``path`` holds (empty for an empty file).
+
+    Raises:
+        ConfigError: the file is not UTF-8 text, not valid YAML (the line and column of the problem said), or
+            not a mapping; ``what`` names the file in the message.
+    """
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise ConfigError(f"{what} {path} is not UTF-8 text; save it as UTF-8") from None
+    try:
+        values = yaml.safe_load(text)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark
+        raise ConfigError(f"{what} {path} is not valid YAML: {exc.problem} (line {mark.line + 1}, column "
+                          f"{mark.column + 1})") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{what} {path} is not valid YAML: {str(exc).splitlines()[0]}") from None
+    if values is None:
+        return {}
+    if not isinstance(values, dict):
+        raise ConfigError(f"{what} {path} must hold a mapping of sections")
+    return values
 
 
 def to_dict(config) -> dict:

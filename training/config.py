@@ -41,10 +41,10 @@ MIN_INPUT = 32  # px: ResNet's and VGG's five halvings leave one pixel of it
 
 
 def _widths(key: str, values: tuple) -> None:
-    """Face widths in px: integers >= 2, each once."""
+    """Face widths in px: integers >= :data:`fersr_stream.config.MIN_FACE_WIDTH`, each once."""
     _members(key, values, (), int)
-    if any(w < 2 for w in values):
-        raise ConfigError(f"config key {key!r}: widths must be >= 2 px")
+    if any(w < stream_config.MIN_FACE_WIDTH for w in values):
+        raise ConfigError(f"config key {key!r}: widths must be >= {stream_config.MIN_FACE_WIDTH} px")
     if len(set(values)) < len(values):
         raise ConfigError(f"config key {key!r} names a width twice: {list(values)}")
 
@@ -421,6 +421,9 @@ def find(config: str | Path) -> Path:
     bare = path.parent == Path(".") or path.parent.as_posix().endswith("configs/train")
     if bare and name in installed():
         return installed()[name]
+    if path.is_dir():
+        raise ConfigError(f"config file {config} is a folder; give a YAML file or an installed config's name: "
+                          f"{', '.join(installed())}")
     raise ConfigError(f"config file not found: {config}; installed configs (--config NAME): "
                       f"{', '.join(installed())}")
 

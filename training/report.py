@@ -15,13 +15,16 @@ from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
-import yaml
 
 from fersr_stream.classify.labels import KDEF_CODES
+from fersr_stream.config import read_yaml
 from fersr_stream.errors import ConfigError
 
 from . import breakdown
 
+# what every cell file (phases.metrics) holds, in every layout so far: a file without them is damaged
+CELL_KEYS = frozenset({"model", "arm", "train", "test", "width", "restorer", "fold", "n", "accuracy", "confusion",
+                       "keys", "labels", "preds"})
 ROW_KEYS = ("model", "arm", "train", "test", "phase", "width", "restorer", "fold", "seed", "n", "accuracy", "macro_f1")
 
 
@@ -38,10 +41,15 @@ def load_cells(folder: Path) -> list[dict]:
 def _cell(path: Path) -> dict:
     """One cell's metrics; a file damaged from outside (the study writes them whole) is one clear error."""
     try:
-        return json.loads(path.read_text())
+        cell = json.loads(path.read_text())
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ConfigError(f"{path} is damaged ({exc.__class__.__name__}: {exc}); delete it and run the study "
-                          f"again (`fersr-train run`) to recompute that cell") from None
+        problem = f"{exc.__class__.__name__}: {exc}"
+    else:
+        if isinstance(cell, dict) and CELL_KEYS <= cell.keys():
+            return cell
+        problem = "not a cell's metrics"
+    raise ConfigError(f"{path} is damaged ({problem}); delete it and run the study again (`fersr-train run`) to "
+                      f"recompute that cell")
 
 
 def _order(c: dict):
@@ -326,8 +334,8 @@ def write(folder: str | Path) -> Path:
     _csv(folder / "mcnemar.csv", tests)
     table = markdown_table(rows)
     (folder / "results.md").write_text(table + "\n")
-    config = (folder / "config.yaml").read_text() if (folder / "config.yaml").is_file() else ""
-    cfg = yaml.safe_load(config) or {}
+    saved = folder / "config.yaml"
+    cfg = read_yaml(saved, "the run's config") if saved.is_file() else {}
     figures = folder / "figures"
     confusions = plot_confusions(cells, figures / "confusion")
     plots = plot_widths(rows, figures, f"LR, no restoration ({lr_interpolation(cfg)})")

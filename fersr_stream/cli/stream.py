@@ -84,7 +84,7 @@ def warn_unused(config: cfg.StreamConfig, flags: dict) -> None:
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Override a config key, e.g. track.smooth=0.8.")
 @click.option("--device", help="auto | cpu | cuda | cuda:N  [default: auto]")
 @click.option("--max-frames", type=click.IntRange(min=1), help="Stop after this many frames  [default: all].")
-@click.option("--simulate-lr", type=click.IntRange(min=4), metavar="PX",
+@click.option("--simulate-lr", type=click.IntRange(min=cfg.MIN_FACE_WIDTH), metavar="PX",
               help="Degrade each face as if it were PX pixels wide.")
 @click.option("--detector", type=click.Choice(DETECTORS.names()),
               help=f"Face detector  [default: {_DEFAULTS.detect.name}].")

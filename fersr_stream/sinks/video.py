@@ -112,7 +112,7 @@ def _encoder_options(codec: str, crf: int, preset: str) -> dict[str, str]:
     if codec not in av.codecs_available:
         raise SinkError(f"video codec {codec} is not available in this FFmpeg build")
     if not 0 <= crf <= _CRF_MAX[codec]:
-        raise SinkError(f"crf {crf} out of range for {codec} (0..{_CRF_MAX[codec]})")
+        raise SinkError(f"output.crf {crf} out of range for {codec} (0..{_CRF_MAX[codec]})")
     if codec == "libvpx-vp9":
         # b=0 makes crf a pure quality target; realtime + cpu-used 8 keeps VP9 near x264-veryfast speed
         return {"crf": str(crf), "b": "0", "deadline": "realtime", "cpu-used": "8", "row-mt": "1"}

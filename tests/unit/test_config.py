@@ -39,6 +39,26 @@ def test_bad_types_and_shapes(tmp_path):
         cfg.load(bad)
 
 
+def test_a_config_file_that_is_no_yaml_mapping_is_one_line_saying_where(tmp_path):
+    latin1 = tmp_path / "latin1.yaml"
+    latin1.write_bytes("# café\ndetect:\n  full_every: 2\n".encode("latin-1"))
+    utf16 = tmp_path / "notepad.yaml"
+    utf16.write_text("detect:\n  full_every: 2\n", encoding="utf-16")  # Windows Notepad's "Unicode"
+    for path in (latin1, utf16):
+        with pytest.raises(ConfigError, match=f"^config file {path} is not UTF-8 text; save it as UTF-8$"):
+            cfg.load(path)
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("detect:\n  full_every: 2\n track:\n")
+    with pytest.raises(ConfigError, match=r"is not valid YAML: expected <block end>, but found .* \(line 3, "
+                                          r"column 2\)$"):
+        cfg.load(broken)
+    with pytest.raises(ConfigError, match=f"^config file {tmp_path} is a folder; give a YAML file$"):
+        cfg.load(tmp_path)
+    bom = tmp_path / "bom.yaml"
+    bom.write_text("\ufeffdetect:\n  full_every: 3\n", encoding="utf-8")
+    assert cfg.load(bom).detect.full_every == 3
+
+
 @pytest.mark.parametrize("setting, message", [
     ("track.smooth=1.5", r"track.smooth must be in \[0, 1\)"),
     ("track.smooth=nan", r"track.smooth must be in \[0, 1\)"),
@@ -48,6 +68,7 @@ def test_bad_types_and_shapes(tmp_path):
     ("align.size=0", "align.size must be at least 16"),
     ("align.margin=-1", "align.margin must be >= 0"),
     ("degrade.jpeg=0", "degrade.jpeg must be a quality in 1..100"),
+    ("degrade.width=1", "degrade.width must be at least 2 pixels"),
     ("degrade.width=513", r"degrade.width must be at most the crop's side, align.size = 512"),  # not 84 GB
     ("enhance.reuse_iou=2", r"enhance.reuse_iou must be in \[0, 1\]"),
     ("classify.batch=0", "classify.batch must be at least 1"),

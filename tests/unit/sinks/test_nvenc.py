@@ -92,7 +92,7 @@ def test_nvenc_options_are_constant_quality_with_mapped_presets():
     assert video._encoder_options("h264_nvenc", 51, "ultrafast")["preset"] == "p1"
     with pytest.raises(SinkError, match="unknown preset"):
         video._encoder_options("h264_nvenc", 23, "p4")
-    with pytest.raises(SinkError, match="crf 52 out of range for h264_nvenc"):
+    with pytest.raises(SinkError, match="output.crf 52 out of range for h264_nvenc"):
         video._encoder_options("h264_nvenc", 52, "fast")
     with pytest.raises(SinkError, match="unsupported video codec 'nvenc'; use one of auto, libx264"):
         video._encoder_options("nvenc", 23, "fast")

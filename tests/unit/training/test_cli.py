@@ -96,6 +96,7 @@ def test_report_needs_an_experiment_folder(tmp_path):
     (["--data", "{tree}", "--set", "train.models=[resnet19]"], "unknown value 'resnet19'"),
     (["--data", "{tree}", "--set", "train.epoch=3"], "did you mean 'train.epochs'"),
     (["--data", "{tree}", "--config", "{missing}"], "config file not found"),
+    (["--data", "{tree}", "--config", "{nokdef}"], "is a folder; give a YAML file or an installed config's name"),
     (["--data", "{tree}", "--set", "protocol.split=image", "--set", "train.models=[resnet18]"], "--no-pretrained"),
     (["--data", "{empty}", "--no-pretrained"], "no usable KDEF images"),
     (["--data", "{tree}", "--no-pretrained", "--set", "protocol.split=image", "--set", "faces.detector=yunet"],

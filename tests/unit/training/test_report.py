@@ -154,6 +154,18 @@ def test_a_damaged_cell_file_is_one_line_naming_it(tmp_path):
     damaged.write_text(damaged.read_text()[:40])  # cut by a disk error, say
     with pytest.raises(ConfigError, match=f"^{damaged} is damaged .*delete it and run the study again"):
         report.load_cells(tmp_path)
+    for edited in ("[]", '{"model": "resnet18"}'):  # valid JSON, but not a cell's metrics
+        damaged.write_text(edited)
+        with pytest.raises(ConfigError, match=f"^{damaged} is damaged \\(not a cell's metrics\\)"):
+            report.load_cells(tmp_path)
+
+
+@pytest.mark.parametrize("text, problem", [("name: smoke\ntrain:\n  epochs: [3\n", "is not valid YAML: .*line 4"),
+                                           ("- a\n", "must hold a mapping")])
+def test_a_damaged_saved_config_is_one_line_naming_it(experiment, text, problem):
+    (experiment / "config.yaml").write_text(text)
+    with pytest.raises(ConfigError, match=f"^the run's config {experiment / 'config.yaml'} {problem}"):
+        report.write(experiment)
 
 
 def test_a_report_of_a_stopped_run_says_how_much_of_its_grid_is_done(experiment):
