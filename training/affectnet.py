@@ -18,7 +18,7 @@ import numpy as np
 from fersr_stream.classify.labels import Emotion
 from fersr_stream.sources.images import is_image_path
 
-from .dataset import Dataset, DatasetError, Issue, Sample, check_image
+from .dataset import Dataset, DatasetError, Issue, Sample, check_image, set_aside
 
 LABELS = {0: Emotion.NEUTRAL, 1: Emotion.HAPPY, 2: Emotion.SAD, 3: Emotion.SURPRISED, 4: Emotion.AFRAID,
           5: Emotion.DISGUSTED, 6: Emotion.ANGRY}
@@ -55,7 +55,7 @@ def load(path: str | Path) -> Dataset:
                 continue
             samples.append(Sample(key=f"{name}/{file.stem}", path=file, label=label, part=part))
     if not samples:
-        raise DatasetError(f"no usable AffectNet images in {root}")
+        raise DatasetError(f"no usable AffectNet images in {root}{set_aside(issues)}")
     return Dataset(root, "affectnet", tuple(samples), tuple(issues), framing="face")
 
 

@@ -25,7 +25,7 @@ from fersr_stream.classify.labels import Emotion
 from fersr_stream.sources.images import is_image_path
 
 from . import folders
-from .dataset import Dataset, DatasetError, Issue, Sample, check_image
+from .dataset import Dataset, DatasetError, Issue, Sample, check_image, set_aside
 
 # The original release's label codes; None: contempt.
 CODES = {0: Emotion.NEUTRAL, 1: Emotion.ANGRY, 2: None, 3: Emotion.DISGUSTED, 4: Emotion.AFRAID, 5: Emotion.HAPPY,
@@ -77,7 +77,7 @@ def _load_sequences(root: Path) -> Dataset:
         issues.append(Issue(IMAGES, "excluded", f"{unused} frames of labelled sequences not used: only the first "
                                                 f"(neutral) and the last {PEAK} (peak) of each are"))
     if not samples:
-        raise DatasetError(f"no usable labelled CK+ frames in {root}")
+        raise DatasetError(f"no usable labelled CK+ frames in {root}{set_aside(issues)}")
     return Dataset(root, "ckplus", tuple(samples), tuple(issues), framing="portrait")
 
 

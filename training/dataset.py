@@ -65,6 +65,18 @@ class Issue:
     reason: str
 
 
+def set_aside(issues) -> str:
+    """Why a loader found nothing usable, to end its error: the commonest reasons the files were excluded, e.g.
+    ``"; excluded: 14 corrupt (truncated JPEG)"`` (empty when nothing was excluded)."""
+    reasons = collections.Counter(i.reason for i in issues if i.action == "excluded")
+    if not reasons:
+        return ""
+    shown = [f"{n} {reason}" for reason, n in reasons.most_common(3)]
+    more = sum(reasons.values()) - sum(n for _, n in reasons.most_common(3))
+    return "; excluded: " + ", ".join(shown) + (f", {more} for other reasons (fersr-train data lists them)"
+                                                 if more else "")
+
+
 @dataclass(frozen=True)
 class Dataset:
     """A loaded dataset.
@@ -129,7 +141,7 @@ class Dataset:
     def require_complete(self) -> None:
         """Raise DatasetError unless every emotion of the layout has images (a study of them needs each)."""
         if not self.samples:
-            raise DatasetError(f"no usable images found in {self.root}")
+            raise DatasetError(f"no usable images found in {self.root}{set_aside(self.issues)}")
         counts = self.counts()["emotion"]
         missing = [e.code for e in self.emotions if counts[e.code] == 0]
         if missing:

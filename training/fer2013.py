@@ -18,7 +18,7 @@ import numpy as np
 
 from fersr_stream.classify.labels import FER2013_ORDER
 
-from .dataset import Dataset, DatasetError, Issue, Sample, judge_pixels
+from .dataset import Dataset, DatasetError, Issue, Sample, judge_pixels, set_aside
 
 SIDE = 48
 USAGE = {"Training": "train", "PublicTest": "val", "PrivateTest": "test"}
@@ -40,9 +40,13 @@ def load(path: str | Path) -> Dataset:
     """Read every row; rows that are malformed, mislabelled, blank or near-black are excluded with an issue."""
     file = find_csv(path)
     images, samples, issues = [], [], []
-    with open(file, newline="") as f:
+    with open(file, newline="", encoding="utf-8") as f:
         reader = csv.reader(f)
-        header = [name.strip() for name in next(reader, [])]
+        try:
+            header = [name.strip() for name in next(reader, [])]
+        except UnicodeDecodeError:
+            raise DatasetError(f"{file} is not a CSV text file (a compressed download, say fer2013.tar.gz? unpack "
+                               f"it and give the fer2013.csv inside)") from None
         missing = [c for c in COLUMNS if c not in header]
         if missing:
             raise DatasetError(f"{file} is not FER2013's CSV: it lacks the column(s) {', '.join(missing)} "
@@ -58,7 +62,7 @@ def load(path: str | Path) -> Dataset:
             samples.append(Sample(key=where, path=file, label=label, part=part, row=len(images)))
             images.append(pixels)
     if not samples:
-        raise DatasetError(f"no usable rows in {file}")
+        raise DatasetError(f"no usable rows in {file}{set_aside(issues)}")
     table = np.stack(images)
     return Dataset(file.parent, "fer2013", tuple(samples), tuple(issues), framing="face", table=table)
 

@@ -17,7 +17,7 @@ from fersr_stream.classify.labels import Emotion
 from fersr_stream.errors import ConfigError
 from fersr_stream.sources.images import is_image_path
 
-from .dataset import Dataset, DatasetError, Issue, Sample, check_image
+from .dataset import Dataset, DatasetError, Issue, Sample, check_image, set_aside
 
 # Split folder names (any case) and the official part each holds.
 PARTS = {"train": "train", "training": "train", "val": "val", "valid": "val", "validation": "val",
@@ -83,7 +83,7 @@ def scan(root: Path, classes: dict[str, Emotion | None], person: re.Pattern | No
                 continue
             samples.append(Sample(key=rel, path=file, label=emotion, person=who, part=part))
     if not samples:
-        raise DatasetError(f"no usable images in the class folders of {root}")
+        raise DatasetError(f"no usable images in the class folders of {root}{set_aside(issues)}")
     emotions = tuple(sorted({e for _, _, e in folders if e is not None}))
     return Dataset(root, kind, tuple(samples), tuple(issues), framing="face", emotions=emotions)
 

@@ -19,7 +19,7 @@ from pathlib import Path
 from fersr_stream.classify.labels import Emotion
 from fersr_stream.sources.images import is_image_path
 
-from .dataset import Dataset, DatasetError, Issue, Sample, check_image
+from .dataset import Dataset, DatasetError, Issue, Sample, check_image, set_aside
 
 NAME = re.compile(r"^(?P<session>[AB])(?P<gender>[FM])(?P<id>\d{2})"
                   r"(?P<emotion>AF|AN|DI|HA|NE|SA|SU)(?P<angle>FL|HL|S|HR|FR)$")
@@ -104,5 +104,5 @@ def load(path: str | Path, angles=("FL", "HL", "S", "HR", "FR"), sessions=("A", 
                       synthetic=(root.parent / SYNTHETIC_MARKER).is_file())
     if not dataset.samples:
         raise DatasetError(f"no usable KDEF images in {root} for angles {'/'.join(angles)} "
-                           f"and sessions {'/'.join(sessions)}")
+                           f"and sessions {'/'.join(sessions)}{set_aside(issues)}")
     return dataset

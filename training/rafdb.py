@@ -13,7 +13,7 @@ from pathlib import Path
 
 from fersr_stream.classify.labels import Emotion
 
-from .dataset import Dataset, DatasetError, Issue, Sample, check_image
+from .dataset import Dataset, DatasetError, Issue, Sample, check_image, set_aside
 
 LABELS = {1: Emotion.SURPRISED, 2: Emotion.AFRAID, 3: Emotion.DISGUSTED, 4: Emotion.HAPPY, 5: Emotion.SAD,
           6: Emotion.ANGRY, 7: Emotion.NEUTRAL}
@@ -56,7 +56,7 @@ def load(path: str | Path) -> Dataset:
         issues.append(Issue(original.relative_to(root).as_posix(), "excluded",
                             f"{sum(1 for _ in original.iterdir())} whole photos not read: the aligned faces are"))
     if not samples:
-        raise DatasetError(f"no usable RAF-DB images in {root / ALIGNED}")
+        raise DatasetError(f"no usable RAF-DB images in {root / ALIGNED}{set_aside(issues)}")
     return Dataset(root, "rafdb", tuple(samples), tuple(issues), framing="face")
 
 

@@ -90,6 +90,15 @@ def test_not_kdef_shaped_is_one_clear_error(tmp_path, make):
     assert "\n" not in str(info.value)
 
 
+def test_a_set_of_only_broken_images_says_why_each_was_excluded(tmp_path):
+    root = synthetic.write(tmp_path, ["F01"], width=48)
+    for f in root.glob("*/*.JPG"):
+        f.write_bytes(f.read_bytes()[:200])  # cut short
+    with pytest.raises(DatasetError, match=r"^no usable KDEF images in .* and sessions A/B; "
+                                           r"excluded: 70 corrupt \(truncated JPEG\)$"):
+        kdef.load(root)
+
+
 def test_partial_dataset_is_rejected(tmp_path):
     root = synthetic.write(tmp_path, ["F01", "M01"], width=48)
     for f in root.glob("*/*DI*.JPG"):

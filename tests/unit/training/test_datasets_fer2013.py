@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import tarfile
 
 import cv2
 import numpy as np
@@ -84,6 +85,15 @@ def test_a_csv_of_another_shape_is_one_clear_error(tmp_path):
         fer2013.load(tmp_path / "other.csv")
     with pytest.raises(DatasetError, match="holds no fer2013.csv"):
         fer2013.load(tmp_path)
+    archive = tmp_path / "fer2013.tar.gz"  # the download itself, not unpacked
+    with tarfile.open(archive, "w:gz") as tar:
+        tar.add(tmp_path / "other.csv", arcname="fer2013/fer2013.csv")
+    with pytest.raises(DatasetError, match=r"fer2013.tar.gz is not a CSV text file \(a compressed download"):
+        fer2013.load(archive)
+    blank = " ".join(["128"] * 2304)
+    (tmp_path / "blank.csv").write_text(f"emotion,pixels\n3,{blank}\n4,{blank}\n7,{blank}\n")
+    with pytest.raises(DatasetError, match=r"^no usable rows in .*blank.csv; excluded: 2 blank .*, 1 emotion '7' "):
+        fer2013.load(tmp_path / "blank.csv")
 
 
 def test_fersr_train_data_counts_it(csv_file):
