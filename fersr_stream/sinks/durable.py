@@ -77,6 +77,11 @@ class OutputFile:
                 _sync_folder(self.path.parent)
             self._synced = now
 
+    @property
+    def whole_bytes(self) -> int:
+        """How much of the file is whole records (what :meth:`cut` keeps)."""
+        return self._end
+
     def cut(self) -> None:
         """Cut the file back to the end of its last whole record (shrinking a file needs no free space)."""
         if self._fd is not None and self._regular:

@@ -250,8 +250,10 @@ class VideoSink(Sink):
         except OSError as exc:  # PyAV raises the OSError of the OutputFile
             self._failed = True
             self._file.cut()
-            raise SinkError(f"cannot write {self._path}: {exc.strerror or exc} (after {self._frames} frames; the "
-                            f"video plays up to about a second before)") from None
+            kept = ("the video plays up to about a second before" if self._file.whole_bytes else
+                    "not one whole part of the video fitted, so the file is removed")
+            raise SinkError(f"cannot write {self._path}: {exc.strerror or exc} (after {self._frames} "
+                            f"frame{'' if self._frames == 1 else 's'}; {kept})") from None
 
     def _pts(self, frame: Frame) -> int:
         """The output pts of ``frame`` in the output time base, strictly after the previous one."""
@@ -328,7 +330,10 @@ class VideoSink(Sink):
                 with contextlib.suppress(OSError, av.FFmpegError):
                     self._container.close()
             try:
+                made = self._file.opened  # by the first write, which replaced any earlier file
                 self._file.close(sync=not self._failed)
+                if self._failed and made and not self._file.whole_bytes:
+                    self._file.path.unlink(missing_ok=True)  # an empty file would not play: none is better
             except OSError as exc:
                 raise SinkError(f"cannot write {self._path}: {exc.strerror or exc}") from None
             finally:

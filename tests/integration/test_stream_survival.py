@@ -119,6 +119,17 @@ def test_a_full_disk_is_one_line_whole_json_lines_and_a_video_that_plays(long_cl
         assert _decoded(out) >= 25
 
 
+def test_a_disk_too_full_for_the_videos_first_second_leaves_no_empty_video(long_clip, small_disk):
+    (small_disk / "filler").write_bytes(bytes(56 * 1024))  # room for the saved config, not for a fragment
+    out = small_disk / "out.mp4"
+    proc = _run("--source", long_clip, "--output", out)
+    assert proc.returncode == 2
+    assert _one_line(proc.stderr).startswith(f"fersr-stream: error: cannot write {out}: No space left on device "
+                                             f"(after ")
+    assert proc.stderr.rstrip().endswith("frames; not one whole part of the video fitted, so the file is removed)")
+    assert not out.exists()
+
+
 def test_a_full_disk_when_the_config_is_saved_leaves_the_other_outputs_as_they_were(long_clip, small_disk,
                                                                                      tmp_path):
     (small_disk / "filler").write_bytes(bytes(64 * 1024))
