@@ -29,22 +29,14 @@ class OutputLock:
     def __init__(self, output: str | Path):
         target = Path(os.path.realpath(output))
         self.path = target.with_name(f".{target.name}.lock")
-        while True:
-            try:
-                handle = open(self.path, "a+b", buffering=0)  # noqa: SIM115 - held until release()
-            except OSError as exc:
-                raise SinkError(f"cannot write output: {output} (its lock file {self.path} cannot be made: "
-                                f"{exc.strerror or exc})") from None
-            if not filelock.try_lock(handle, wait=False):
-                holder = _holder(handle)
-                handle.close()
-                raise SinkError(f"{output} is being written by another process{holder}; wait for it to end or "
-                                f"write elsewhere")
-            # a holder that just finished removes the file it locked: a lock on a file no longer there locks nothing
-            if _names(handle, self.path):
-                break
-            filelock.unlock(handle)
-            handle.close()
+        try:
+            handle = filelock.acquire(self.path, wait=False)
+        except OSError as exc:
+            raise SinkError(f"cannot write output: {output} (its lock file {self.path} cannot be made: "
+                            f"{exc.strerror or exc})") from None
+        if handle is None:
+            raise SinkError(f"{output} is being written by another process{_holder(self.path)}; wait for it to end "
+                            f"or write elsewhere")
         with contextlib.suppress(OSError):  # the pid only makes the message of a refused run clearer (a full disk)
             handle.truncate(0)
             handle.write(f"{os.getpid()}\n".encode())
@@ -53,30 +45,15 @@ class OutputLock:
     def release(self) -> None:
         """Remove the lock file and let go of it; safe to call more than once."""
         handle, self._handle = self._handle, None
-        if handle is None:
-            return
-        # removed while still locked, so that no one locks this file after us and believes it holds the lock;
-        # Windows refuses to remove a file someone has open, and there it stays
-        with contextlib.suppress(OSError):
-            os.unlink(self.path)
-        filelock.unlock(handle)
-        handle.close()
+        if handle is not None:
+            filelock.release(handle, self.path)
 
 
-def _names(handle, path: Path) -> bool:
-    """Whether ``path`` still names the open file ``handle``."""
-    try:
-        here, there = os.fstat(handle.fileno()), os.stat(path)
-    except OSError:
-        return False
-    return (here.st_dev, here.st_ino) == (there.st_dev, there.st_ino)
-
-
-def _holder(handle) -> str:
+def _holder(path: Path) -> str:
     """`` (pid N)`` from the lock file the holder wrote, or nothing where it cannot be read (Windows locks it)."""
     try:
-        handle.seek(0)
-        pid = handle.read(32).decode().strip()
+        with open(path, "rb") as f:
+            pid = f.read(32).decode().strip()
     except (OSError, UnicodeDecodeError):
         return ""
     return f" (pid {pid})" if pid.isdigit() else ""

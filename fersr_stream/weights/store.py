@@ -11,7 +11,7 @@ Layout::
     <cache>/weights/<name>/<filename>.sha256   stamp "sha256 size mtime_ns": the file as it was when it last
                                                matched its registry hash, so later runs need not rehash it
     <cache>/weights/<name>/<filename>.lock     held while a process downloads or imports the file, so that two
-                                               processes never write the same ``.part`` file
+                                               processes never write the same ``.part`` file (removed after)
 
 ``<cache>`` is ``$FERSR_HOME`` if set, else ``$XDG_CACHE_HOME/fersr``, else ``~/.cache/fersr``.
 
@@ -343,17 +343,19 @@ def _download(spec: WeightSpec, dest: Path, force: bool, quiet: bool, urls: tupl
 def _locked(dest: Path, spec: WeightSpec, quiet: bool):
     """Hold ``dest``'s lock file (waiting, with a message, while another process holds it).
 
-    The operating system drops the lock when its holder exits, so a killed download never leaves it held.
+    The operating system drops the lock when its holder exits, so a killed download never leaves it held; the
+    lock file is removed when done.
     """
-    with open(dest.with_name(dest.name + ".lock"), "a+b") as handle:
-        if not filelock.try_lock(handle, wait=False):
-            if not quiet:
-                print(f"fersr: waiting for another process that is fetching {spec.name}", file=sys.stderr)
-            filelock.try_lock(handle, wait=True)
-        try:
-            yield
-        finally:
-            filelock.unlock(handle)
+    def waiting():
+        if not quiet:
+            print(f"fersr: waiting for another process that is fetching {spec.name}", file=sys.stderr)
+
+    lock = dest.with_name(dest.name + ".lock")
+    handle = filelock.acquire(lock, wait=True, waiting=waiting)
+    try:
+        yield
+    finally:
+        filelock.release(handle, lock)
 
 
 class _NetworkError(Exception):

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from fersr_stream import filelock
 from fersr_stream.errors import WeightsError
 from fersr_stream.weights import registry, store
 from fersr_stream.weights.registry import WeightSpec
@@ -425,14 +426,29 @@ def test_import_checks_the_hash(tmp_path, tiny):
     with pytest.raises(WeightsError, match="no such file"):
         store.import_file(tmp_path / "absent.pth", NAME)
     assert not final.exists()
-    assert not final.parent.exists() or [p.name for p in final.parent.iterdir()] == ["tiny.pth.lock"]
+    assert not final.parent.exists() or list(final.parent.iterdir()) == []  # no lock file left either
 
     _part().write_bytes(DATA[:10])  # an earlier interrupted download
     right = tmp_path / "right.pth"
     right.write_bytes(DATA)
     assert store.import_file(right, NAME) == final
     assert final.read_bytes() == DATA
-    assert sorted(p.name for p in final.parent.iterdir()) == ["tiny.pth", "tiny.pth.lock", "tiny.pth.sha256"]
+    assert sorted(p.name for p in final.parent.iterdir()) == ["tiny.pth", "tiny.pth.sha256"]
+
+
+def test_a_second_process_waits_for_the_lock_then_the_lock_file_is_removed(tmp_path, tiny):
+    right = tmp_path / "right.pth"
+    right.write_bytes(DATA)
+    lock = store.path(NAME).with_name("tiny.pth.lock")
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    held = filelock.acquire(lock, wait=False)  # another process fetching it (flock: one per open file)
+    done = threading.Event()
+    importer = threading.Thread(target=lambda: (store.import_file(right, NAME), done.set()), daemon=True)
+    importer.start()
+    assert not done.wait(0.5)  # it waits
+    filelock.release(held, lock)
+    importer.join(10)
+    assert done.is_set() and store.path(NAME).read_bytes() == DATA and not lock.exists()
 
 
 def test_sha256_file(tmp_path):
