@@ -3,6 +3,30 @@
 Anything else that escapes is a bug and keeps its traceback.
 """
 
+from __future__ import annotations
+
+import os
+import pickle
+
+
+def unreadable(path, error: BaseException) -> str:
+    """Why the weights file ``path`` could not be read, for a user: empty, cut short, bytes that are no checkpoint,
+    else the reader's own message (:func:`one_line`)."""
+    try:
+        if os.path.getsize(path) == 0:
+            return "the file is empty (0 bytes)"
+    except OSError:
+        pass
+    text = str(error)
+    if isinstance(error, EOFError) or "central directory" in text:  # a pickle, or torch's zip, that ends early
+        return "the file ends early (cut short? get it again)"
+    # the unpickler's and safetensors' words for bytes that are not theirs at all (torch's weights-only refusal,
+    # an UnpicklingError too, is of a real pickle: one_line says what it means)
+    if (isinstance(error, (KeyError, pickle.UnpicklingError)) and not text.startswith("Weights only load failed")) \
+            or "deserializing header" in text:
+        return "it is not a PyTorch or safetensors checkpoint"
+    return one_line(error)
+
 
 def one_line(error: BaseException, limit: int = 160) -> str:
     """A third-party exception as a short line for a user-facing message (torch and pickle messages span lines).

@@ -28,7 +28,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..errors import SinkError, WeightsError
+from ..errors import SinkError, WeightsError, unreadable
 from ..registry import Registry
 from ..weights.registry import Preprocessing
 from .labels import Emotion
@@ -130,8 +130,7 @@ def _read(path: Path) -> tuple[dict, dict]:
     except Exception as exc:  # safetensors, pickle and zip errors share no base class
         hint = " (a Keras file: convert it with `python -m fersr_stream.classify.convert`)" \
             if path.suffix.lower() in (".h5", ".hdf5") else ""
-        detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise WeightsError(f"cannot read classifier checkpoint {path}{hint}: {detail}") from None
+        raise WeightsError(f"cannot read classifier checkpoint {path}{hint}: {unreadable(path, exc)}") from None
 
 
 def _json_field(header: dict, key: str, path: Path):

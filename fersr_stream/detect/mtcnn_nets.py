@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..errors import WeightsError, one_line
+from ..errors import WeightsError, unreadable
 
 SHIPPED_WEIGHTS = Path(__file__).parent / "data" / "mtcnn.safetensors"
 NETS = ("pnet", "rnet", "onet")
@@ -126,7 +126,7 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
             state = load_file(str(path))
     except Exception as exc:  # any reader failure means the file is not usable weights
         kind = "torch" if torch_file else "safetensors"
-        raise WeightsError(f"cannot read {path} as MTCNN weights ({kind}): {one_line(exc)}") from None
+        raise WeightsError(f"cannot read {path} as MTCNN weights ({kind}): {unreadable(path, exc)}") from None
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise WeightsError(f"{path} holds no state dict of tensors; expected MTCNN weights")
     return state

@@ -24,7 +24,7 @@ from torch import nn
 
 from .. import device as _device
 from ..config import DetectConfig
-from ..errors import WeightsError, one_line
+from ..errors import WeightsError, one_line, unreadable
 from ..types import Faces
 from .base import downscale, to_faces
 from .network import NetworkDetector, downscale_tensors
@@ -195,7 +195,7 @@ def load_retinaface(weights: str | Path | None = None) -> RetinaFace:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # zip reader, unpickler or torch: any failure means the file is not usable weights
-        raise WeightsError(f"cannot read {path} as a RetinaFace checkpoint: {one_line(exc)}") from None
+        raise WeightsError(f"cannot read {path} as a RetinaFace checkpoint: {unreadable(path, exc)}") from None
     if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
         state = state["state_dict"]
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):

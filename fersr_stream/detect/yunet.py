@@ -57,8 +57,10 @@ class YuNetDetector(Detector):
             self.net = cv2.FaceDetectorYN.create(str(path), "", (32, 32), self.score_threshold, NMS_THRESHOLD,
                                                  TOP_K)
         except cv2.error as exc:
-            raise WeightsError(f"cannot load YuNet model {path}: {_cv_reason(exc)}; "
-                               f"get a good copy with `fersr-models download {DEFAULT_WEIGHTS}`") from None
+            # a file of the user's own is theirs to fix; the registry's can be fetched again
+            fix = "" if config.weights and config.weights != DEFAULT_WEIGHTS and Path(config.weights).exists() \
+                else f"; get a good copy with `fersr-models download {DEFAULT_WEIGHTS} --force`"
+            raise WeightsError(f"cannot load YuNet model {path}: {_cv_reason(exc)}{fix}") from None
         self._size = (32, 32)
         # Some ONNX files load but are not YuNet: run once now so that shows as a weights error, not mid-stream.
         try:

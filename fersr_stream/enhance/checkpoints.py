@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..errors import WeightsError, one_line
+from ..errors import WeightsError, one_line, unreadable
 
 
 # Where upstream training code nests the weights, most wanted first (the EMA weights are the ones released).
@@ -50,7 +50,7 @@ def read_state_dict(path: Path, arch_id: str) -> dict[str, torch.Tensor]:
         else:
             raw = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # a corrupt or foreign file can fail in the zip reader, the unpickler or torch
-        raise WeightsError(f"cannot read {path} as a {arch_id} checkpoint: {one_line(exc)}") from None
+        raise WeightsError(f"cannot read {path} as a {arch_id} checkpoint: {unreadable(path, exc)}") from None
     state = raw
     if isinstance(state, dict):
         for key in _WRAPPERS:

@@ -120,6 +120,7 @@ def test_yunet_corrupt_file(tmp_path):
     with pytest.raises(WeightsError, match="cannot load YuNet model") as info:
         detect.create(DetectConfig(name="yunet", weights=str(bad)))
     assert "\n" not in str(info.value)
+    assert "fersr-models download" not in str(info.value)  # the user's own file: downloading would not fix it
 
 
 def test_onnx_that_is_not_yunet(tmp_path):
