@@ -110,7 +110,7 @@ class ImageSource(Source):
             try:
                 image = read_image(path)
             except SourceError as exc:
-                log.warning("skipping %s", exc)
+                log.warning("skipped (%s)", exc)
                 continue
             yield Frame(index=index, image=image, pts=index, time_base=self.info.time_base, name=path.name)
             index += 1

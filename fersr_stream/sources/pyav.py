@@ -302,6 +302,8 @@ def open_file(path: str | Path) -> PyAVSource:
     try:
         container = av.open(label)
     except (av.FFmpegError, OSError) as exc:
+        if os.path.isfile(label) and os.path.getsize(label) == 0:
+            raise SourceError(f"cannot read {label}: the file is empty (0 bytes)") from None
         if (mimetypes.guess_type(label)[0] or "").startswith("video/"):
             raise SourceError(f"cannot read {label}: not a video, or a damaged one (an MP4 cut short before its "
                               f"index, which sits at its end, cannot be read at all) ({_reason(exc)})") from None

@@ -126,6 +126,9 @@ def test_mp4_cut_before_its_index_is_a_source_error(make_clip):
     with pytest.raises(SourceError, match=r"^cannot read .*clip.mp4: not a video, or a damaged one \(an MP4 cut "
                                           r"short before its index"):
         open_source(str(path))
+    path.write_bytes(b"")  # a copy that never started
+    with pytest.raises(SourceError, match=r"^cannot read .*clip.mp4: the file is empty \(0 bytes\)$"):
+        open_source(str(path))
 
 
 def _blocks(height=96, width=160) -> np.ndarray:
