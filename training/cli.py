@@ -21,6 +21,7 @@ import click
 from fersr_stream.archive.connect import Stopped
 from fersr_stream.cli import Group
 from fersr_stream.errors import FersrError
+from fersr_stream.words import counted
 
 from . import config as tconfig
 from . import layouts
@@ -197,7 +198,7 @@ def data(data, config_path, kind, angles, sessions, person_regex, overrides, as_
         return
     counts = summary["counts"]
     drawn = " (drawn by fersr-train synth: not KDEF photographs; results on it are not KDEF results)"
-    click.echo(f"{dataset.kind} dataset at {dataset.root}: {counts['images']} usable images"
+    click.echo(f"{dataset.kind} dataset at {dataset.root}: {counted(counts['images'], 'usable image')}"
                f"{drawn if dataset.synthetic else ''}")
     for group in ("emotion", "part", "angle", "session", "person"):
         if group in counts:
@@ -211,7 +212,8 @@ def data(data, config_path, kind, angles, sessions, person_regex, overrides, as_
         for r in summary["faces_by_view"]:
             click.echo(f"  {r['view']:<4} {r['images']:>7} {r['detected']:>9} {r['landmarks']:>10} "
                        f"{r['detector_box']:>13} {r['fallback_box']:>13}")
-    click.echo(f"{len(dataset.issues)} files renamed, excluded or unusual:")
+    listed = ":" if dataset.issues else ""
+    click.echo(f"{counted(len(dataset.issues), 'file')} renamed, excluded or unusual{listed}")
     for issue in dataset.issues:
         click.echo(f"  {issue.file}: {issue.action}: {issue.reason}")
 

@@ -12,6 +12,7 @@ from ..classify.labels import Emotion
 from ..sinks.base import Sink
 from ..sources.base import Outages
 from ..types import Frame
+from ..words import counted
 from .stats import Stats
 
 
@@ -36,7 +37,7 @@ class Counts:
 
 
 def _line(frames: int, faces: int, tracks: int) -> str:
-    return f"{frames} frames, {faces} faces, {tracks} tracks"
+    return f"{counted(frames, 'frame')}, {counted(faces, 'face')}, {counted(tracks, 'track')}"
 
 
 class Summary(Sink):
@@ -82,7 +83,7 @@ class Summary(Sink):
 
     def _timing(self, with_stats: bool) -> list[str]:
         s = self.stats
-        dropped = f", {s.dropped} frames dropped" if s.dropped else ""
+        dropped = f", {counted(s.dropped, 'frame')} dropped" if s.dropped else ""
         warm = f" after a {s.warm_up:.1f} s warm-up" if s.warmed_up else ""
         lines = [f"time: {s.wall:.1f} s{warm}, {s.fps:.1f} fps{dropped}"
                  + "".join(f", {k} {v}" for k, v in sorted(s.counters.items()))]

@@ -21,6 +21,7 @@ from ..device import spare_cores
 from ..errors import SinkError
 from ..sources.base import SourceInfo
 from ..types import Frame
+from ..words import counted
 from .base import Sink, check_writable
 from .durable import OutputFile
 from .lock import OutputLock
@@ -252,8 +253,8 @@ class VideoSink(Sink):
             self._file.cut()
             kept = ("the video plays up to about a second before" if self._file.whole_bytes else
                     "not one whole part of the video fitted, so the file is removed")
-            raise SinkError(f"cannot write {self._path}: {exc.strerror or exc} (after {self._frames} "
-                            f"frame{'' if self._frames == 1 else 's'}; {kept})") from None
+            raise SinkError(f"cannot write {self._path}: {exc.strerror or exc} (after "
+                            f"{counted(self._frames, 'frame')}; {kept})") from None
 
     def _pts(self, frame: Frame) -> int:
         """The output pts of ``frame`` in the output time base, strictly after the previous one."""
