@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import abc
 import os
+import shlex
 from pathlib import Path
 
 from ..errors import SinkError
@@ -44,7 +45,8 @@ def check_writable(path: str | Path) -> Path:
     path = Path(path)
     parent = path.parent
     if not parent.exists():
-        raise SinkError(f"cannot write output: {path} (directory does not exist)")
+        raise SinkError(f"cannot write output: {path} (directory {parent} does not exist; make it first: "
+                        f"mkdir -p {shlex.quote(str(parent))})")
     if not parent.is_dir():
         raise SinkError(f"cannot write output: {path} ({parent} is not a directory)")
     if path.is_dir():

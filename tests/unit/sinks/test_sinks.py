@@ -139,7 +139,7 @@ def test_every_even_height_is_encoded_whole(tmp_path, width, height):
 
 
 @pytest.mark.parametrize("path, match", [
-    ("missing_dir/out.mp4", "directory does not exist"),
+    ("missing_dir/out.mp4", r"directory .*missing_dir does not exist; make it first: mkdir -p .*missing_dir\)$"),
     ("out.xyz", r"unknown output extension '.xyz'.*known: videos .avi .* images .bmp .*JSON lines .jsonl \(--jsonl\)"),
     ("folder.mp4", "is a directory"),
 ])
