@@ -316,16 +316,41 @@ def parse_set(items: list[str]) -> dict:
     return out
 
 
+INSTALLED = Path(__file__).resolve().parent / "configs"  # the stream configs shipped with the package
+
+
+def installed(folder: Path = INSTALLED) -> dict[str, Path]:
+    """The configs installed in ``folder`` by name (``default``, ``restore_lowres``; the study's have their own)."""
+    return {p.stem: p for p in sorted(folder.glob("*.yaml"))}
+
+
+def find(config: str | Path, folder: Path = INSTALLED, clone: str = "configs/stream") -> Path:
+    """The config file ``--config`` means: an existing file as it is; else a config installed in ``folder`` given
+    by name (``default``, ``default.yaml``) or by its place in a clone (``clone``/default.yaml).
+
+    Raises:
+        ConfigError: neither (the installed configs named), or a folder.
+    """
+    path = Path(config).expanduser()
+    if path.is_file():
+        return path
+    name = path.stem if path.suffix in (".yaml", ".yml") else path.name
+    bare = path.parent == Path(".") or path.parent.as_posix().endswith(clone)
+    if bare and name in installed(folder):
+        return installed(folder)[name]
+    names = ", ".join(installed(folder))
+    if path.is_dir():
+        raise ConfigError(f"config file {config} is a folder; give a YAML file or an installed config's name: "
+                          f"{names}")
+    raise ConfigError(f"config file not found: {config}; installed configs (--config NAME): {names}")
+
+
 def load(path: str | Path | None = None, overrides: list[str] | tuple = (), base=None):
-    """Defaults, then the YAML file, then ``--set`` overrides."""
+    """Defaults, then the YAML file (a path, or an installed config's name: :func:`find`), then ``--set``
+    overrides."""
     config = base if base is not None else StreamConfig()
     if path is not None:
-        path = Path(path)
-        if path.is_dir():
-            raise ConfigError(f"config file {path} is a folder; give a YAML file")
-        if not path.is_file():
-            raise ConfigError(f"config file not found: {path}")
-        config = merge(config, read_yaml(path))
+        config = merge(config, read_yaml(find(path)))
     return merge(config, parse_set(list(overrides)))
 
 

@@ -399,33 +399,18 @@ def parse_restorer(spec: str) -> RestorerSpec:
     return RestorerSpec(name, fidelity, weights or None)
 
 
-INSTALLED = Path(__file__).resolve().parent / "configs"  # the configs shipped with the package
+INSTALLED = Path(__file__).resolve().parent / "configs"  # the study configs shipped with the package
 
 
 def installed() -> dict[str, Path]:
     """The installed study configs by name (``smoke``, ``kdef_three_phase``, ...)."""
-    return {p.stem: p for p in sorted(INSTALLED.glob("*.yaml"))}
+    return stream_config.installed(INSTALLED)
 
 
 def find(config: str | Path) -> Path:
-    """The config file ``--config`` means: an existing file as it is; else an installed config given by name
-    (``smoke``, ``smoke.yaml``) or by its old place in a clone (``configs/train/smoke.yaml``).
-
-    Raises:
-        ConfigError: neither, naming the installed configs.
-    """
-    path = Path(config).expanduser()
-    if path.is_file():
-        return path
-    name = path.stem if path.suffix in (".yaml", ".yml") else path.name
-    bare = path.parent == Path(".") or path.parent.as_posix().endswith("configs/train")
-    if bare and name in installed():
-        return installed()[name]
-    if path.is_dir():
-        raise ConfigError(f"config file {config} is a folder; give a YAML file or an installed config's name: "
-                          f"{', '.join(installed())}")
-    raise ConfigError(f"config file not found: {config}; installed configs (--config NAME): "
-                      f"{', '.join(installed())}")
+    """The study config ``--config`` means: a file, an installed config's name, or its old place in a clone
+    (``configs/train/smoke.yaml``); see :func:`fersr_stream.config.find`."""
+    return stream_config.find(config, INSTALLED, "configs/train")
 
 
 # Keys that moved: an old config stops with one line saying where, instead of "unknown key".

@@ -80,7 +80,8 @@ def warn_unused(config: cfg.StreamConfig, flags: dict) -> None:
 @click.option("--output", "-o", help="Annotated video (.mp4 .mkv .mov .avi .webm) or image (.png .jpg) to write.")
 @click.option("--jsonl", help="Per-frame JSON lines to write (schema in README).")
 @click.option("--show", is_flag=True, default=None, help="Show a live window (needs a display; q or Esc stops).")
-@click.option("--config", "config_path", type=click.Path(dir_okay=False), help="YAML config (configs/stream/*.yaml).")
+@click.option("--config", "config_path", metavar="FILE|NAME",
+              help=f"YAML config: a file, or an installed config's name ({', '.join(cfg.installed())}).")
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Override a config key, e.g. track.smooth=0.8.")
 @click.option("--device", help="auto | cpu | cuda | cuda:N  [default: auto]")
 @click.option("--max-frames", type=click.IntRange(min=1), help="Stop after this many frames  [default: all].")

@@ -52,7 +52,8 @@ def test_a_config_file_that_is_no_yaml_mapping_is_one_line_saying_where(tmp_path
     with pytest.raises(ConfigError, match=r"is not valid YAML: expected <block end>, but found .* \(line 3, "
                                           r"column 2\)$"):
         cfg.load(broken)
-    with pytest.raises(ConfigError, match=f"^config file {tmp_path} is a folder; give a YAML file$"):
+    with pytest.raises(ConfigError, match=f"^config file {tmp_path} is a folder; give a YAML file or an installed "
+                                          f"config's name: default, restore_lowres$"):
         cfg.load(tmp_path)
     bom = tmp_path / "bom.yaml"
     bom.write_text("\ufeffdetect:\n  full_every: 3\n", encoding="utf-8")
@@ -88,17 +89,32 @@ def test_save_round_trip(tmp_path):
         cfg.save(c, tmp_path / "missing" / "r.yaml")
 
 
-def test_shipped_configs_load():
+def test_shipped_configs_load_and_are_package_data():
+    import tomllib
     from pathlib import Path
 
-    paths = sorted(Path(__file__).resolve().parents[2].joinpath("configs", "stream").glob("*.yaml"))
-    assert paths
-    for path in paths:
+    assert set(cfg.installed()) == {"default", "restore_lowres"}
+    for path in cfg.installed().values():
         cfg.load(path)
+    project = tomllib.loads((Path(__file__).resolve().parents[2] / "pyproject.toml").read_text())
+    patterns = project["tool"]["setuptools"]["package-data"]["fersr_stream"]
+    shipped = {p for pattern in patterns for p in cfg.INSTALLED.parent.glob(pattern)}
+    assert set(cfg.installed().values()) <= shipped
+
+
+def test_a_config_by_name_by_its_clone_path_or_as_a_file(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # nowhere near a clone
+    lowres = cfg.installed()["restore_lowres"]
+    for given in ("restore_lowres", "restore_lowres.yaml", "configs/stream/restore_lowres.yaml"):
+        assert cfg.find(given) == lowres
+    assert cfg.load("restore_lowres").degrade.width == 16
+    (tmp_path / "restore_lowres.yaml").write_text("degrade:\n  width: 24\n")  # a file of the user's wins
+    assert cfg.load("restore_lowres.yaml").degrade.width == 24 and cfg.load("restore_lowres").degrade.width == 16
+    with pytest.raises(ConfigError, match=r"^config file not found: restore_low; installed configs \(--config "
+                                          r"NAME\): default, restore_lowres$"):
+        cfg.load("restore_low")
 
 
 def test_the_default_config_file_spells_out_every_key_at_its_default():
-    from pathlib import Path
-
-    path = Path(__file__).resolve().parents[2] / "configs" / "stream" / "default.yaml"
+    path = cfg.installed()["default"]
     assert yaml.safe_load(path.read_text()) == yaml.safe_load(yaml.safe_dump(cfg.to_dict(cfg.StreamConfig())))
