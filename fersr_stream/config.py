@@ -354,6 +354,20 @@ def load(path: str | Path | None = None, overrides: list[str] | tuple = (), base
     return merge(config, parse_set(list(overrides)))
 
 
+class _UniqueKeys(yaml.SafeLoader):
+    """YAML's safe loader, refusing a key given twice in one mapping (PyYAML keeps the last one without a word,
+    though the YAML spec makes keys unique): a config edited in two places must not have one of them ignored."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(None, None, f"key {key!r} is given twice", key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep)
+
+
 def read_yaml(path: Path, what: str = "config file") -> dict:
     """The mapping the YAML file ``path`` holds (empty for an empty file).
 
@@ -366,7 +380,7 @@ def read_yaml(path: Path, what: str = "config file") -> dict:
     except UnicodeDecodeError:
         raise ConfigError(f"{what} {path} is not UTF-8 text; save it as UTF-8") from None
     try:
-        values = yaml.safe_load(text)
+        values = yaml.load(text, Loader=_UniqueKeys)  # a SafeLoader: no Python objects
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark
         raise ConfigError(f"{what} {path} is not valid YAML: {exc.problem} (line {mark.line + 1}, column "

@@ -426,7 +426,17 @@ def load(path: str | Path | None = None, overrides: list[str] | tuple = ()) -> S
         for old, new in MOVED.items():
             if str(exc).startswith(f"unknown config key {old!r}"):
                 raise ConfigError(f"config key {old!r} moved to {new}") from None
+        if path is not None and _stream_sections(str(exc)):
+            raise ConfigError(f"{exc} ({path} looks like a fersr-stream config: fersr-train takes a study config, "
+                              f"e.g. --config smoke; `fersr-train init` writes the installed ones out)") from None
         raise
+
+
+def _stream_sections(message: str) -> bool:
+    """Whether ``message`` refuses a top-level key that only fersr-stream's config has (``detect``, ``track``...)."""
+    study = {f.name for f in dataclasses.fields(StudyConfig)}
+    stream = {f.name for f in dataclasses.fields(stream_config.StreamConfig)} - study
+    return any(message.startswith(f"unknown config key {key!r}") for key in stream)
 
 
 def save(config: StudyConfig, path: str | Path) -> None:

@@ -55,6 +55,10 @@ def test_a_config_file_that_is_no_yaml_mapping_is_one_line_saying_where(tmp_path
     with pytest.raises(ConfigError, match=f"^config file {tmp_path} is a folder; give a YAML file or an installed "
                                           f"config's name: default, restore_lowres$"):
         cfg.load(tmp_path)
+    twice = tmp_path / "twice.yaml"
+    twice.write_text("detect:\n  full_every: 2\ntrack:\n  iou: 0.3\ndetect:\n  name: haar\n")
+    with pytest.raises(ConfigError, match=r"is not valid YAML: key 'detect' is given twice \(line 5, column 1\)$"):
+        cfg.load(twice)
     bom = tmp_path / "bom.yaml"
     bom.write_text("\ufeffdetect:\n  full_every: 3\n", encoding="utf-8")
     assert cfg.load(bom).detect.full_every == 3

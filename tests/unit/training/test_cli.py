@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from fersr_stream.errors import ConfigError
 from training import config, synthetic
 from training.cli import cli
 
@@ -220,3 +221,11 @@ def test_a_stopped_restore_says_the_restored_faces_are_kept(tmp_path, monkeypatc
                   "--quiet"], prog_name="fersr-train")
     assert exit_.value.code == 143
     assert f"stopped; the faces restored so far are kept in {tmp_path / 'runs' / 'cache'}" in capsys.readouterr().err
+
+
+def test_a_stream_config_given_to_the_study_says_which_tool_it_is_for():
+    from fersr_stream import config as stream_config
+
+    stream_file = stream_config.installed()["restore_lowres"]
+    with pytest.raises(ConfigError, match=f"^unknown config key .*{stream_file} looks like a fersr-stream config"):
+        config.load(stream_file)
