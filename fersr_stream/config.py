@@ -379,6 +379,8 @@ def read_yaml(path: Path, what: str = "config file") -> dict:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError:
         raise ConfigError(f"{what} {path} is not UTF-8 text; save it as UTF-8") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read {what} {path}: {exc.strerror or exc}") from None
     try:
         values = yaml.load(text, Loader=_UniqueKeys)  # a SafeLoader: no Python objects
     except yaml.MarkedYAMLError as exc:

@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import pytest
 import yaml
 
@@ -39,7 +41,7 @@ def test_bad_types_and_shapes(tmp_path):
         cfg.load(bad)
 
 
-def test_a_config_file_that_is_no_yaml_mapping_is_one_line_saying_where(tmp_path):
+def test_a_config_file_that_is_no_yaml_mapping_is_one_line_saying_where(tmp_path, monkeypatch):
     latin1 = tmp_path / "latin1.yaml"
     latin1.write_bytes("# café\ndetect:\n  full_every: 2\n".encode("latin-1"))
     utf16 = tmp_path / "notepad.yaml"
@@ -59,6 +61,15 @@ def test_a_config_file_that_is_no_yaml_mapping_is_one_line_saying_where(tmp_path
     twice.write_text("detect:\n  full_every: 2\ntrack:\n  iou: 0.3\ndetect:\n  name: haar\n")
     with pytest.raises(ConfigError, match=r"is not valid YAML: key 'detect' is given twice \(line 5, column 1\)$"):
         cfg.load(twice)
+    locked = tmp_path / "locked.yaml"
+    locked.write_text("detect:\n  full_every: 2\n")
+    def refused(*_args, **_kwargs):
+        raise PermissionError(13, "Permission denied")
+
+    with monkeypatch.context() as patch:  # a file the user may not read (chmod is no proof for root)
+        patch.setattr(Path, "read_text", refused)
+        with pytest.raises(ConfigError, match=f"^cannot read config file {locked}: Permission denied$"):
+            cfg.load(locked)
     bom = tmp_path / "bom.yaml"
     bom.write_text("\ufeffdetect:\n  full_every: 3\n", encoding="utf-8")
     assert cfg.load(bom).detect.full_every == 3
@@ -95,7 +106,6 @@ def test_save_round_trip(tmp_path):
 
 def test_shipped_configs_load_and_are_package_data():
     import tomllib
-    from pathlib import Path
 
     assert set(cfg.installed()) == {"default", "restore_lowres"}
     for path in cfg.installed().values():
