@@ -34,7 +34,8 @@ def expand(values: Sequence[str]) -> list[str]:
     """Every source the ``values`` name, in order (folders and globs in natural name order).
 
     Raises:
-        SourceError: a glob that matches nothing, or a list file that cannot be read.
+        SourceError: a glob that matches nothing, or a list file that cannot be read, names no source or names
+            itself (directly or through another list).
     """
     out: list[str] = []
     for value in values:
@@ -42,7 +43,9 @@ def expand(values: Sequence[str]) -> list[str]:
     return out
 
 
-def _expand(value: str) -> list[str]:
+def _expand(value: str, lists: tuple[Path, ...] = ()) -> list[str]:
+    """The sources ``value`` names; ``lists``: the .txt lists it was read from (a list naming one of them would
+    never end)."""
     if not value or is_device_or_stream(value):
         return [value]
     path = Path(value).expanduser()
@@ -55,18 +58,24 @@ def _expand(value: str) -> list[str]:
                         "pictures a folder of their own", value, pictures, "s" if pictures > 1 else "")
         return [str(p) for p in videos] or [value]  # no videos: a folder of images, one source
     if path.is_file() and path.suffix.lower() == ".txt":
-        return [s for line in _lines(path) for s in _expand(_relative(line, path.parent))]
+        here = path.resolve()
+        if here in lists:
+            raise SourceError(f"the list of sources {path} names itself (through {' -> '.join(map(str, lists))})")
+        found = [s for line in _lines(path) for s in _expand(_relative(line, path.parent), (*lists, here))]
+        if not found:
+            raise SourceError(f"the list of sources {path} names no source (only blank lines and # comments)")
+        return found
     if not path.exists() and glob.has_magic(value):
         found = sorted(glob.glob(str(path)), key=lambda p: _natural(Path(p)))
         if not found:
             raise SourceError(f"no file matches {value}")
-        return [s for match in found for s in _expand(match)]
+        return [s for match in found for s in _expand(match, lists)]
     return [value]
 
 
 def _lines(path: Path) -> list[str]:
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")  # Windows Notepad starts its UTF-8 with a byte-order mark
     except (OSError, UnicodeDecodeError) as exc:
         raise SourceError(f"cannot read the list of sources {path}: {getattr(exc, 'strerror', None) or exc}") from None
     return [line.split("#", 1)[0].strip() for line in text.splitlines() if line.split("#", 1)[0].strip()]
@@ -86,12 +95,17 @@ def _natural(path: Path) -> list:
 
 def names(uris: Sequence[str]) -> list[str]:
     """A name for each source, unique within the run: a file's stem, a folder's name, ``cam0``, a URL's host and
-    path; repeats get ``-2``, ``-3``..."""
-    out, seen = [], {}
-    for uri in uris:
-        name = _name(uri.strip())
-        seen[name] = seen.get(name, 0) + 1
-        out.append(name if seen[name] == 1 else f"{name}-{seen[name]}")
+    path; repeats get ``-2``, ``-3``... (a number no other source is named by: ``a/clip``, ``c/clip-2`` and
+    ``b/clip`` are ``clip``, ``clip-2`` and ``clip-3``)."""
+    bases = [_name(uri.strip()) for uri in uris]
+    taken, out = set(bases), []
+    for i, base in enumerate(bases):
+        name, k = base, 1
+        while base in bases[:i] and name in taken:  # a repeat: the first free number
+            k += 1
+            name = f"{base}-{k}"
+        taken.add(name)
+        out.append(name)
     return out
 
 

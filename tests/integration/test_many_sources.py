@@ -4,6 +4,7 @@ a source that fails does not stop the others."""
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -102,3 +103,34 @@ def test_a_folder_of_videos_a_glob_and_a_list_file_name_their_sources(clips, tmp
     assert many.expand([str(images)]) == [str(images)]  # a folder of pictures is one source
     assert many.names([str(clips[0]), str(clips[0]), "cam1", "rtsp://door.local/live/", str(images)]) == \
         ["a", "a-2", "cam1", "door.local_live", "pictures"]
+    # a repeat's number is one no other source has: each source keeps a name, and outputs, of its own
+    assert many.names(["a/clip.mp4", "c/clip-2.mp4", "b/clip.mp4"]) == ["clip", "clip-2", "clip-3"]
+    assert many.names(["a/clip.mp4", "b/clip.mp4", "c/clip-2.mp4"]) == ["clip", "clip-3", "clip-2"]
+
+
+def test_lists_that_name_nothing_or_themselves_are_one_line_and_a_bom_is_ignored(tmp_path, clips):
+    empty = tmp_path / "empty.txt"
+    empty.write_text("# nothing yet\n\n")
+    with pytest.raises(SourceError, match=r"^the list of sources .*empty.txt names no source \(only blank lines"):
+        many.expand([str(empty)])
+    first, second = tmp_path / "first.txt", tmp_path / "second.txt"
+    first.write_text("second.txt\n")
+    second.write_text(f"{clips[0]}\nfirst.txt\n")
+    with pytest.raises(SourceError, match=r"^the list of sources .*first.txt names itself \(through .*first.txt -> "
+                                          r".*second.txt\)$"):
+        many.expand([str(first)])
+    bom = tmp_path / "bom.txt"
+    bom.write_text(f"\ufeff{clips[0]}\n", encoding="utf-8")  # as Windows Notepad saves UTF-8
+    assert many.expand([str(bom)]) == [str(clips[0])]
+
+
+def test_sources_whose_names_collide_each_write_their_own_outputs(clips, tmp_path):
+    a, c, b = tmp_path / "a" / "clip.mp4", tmp_path / "c" / "clip-2.mp4", tmp_path / "b" / "clip.mp4"
+    for path, clip in ((a, clips[0]), (c, clips[1]), (b, clips[2])):
+        path.parent.mkdir()
+        shutil.copy(clip, path)
+    out = tmp_path / "out"
+    out.mkdir()
+    result = invoke("--source", a, "--source", c, "--source", b, "--jsonl", out / "{name}.jsonl")
+    assert result.exit_code == 0, result.output
+    assert [len(lines(out / f"{name}.jsonl")) for name in ("clip", "clip-2", "clip-3")] == [12, 8, 5]
