@@ -14,7 +14,7 @@ import dataclasses
 import hashlib
 import json
 import os
-import tempfile
+import secrets
 from pathlib import Path
 
 from .. import __version__
@@ -67,7 +67,10 @@ def record(plan: cfg.StreamConfig, settings: str) -> dict:
 def write(target: Path, data: dict) -> None:
     """Write ``data`` to ``target`` atomically (a temporary file beside it, synced, then renamed)."""
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, temp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
+    temp = target.parent / f".{target.name}.{secrets.token_hex(4)}"
+    # made as the outputs are (0o666 less the umask), so that whoever may read them may read their record;
+    # mkstemp would make it 0o600
+    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             json.dump(data, handle, indent=1, sort_keys=True)

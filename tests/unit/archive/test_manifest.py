@@ -42,6 +42,9 @@ def test_a_manifest_is_written_atomically_beside_the_outputs(finished):
     data = manifest.read(path)
     assert data["settings"] == settings and data["input"]["sha256"] == manifest.sha256(plan.source.uri[0])
     assert [o["size"] for o in data["outputs"]] == [len(b"annotated"), len('{"frame": 0}\n')]
+    # readable by whoever may read the outputs: made as they are (the umask decides), not private (0o600)
+    output = plan.output.jsonl
+    assert path.stat().st_mode & 0o777 == os.stat(output).st_mode & 0o777
 
 
 def test_an_unchanged_file_is_finished(finished):
