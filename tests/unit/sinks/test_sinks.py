@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import socket
 from fractions import Fraction
 from pathlib import Path
 
@@ -287,10 +288,26 @@ def test_window_needs_a_display(monkeypatch):
         WindowSink()
 
 
+def test_window_refuses_a_display_no_x_server_answers_at(monkeypatch):
+    monkeypatch.setattr(window_module.sys, "platform", "linux")
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    with socket.socket() as server:  # an "X server" over TCP: display N is port 6000 + N
+        server.bind(("127.0.0.1", 0))
+        server.listen(1)
+        display = f"127.0.0.1:{server.getsockname()[1] - 6000}.0"
+        assert window_module._x_server_answers(display)
+    assert not window_module._x_server_answers(display)  # closed now
+    assert not window_module._x_server_answers(":987")  # no such local socket
+    monkeypatch.setenv("DISPLAY", ":987")  # left from another session
+    with pytest.raises(SinkError, match=r"^--show: no X server answers at DISPLAY=:987 \(a display left"):
+        WindowSink()
+
+
 def test_window_shows_bgr_and_q_closes(monkeypatch):
     """With the highgui calls replaced (no display here): BGR at the cv2 call, q sets wants_stop."""
     shown, destroyed, keys = [], [], [-1, ord("q")]
     monkeypatch.setenv("DISPLAY", ":0")
+    monkeypatch.setattr(window_module, "_x_server_answers", lambda display: True)
     monkeypatch.setattr(window_module, "_gui_backend", lambda: "QT5")
     monkeypatch.setattr(cv2, "namedWindow", lambda *a: None)
     monkeypatch.setattr(cv2, "getWindowProperty", lambda *a: 1.0)
