@@ -10,6 +10,7 @@ queued before it.
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Callable, Iterator
 
 from ..errors import ConfigError
@@ -60,8 +61,9 @@ class StreamCollector:
         families = [CounterMetricFamily(f"fersr_stream_{name}", help, labels=["source"]) for name, help in (
             ("losses", "times a live stream was lost"), ("reconnects", "times a live stream was opened again"),
             ("seconds_without_frames", "seconds a live stream gave no frames, lost"))]
+        now = time.monotonic()  # the live sources' clock: a loss going on counts up to now
         for number, lost in enumerate(self.outages):
-            for family, value in zip(families, (lost.losses, lost.reconnects, lost.seconds)):
+            for family, value in zip(families, (lost.losses, lost.reconnects, lost.seconds_at(now))):
                 family.add_metric([self.names[number]], value)
         yield from families
 

@@ -47,14 +47,30 @@ class Outages:
             ``source.read_timeout``).
         reconnects: times it was opened again after a loss.
         seconds: seconds without frames: from the last frame before each loss to the first one after it (or to
-            when reading ended).
+            when reading ended); the loss going on now is not in it yet (see :meth:`seconds_at`).
+        down_since: the clock (monotonic) at the last frame before the loss going on now; None while frames come.
         notes: one line per loss and per reconnect, in order (also logged as they happen).
     """
 
     losses: int = 0
     reconnects: int = 0
     seconds: float = 0.0
+    down_since: float | None = None
     notes: list[str] = field(default_factory=list)
+
+    def lost(self, since: float) -> None:
+        """A loss began; the last frame came at ``since``."""
+        self.losses += 1
+        self.down_since = since
+
+    def back(self, now: float) -> None:
+        """The loss going on ended at ``now`` (frames came again, or reading ended)."""
+        self.seconds += now - self.down_since
+        self.down_since = None
+
+    def seconds_at(self, now: float) -> float:
+        """Seconds without frames up to ``now``, the loss going on included (for metrics read mid-loss)."""
+        return self.seconds + (now - self.down_since if self.down_since is not None else 0.0)
 
     def text(self) -> str:
         """``"lost 2 times, reconnected 2 times, 6.4 s without frames"``; empty when nothing was lost."""

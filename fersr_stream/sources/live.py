@@ -102,11 +102,10 @@ class ReconnectingSource(Source):
             SourceError: no connection within ``reconnect_for`` (or it is 0), or one of another frame size.
         """
         lost, outages, limit = self._clock(), self._outages, self._config.reconnect_for
-        since = self._last_frame if self._last_frame is not None else lost
-        outages.losses += 1
+        outages.lost(self._last_frame if self._last_frame is not None else lost)
         after = f"after frame {self._timeline.frames - 1}" if self._timeline.frames else "before its first frame"
         if limit <= 0:
-            outages.seconds += lost - since
+            outages.back(lost)
             raise SourceError(f"lost {self._label} {after}: {reason}; not reconnecting (source.reconnect_for is 0)")
         self._note(f"{self._label}: lost {after}: {reason}; reconnecting for up to {limit:g} s "
                    f"(source.reconnect_for)")
@@ -116,7 +115,7 @@ class ReconnectingSource(Source):
             if left < _SHORTEST_TRY:
                 break
             if _wait(stop, min(delay, left)):
-                outages.seconds += self._clock() - since
+                outages.back(self._clock())
                 return None
             left = deadline - self._clock()
             if left < _SHORTEST_TRY:
@@ -134,16 +133,17 @@ class ReconnectingSource(Source):
                 continue
             if (connection.info.width, connection.info.height) != (self.info.width, self.info.height):
                 connection.close()
-                outages.seconds += self._clock() - since
+                outages.back(self._clock())
                 raise SourceError(f"{self._label} came back at {connection.info.width}x{connection.info.height}, "
                                   f"not the {self.info.width}x{self.info.height} of the run's outputs; start the "
                                   f"run again")
             outages.reconnects += 1
-            outages.seconds += self._clock() - since
-            self._note(f"{self._label}: reconnected after {self._clock() - since:.1f} s without frames "
+            down = self._clock() - outages.down_since
+            outages.back(self._clock())
+            self._note(f"{self._label}: reconnected after {down:.1f} s without frames "
                        f"({tries} tr{'y' if tries == 1 else 'ies'})")
             return connection
-        outages.seconds += self._clock() - since
+        outages.back(self._clock())
         last = f" (the last try: {why})" if why else ""
         raise SourceError(f"lost {self._label} {after}: {reason}; no reconnect within {limit:g} s "
                           f"(source.reconnect_for){last}")

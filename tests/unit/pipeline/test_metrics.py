@@ -60,6 +60,20 @@ def test_the_run_s_counters_are_served_per_source_and_per_stage():
         scrape(port)  # served while the block ran, and no longer
 
 
+def test_a_loss_going_on_counts_its_seconds_while_it_lasts():
+    down = Outages(seconds=1.5)
+    down.lost(since=time.monotonic() - 4.0)  # the last frame came 4 s ago; reconnecting now
+    collector = metrics.StreamCollector(Stats(), ["yard"], dict, [down])
+    port = free_port()
+    with metrics.serving(port, collector):
+        text = scrape(port)
+    prefix = 'fersr_stream_seconds_without_frames_total{source="yard"} '
+    seconds = next(float(line[len(prefix):]) for line in text.splitlines() if line.startswith(prefix))
+    assert 1.5 + 4.0 <= seconds < 1.5 + 4.0 + 5  # an alert on it fires during the outage, not after it
+    down.back(now=down.down_since + 6.0)
+    assert (down.seconds, down.down_since, down.seconds_at(time.monotonic())) == (7.5, None, 7.5)
+
+
 def test_a_port_taken_is_one_line():
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
