@@ -12,8 +12,8 @@ discordant pairs) or mid-p (``stats.mcnemar``); Holm-Bonferroni adjusts over the
 table that ran (all backbones, widths, restorers and the four comparisons); rows whose arm did not run say so and
 leave the family. 95 % intervals come from a bootstrap that resamples people (``persons.json``: images of one
 person are not independent), or images where a dataset has no person ids. A row is *supported* only when its
-Holm-adjusted p < alpha and the interval of A - B lies above 0, *not supported* when both point the other way,
-else *inconclusive*.
+Holm-adjusted p < alpha and the interval of A - B lies above 0, *contradicted* (B beats A) when both point the
+other way, else *inconclusive* (no evidence either way).
 """
 
 from __future__ import annotations
@@ -110,11 +110,11 @@ def bootstrap(right_a: np.ndarray, right_b: np.ndarray, clusters: list, draws: i
 
 
 def verdict(p_holm: float, diff_ci: tuple[float, float], alpha: float) -> str:
-    """supported | not supported | inconclusive (see the module docstring)."""
+    """supported | contradicted | inconclusive (see the module docstring)."""
     if p_holm < alpha and diff_ci[0] > 0:
         return "supported"
     if p_holm < alpha and diff_ci[1] < 0:
-        return "not supported"
+        return "contradicted"
     return "inconclusive"
 
 
@@ -241,11 +241,11 @@ def section(folder: Path, cells: list[dict], cfg: dict) -> str:
         return "## Does restoring beat training on LR?\n\n_No restorer was tested._\n"
     tested = [r for r in rows if r["status"] == "tested"]
     seed_rows = [r for r in tested if r["kind"] == "b"]
-    counts = {v: sum(r["verdict"] == v for r in seed_rows) for v in ("supported", "not supported", "inconclusive")}
+    counts = {v: sum(r["verdict"] == v for r in seed_rows) for v in ("supported", "contradicted", "inconclusive")}
     known = any(p is not None for p in persons.values())
     unit = "people (`persons.json`)" if known else "images (the dataset has no person ids)"
     answer = (f"Restoring (HR-trained model + restorer) beat training on LR in {counts['supported']} of "
-              f"{len(seed_rows)} tested backbone x width x restorer rows, lost in {counts['not supported']}, "
+              f"{len(seed_rows)} tested backbone x width x restorer rows, lost in {counts['contradicted']}, "
               f"inconclusive in {counts['inconclusive']}." if seed_rows else
               "The `lr` arm did not run, so the question itself was not tested (add `lr` to `phases.arms`).")
     return "\n".join([
@@ -255,7 +255,8 @@ def section(folder: Path, cells: list[dict], cfg: dict) -> str:
         f"over the family of all {len(tested)} tested rows of this table (every backbone, width, restorer and "
         f"comparison); 95 % percentile intervals from {config.bootstrap} bootstrap resamples of {unit}, seed "
         f"{config.seed}. Verdict: **supported** when Holm p < {config.alpha:g} and the interval of A − B lies above "
-        "0, **not supported** when Holm p < alpha and it lies below 0, else inconclusive. Rows that did not run "
+        f"0, **contradicted** (B beats A) when Holm p < {config.alpha:g} and it lies below 0, else "
+        "**inconclusive** (no evidence either way). Rows that did not run "
         "say why and are not in the family. With several training seeds McNemar counts each (seed, image) pair; "
         "the person intervals carry the dependence. All rows: `hypothesis.csv`." + _few(tested, known), "",
         markdown(rows), ""])

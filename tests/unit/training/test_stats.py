@@ -112,7 +112,7 @@ def test_other_way_is_not_supported_and_missing_arm_leaves_the_family():
             c["preds"] = [(label + 1) % 7 for label in c["labels"]]
     rows = stats.hypothesis(cells, persons, StatsConfig(bootstrap=500))
     by = {(r["restorer"], r["kind"]): r for r in rows}
-    assert by[("bicubic", "d")]["verdict"] == "not supported" and by[("bicubic", "d")]["diff_hi"] < 0
+    assert by[("bicubic", "d")]["verdict"] == "contradicted" and by[("bicubic", "d")]["diff_hi"] < 0
     assert by[("gfpgan", "d")]["verdict"] == "inconclusive"  # equal accuracy
     assert by[("gfpgan", "b")]["status"] == "not tested: the `lr` arm did not run (`phases.arms`)"
     assert len([r for r in rows if r["status"] == "tested"]) == 3  # a, and d twice
