@@ -257,8 +257,10 @@ def report(folder) -> None:
     from . import report as report_
 
     if not (Path(folder) / "run.json").is_file():
-        raise ConfigError(f"{folder} is not an experiment folder (it has no run.json); give <out>/<name>, "
-                          f"e.g. runs/kdef_three_phase")
+        inside = sorted(p.parent for p in Path(folder).glob("*/run.json"))
+        example = ", ".join(map(str, inside[:3])) if inside else str(Path("runs") / "kdef_three_phase")
+        raise ConfigError(f"{folder} is not an experiment folder (it has no run.json); give <out>/<name>: "
+                          f"{'here, ' if inside else 'e.g. '}{example}")
     click.echo(f"report: {report_.write(Path(folder))}")
     progress = report_.done(Path(folder))
     if progress is not None and progress[0] < progress[1]:

@@ -320,9 +320,9 @@ def _hours(h: float) -> str:
 def describe(grid: Grid, costs: Costs, workers: tuple[int, ...] = WORKERS, stand_ins: tuple = ()) -> list[str]:
     """The lines ``fersr-train plan`` prints: the grid, the measured costs, and the estimate per worker count."""
     train_epochs = sum(c.train_images * c.epochs for c in grid.cells)
-    lines = [f"grid: models {', '.join(grid.models)}; folds {', '.join(map(str, grid.folds))}; seeds "
-             f"{', '.join(map(str, grid.seeds))}; arms {', '.join(grid.arms)}; widths "
-             f"{', '.join(map(str, grid.widths))} px; restorers {', '.join(grid.restorers) or 'none'}",
+    lines = [f"grid: models {', '.join(grid.models)}; folds {list(grid.folds)}; seeds {list(grid.seeds)}; arms "
+             f"{', '.join(grid.arms)}; widths {', '.join(map(str, grid.widths))} px; restorers "
+             f"{', '.join(grid.restorers) or 'none'}",
              f"  training cells {grid.training_cells} (+ {len(grid.cells) - grid.training_cells} zero-shot), "
              f"evaluations {grid.evaluations}, test images {grid.test_images:,} (test faces x conditions)",
              f"  training image-epochs {train_epochs:,} (training images x epochs, at most: early stopping may stop "

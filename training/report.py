@@ -175,11 +175,12 @@ def _csv(path: Path, rows: list[dict]) -> None:
 
 def markdown_table(rows: list[dict]) -> str:
     """The main table: one line per model x arm x phase x width x restorer; accuracy and macro-F1 over runs."""
-    lines = ["| model | arm | phase | train | test width | restorer | accuracy (mean ± std) | macro-F1 | runs |",
+    lines = ["| model | arm | phase | train | test width | restorer | accuracy | macro-F1 | runs |",
              "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         width = "HR" if r["width"] is None else f"{r['width']} px"
-        lines.append(f"| {r['model']} | {r['arm']} | {r['phase']} | {r['train']} | {width} | {r['restorer']} | "
+        restorer = "—" if r["restorer"] == "hr" else r["restorer"]  # HR faces: nothing to restore
+        lines.append(f"| {r['model']} | {r['arm']} | {r['phase']} | {r['train']} | {width} | {restorer} | "
                      f"{percent(r['mean'], r['std'], r['runs'])} | {percent(r['f1_mean'], r['f1_std'], r['runs'])} "
                      f"| {runs_label(r)} |")
     return "\n".join(lines)
@@ -449,7 +450,10 @@ def _protocol_line(proto: dict) -> str:
                 f"the dataset has no validation part, a share {proto.get('val_fraction')} of its training part "
                 "validates), validation for epoch selection and early stopping; the test part chooses nothing. "
                 "Splits in `splits.json`.")
-    return (f"- Protocol: {proto.get('split')}-level {proto.get('folds')}-fold cross-validation, "
+    only = proto.get("only_folds")
+    ran = "" if only is None else (f" (of which only fold{'s' if len(only) > 1 else ''} "
+                                   f"{', '.join(map(str, only))} ran: `protocol.only_folds`)")
+    return (f"- Protocol: {proto.get('split')}-level {proto.get('folds')}-fold cross-validation{ran}, "
             f"validation share {proto.get('val_fraction')} of the training part for epoch selection and early "
             "stopping; the test fold chooses nothing. Splits in `splits.json`.")
 
@@ -503,7 +507,9 @@ def _report_text(folder: Path, cfg: dict, tests, table, plots, confusions, extra
         + (" `mini_xception` is the shipped FER2013 model, tested zero-shot (not trained here)."
            if "mini_xception" in train.get("models", []) else ""),
         _lr_note(cfg),
-        "", "## Accuracy", "", table, "",
+        "", "## Accuracy", "",
+        "Accuracy and macro-F1 on each test condition: mean ± std over the runs (folds × seeds); one run shows its "
+        "value and (n=1).", "", table, "",
         "## Restored vs. LR (McNemar, pooled over runs)", "",
         "Exact two-sided test on images classified differently, each restored test paired with the LR test of "
         "the same trained model (fold and seed); per-run rows in `mcnemar.csv`.", "",

@@ -88,6 +88,10 @@ def test_report_needs_an_experiment_folder(tmp_path):
     result = _invoke(["report", str(tmp_path)])
     assert result.exit_code == 2 and "not an experiment folder" in result.stderr
     assert [p.name for p in tmp_path.iterdir()] == ["notes.txt"]
+    (tmp_path / "smoke").mkdir()
+    (tmp_path / "smoke" / "run.json").write_text("{}")  # <out> given for <out>/<name>
+    result = _invoke(["report", str(tmp_path)])
+    assert result.exit_code == 2 and f"give <out>/<name>: here, {tmp_path / 'smoke'}" in result.stderr
 
 
 @pytest.mark.parametrize("args, message", [

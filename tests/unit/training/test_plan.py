@@ -73,7 +73,7 @@ def test_fersr_train_plan_on_the_smoke_config(synth, tmp_path):
                                       str(tmp_path), "--workers", "1,4"], prog_name="fersr-train")
     assert result.exit_code == 0, result.output + repr(result.exception)
     out = result.output
-    assert "grid: models resnet18; folds 0; seeds 0; arms hr; widths 8, 16 px; restorers bicubic" in out
+    assert "grid: models resnet18; folds [0]; seeds [0]; arms hr; widths 8, 16 px; restorers bicubic" in out
     # hr on landmark-aligned faces (5 tests) and the box ablation's hr cell (HR, 8 px, 8 px bicubic)
     assert "training cells 2 (+ 0 zero-shot), evaluations 8" in out and "restorations 420" in out
     assert "train resnet18:" in out and "restore bicubic:" in out and "cut a face:" in out
