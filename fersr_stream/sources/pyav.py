@@ -20,6 +20,7 @@ import mimetypes
 import os
 import re
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from fractions import Fraction
@@ -391,6 +392,27 @@ def open_camera(index: int | None, uri: str, device: str | None = None) -> PyAVS
     return PyAVSource(container, f"camera {target}", live=True, path=None)
 
 
+def _interruptible(opening):
+    """``opening()`` run in a thread of its own while this one waits in short slices: FFmpeg's open holds the
+    thread it runs in until it connects or times out (``source.open_timeout``), so a Ctrl-C in the main thread
+    would wait that long; waiting here, it stops the run at once (the opening thread is left to time out)."""
+    done: dict = {}
+
+    def target():
+        try:
+            done["container"] = opening()
+        except BaseException as exc:  # handed to the waiting thread, which raises it
+            done["error"] = exc
+
+    thread = threading.Thread(target=target, name="fersr-open", daemon=True)
+    thread.start()
+    while thread.is_alive():
+        thread.join(0.1)
+    if "error" in done:
+        raise done["error"]
+    return done["container"]
+
+
 def open_network(url: str, open_timeout: float, read_timeout: float,
                  timeline: LiveTimeline | None = None) -> PyAVSource:
     """Open one connection to an RTSP/RTMP/HTTP(S)/UDP/SRT stream, RTSP over TCP (no lost UDP packets), with open
@@ -413,7 +435,7 @@ def open_network(url: str, open_timeout: float, read_timeout: float,
         options["analyzeduration"] = _RTMP_ANALYZE_US
     started = time.monotonic()
     try:
-        container = av.open(url, options=options, timeout=(open_timeout, read_timeout))
+        container = _interruptible(lambda: av.open(url, options=options, timeout=(open_timeout, read_timeout)))
     except av.ProtocolNotFoundError:
         raise CannotOpen(label, f"this FFmpeg (PyAV's) cannot read {scheme}:// streams") from None
     except (av.FFmpegError, OSError) as exc:

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import logging
+import os
+import signal
 import socket
 import sys
 import threading
+import time
 from fractions import Fraction
 
 import av
@@ -308,6 +311,21 @@ def test_dshow_listing_without_directshow_is_one_line_and_restores_ffmpegs_log_l
     with pytest.raises(SourceError, match=r"^cannot list cameras: this FFmpeg \(PyAV's\) has no DirectShow input$"):
         pyav.dshow_cameras()  # this machine's FFmpeg is a Linux one
     assert av.logging.get_level() == before
+
+
+def test_a_ctrl_c_while_a_stream_opens_stops_at_once():
+    def slow_opening():  # FFmpeg connecting to a server that never answers
+        time.sleep(3)
+        return "container"
+
+    threading.Timer(0.3, lambda: os.kill(os.getpid(), signal.SIGINT)).start()
+    started = time.monotonic()
+    with pytest.raises(KeyboardInterrupt):
+        pyav._interruptible(slow_opening)
+    assert time.monotonic() - started < 1.0  # not the opening's 3 s
+    assert pyav._interruptible(lambda: "container") == "container"
+    with pytest.raises(av.FFmpegError):  # the opening's own error, raised in the waiting thread
+        pyav._interruptible(lambda: av.open(os.devnull, format="mpegts"))
 
 
 def test_unreachable_and_silent_urls(tmp_path):
