@@ -185,8 +185,11 @@ class PyAVSource(Source):
             why = "; ".join(filter(None, [_packets(self.damaged, "damaged"), self._ended_by]))
             if live:
                 raise SourceError(f"{label} sent no frame" + (f" ({why})" if why else ""))
-            raise SourceError(f"no frame of {label} decodes" + (f" ({why})" if why else "") +
-                              ": the file, or its index, is damaged")
+            # over HTTP the file may be whole: a server that ignores byte ranges cuts FFmpeg's reads short
+            damaged = ("the file, or its index, is damaged, or the server does not serve byte ranges (which "
+                       "FFmpeg needs to read an MP4 whose index is at its end)" if "://" in label else
+                       "the file, or its index, is damaged")
+            raise SourceError(f"no frame of {label} decodes" + (f" ({why})" if why else "") + f": {damaged}")
         self._turns, self._mirror = orientation(first)
         width, height = (first.height, first.width) if self._turns % 2 else (first.width, first.height)
         self._first = first

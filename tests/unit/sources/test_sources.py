@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import http.server
 import logging
 import os
 import signal
@@ -194,6 +196,25 @@ def test_a_file_of_which_no_frame_decodes_is_a_source_error_on_opening(make_clip
     damage_index(path)
     with pytest.raises(SourceError, match=r"^no frame of .*clip.mp4 decodes: the file, or its index, is damaged$"):
         open_source(str(path))
+
+
+def test_an_http_server_without_byte_ranges_is_named_as_a_cause(make_clip):
+    path, _ = make_clip("clip.mp4", n_frames=60, width=320, height=240, crf=10)  # its index at its end, past 32 KiB
+    handler = functools.partial(_QuietFiles, directory=str(path.parent))  # answers a Range with the whole file
+    with http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler) as server:
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        try:
+            with pytest.raises(SourceError, match=r"^no frame of http://.*clip.mp4 decodes .*or the server does not "
+                                                  r"serve byte ranges"):
+                open_source(f"http://127.0.0.1:{server.server_address[1]}/clip.mp4",
+                            SourceConfig(open_timeout=5, read_timeout=5))
+        finally:
+            server.shutdown()
+
+
+class _QuietFiles(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
 
 
 def test_image_file_is_one_frame(tmp_path):
