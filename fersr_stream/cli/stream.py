@@ -84,7 +84,8 @@ def warn_unused(config: cfg.StreamConfig, flags: dict) -> None:
               help=f"YAML config: a file, or an installed config's name ({', '.join(cfg.installed())}).")
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Override a config key, e.g. track.smooth=0.8.")
 @click.option("--device", help="auto | cpu | cuda | cuda:N  [default: auto]")
-@click.option("--max-frames", type=click.IntRange(min=1), help="Stop after this many frames  [default: all].")
+@click.option("--max-frames", type=click.IntRange(min=1),
+              help="Stop each source after this many frames read (a live one's dropped frames count)  [default: all].")
 @click.option("--simulate-lr", type=click.IntRange(min=cfg.MIN_FACE_WIDTH), metavar="PX",
               help="Degrade each face as if it were PX pixels wide.")
 @click.option("--detector", type=click.Choice(DETECTORS.names()),
