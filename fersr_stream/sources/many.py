@@ -11,7 +11,7 @@ import glob
 import logging
 import re
 from collections.abc import Sequence
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from urllib.parse import urlsplit
 
 from ..errors import SourceError
@@ -115,7 +115,9 @@ def _name(uri: str) -> str:
         return f"cam{match.group(1)}" if match.group(1) else Path(uri).name
     if "://" in uri:
         parts = urlsplit(uri)
-        raw = f"{parts.hostname or 'stream'}{parts.path}".rstrip("/")
+        path = PurePosixPath(parts.path.rstrip("/"))
+        path = path.with_suffix("") if path.suffix and path.stem else path  # live.ts: live, as a file's stem
+        raw = f"{parts.hostname or 'stream'}{path if parts.path.strip('/') else ''}".rstrip("/")
         return re.sub(r"[^A-Za-z0-9._-]+", "_", raw) or "stream"
     path = Path(uri).expanduser()
     return path.name if path.is_dir() else path.stem

@@ -106,6 +106,7 @@ def test_a_folder_of_videos_a_glob_and_a_list_file_name_their_sources(clips, tmp
     # a repeat's number is one no other source has: each source keeps a name, and outputs, of its own
     assert many.names(["a/clip.mp4", "c/clip-2.mp4", "b/clip.mp4"]) == ["clip", "clip-2", "clip-3"]
     assert many.names(["a/clip.mp4", "b/clip.mp4", "c/clip-2.mp4"]) == ["clip", "clip-3", "clip-2"]
+    assert many.names(["http://127.0.0.1:8090/live.ts", "udp://127.0.0.1:5000"]) == ["127.0.0.1_live", "127.0.0.1"]
 
 
 def test_lists_that_name_nothing_or_themselves_are_one_line_and_a_bom_is_ignored(tmp_path, clips):
