@@ -395,9 +395,13 @@ def _faces_sections(views: list[dict], compared: list[dict]) -> str:
         parts.append("_Not recorded (the run folder's `faces.json` has no per-view counts)._")
     parts += ["", "## Aligned by landmarks vs. box", ""]
     if compared:
+        fallback = views[-1]["fallback_box"] if views and views[-1]["view"] == "all" else None
+        same = (f" The {fallback} of {views[-1]['images']} faces the detector missed get the same fallback box in "
+                "both arms, so the difference comes from the others." if fallback else "")
         parts += ["The same model trained and tested on faces aligned to the FFHQ 5-point template from their "
-                  "landmarks, and on square crops around the detector's box (`ablation.*`); mean accuracy over the "
-                  "folds both ran. Also in `ablation.csv`.", "",
+                  "landmarks, and on square crops around the detector's box (`ablation.*`: the `hr` arm of "
+                  "`ablation.models`, tested on HR and at `ablation.widths`); mean accuracy over the folds both "
+                  f"ran. Also in `ablation.csv`.{same}", "",
                   "| model | arm | test width | restorer | aligned by landmarks | box | difference (pp) | folds |",
                   "|---|---|---|---|---|---|---|---|"]
         for r in compared:

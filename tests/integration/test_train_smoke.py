@@ -105,6 +105,7 @@ def test_smoke_study_end_to_end_then_rerun_does_nothing(tmp_path, monkeypatch, m
     report = (folder / "REPORT.md").read_text()
     assert "Synthetic data" in report and "| resnet18 | hr | 3 | hr | 8 px | bicubic |" in report
     assert "3-fold cross-validation (of which only fold 0 ran: `protocol.only_folds`)" in report
+    assert re.search(r"The \d+ of \d+ faces the detector missed get the same fallback box in both arms", report)
     assert "bilinear interpolation" in report and "figures/accuracy_vs_width_resnet18.png" in report
     assert "examples_w16.png" in report and "McNemar" in report
     assert "### Per view angle" in report
