@@ -160,7 +160,9 @@ def _run_pipeline(plans: list[cfg.StreamConfig], models: Models, opened: dict[in
     heavy = plans[0].enhance.name not in ("none", "bicubic")
     collector = metrics.StreamCollector(stats, [summary.names[i] for i in order], runner.depths,
                                         [opened[i].outages for i in order])
-    with metrics.serving(plans[0].metrics_port, collector), _stop_on_signals(runner, summary), \
+    streams = [i for i in order if opened[i].info.live and "://" in plans[i].source.uri[0]]
+    waits = max((plans[i].source.read_timeout for i in streams), default=0)  # a stop's longest wait on a read
+    with metrics.serving(plans[0].metrics_port, collector), _stop_on_signals(runner, summary, waits), \
             devices.stream_threads(models.classifier.device, heavy_model=heavy):
         runner.run()
     for number, i in enumerate(order):
@@ -241,10 +243,14 @@ class _stop_on_signals:
     """SIGINT/SIGTERM stop the runner gracefully (outputs finalized). Signals after the first are noted and the stop
     goes on: cutting the finalization short would spoil the outputs, and leaving while the stage threads still run
     native code aborts the process (C++ "terminate called without an active exception"). A kill -9 still leaves
-    the video playable up to about its last second."""
+    the video playable up to about its last second.
 
-    def __init__(self, runner: Runner, summary: Summary):
-        self.runner, self.summary, self.saved = runner, summary, {}
+    ``read_timeout``: the longest ``source.read_timeout`` of the run's network streams (0: none). A read waiting
+    on a silent stream cannot be cut short, so the process may end that much later than the outputs: the first
+    signal says so, lest the run look hung."""
+
+    def __init__(self, runner: Runner, summary: Summary, read_timeout: float = 0):
+        self.runner, self.summary, self.read_timeout, self.saved = runner, summary, read_timeout, {}
 
     def _handle(self, signum, _frame):
         if self.summary.interrupted:
@@ -252,6 +258,10 @@ class _stop_on_signals:
             return
         self.summary.stopped_by = signum
         self.runner.stop()
+        if self.read_timeout:
+            print(f"fersr-stream: stopping: the outputs are finished now; a network stream's read that waits on a "
+                  f"silent server ends within {self.read_timeout:g} s (source.read_timeout)", file=sys.stderr,
+                  flush=True)
 
     def __enter__(self):
         for sig in (signal.SIGINT, signal.SIGTERM):

@@ -155,6 +155,21 @@ def test_a_stream_that_stalls_for_good_is_lost_at_read_timeout_and_given_up_afte
     assert len(_video_times(run.video)) == len(run.lines())  # finalized: every frame written is in the video
 
 
+def test_a_ctrl_c_on_a_silent_stream_says_at_once_that_the_read_may_take_its_timeout(clip, tmp_path):
+    with _server("rtsp", clip) as server:
+        run = Run(tmp_path, server.url, "--set", "source.read_timeout=4")
+        run.wait_for(lambda: len(run.lines()) >= 15)
+        server.pause()  # silent: the read waits
+        time.sleep(0.5)
+        asked = time.monotonic()
+        run.process.send_signal(signal.SIGINT)
+        code = run.end()
+    said = run.said("fersr-stream: stopping: the outputs are finished now; a network stream's read that waits on "
+                    "a silent server ends within 4 s (source.read_timeout)")
+    assert code == 130 and said is not None and said - asked < 2, run.text()  # not only when the read gives up
+    assert len(_video_times(run.video)) == len(run.lines())
+
+
 @pytest.mark.slow
 def test_a_stream_whose_server_is_gone_for_good_ends_the_run_with_one_line_and_finalized_outputs(clip, tmp_path):
     with _server("http", clip) as server:
