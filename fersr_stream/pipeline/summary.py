@@ -96,7 +96,7 @@ class Summary(Sink):
         prefix = f"{name}: " if several else ""
         if i in self.failed:
             failed = " ".join(str(self.failed[i]).split())
-            done = f" after {self.counts[i].line()}" if self.counts[i].frames else ""
+            done = f" after writing {self.counts[i].line()}" if self.counts[i].frames else ""  # not frame numbers
             lines = [f"{prefix}failed{done}: {failed}"]
         else:
             lines = [f"{prefix}{self.counts[i].line()}"] if several else []

@@ -219,5 +219,5 @@ def test_with_several_sources_a_stream_gone_for_good_fails_alone(clip, tmp_path)
         _, err = run.communicate(timeout=120)
     assert run.returncode == 2, err
     assert "127.0.0.1: stream: lost 1 time, reconnected 0 times" in err
-    assert "127.0.0.1: failed after " in err and "no reconnect within 1 s (source.reconnect_for)" in err
+    assert "127.0.0.1: failed after writing " in err and "no reconnect within 1 s (source.reconnect_for)" in err
     assert len((tmp_path / "clip.jsonl").read_text().splitlines()) == 12 * _FPS  # the file went on to its end
