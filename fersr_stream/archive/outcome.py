@@ -44,4 +44,8 @@ class Outcome:
             first, *rest = error.rstrip().splitlines() or [""]
             lines.append(f"{name}: failed{after}: {first}")
             lines += [f"  {line}" for line in rest]  # a bug's traceback
+        left = [n for n in self.names if n not in self.done and n not in self.failed and n not in self.skipped]
+        if left:  # a stopped run: in flight or not started
+            lines.append(f"not done: {', '.join(left)} (their outputs, if any, are as they were; the same command "
+                         f"goes on)")
         return "\n".join(lines)

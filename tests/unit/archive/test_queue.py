@@ -99,3 +99,11 @@ def test_the_summary_tells_each_files_warnings():
     warned = {**done(), "warnings": ["a.mp4: skipped 1 damaged packet"]}
     outcome = run(Worker({"a": [warned], "b": [done()]}), ["a", "b"])
     assert "a: warning: a.mp4: skipped 1 damaged packet" in outcome.text().splitlines()
+
+
+def test_a_stopped_run_names_the_files_it_did_not_finish():
+    outcome = Outcome(["a", "b", "c", "d"], done={"a": done()}, skipped=["b"])
+    assert outcome.text().splitlines()[-1] == ("not done: c, d (their outputs, if any, are as they were; the same "
+                                               "command goes on)")
+    finished = run(Worker({"a": [done()], "b": [done()]}), ["a", "b"])
+    assert "not done" not in finished.text()
