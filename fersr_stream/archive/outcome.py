@@ -5,6 +5,8 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
+from ..words import counted
+
 
 @dataclass
 class Outcome:
@@ -32,10 +34,10 @@ class Outcome:
 
     def text(self) -> str:
         fps = self.frames / self.wall if self.wall > 0 else 0.0
-        on = f" on {self.workers} worker{'s' if self.workers != 1 else ''}" if self.workers else ""
-        head = (f"{len(self.names)} files: {len(self.done)} done, {len(self.skipped)} skipped (already done), "
-                f"{len(self.failed)} failed; {self.frames} frames, {self.faces} faces in {self.wall:.1f} s, "
-                f"{fps:.1f} fps{on}")
+        on = f" on {counted(self.workers, 'worker')}" if self.workers else ""
+        head = (f"{counted(len(self.names), 'file')}: {len(self.done)} done, {len(self.skipped)} skipped (already "
+                f"done), {len(self.failed)} failed; {counted(self.frames, 'frame')}, {counted(self.faces, 'face')} "
+                f"in {self.wall:.1f} s, {fps:.1f} fps{on}")
         lines = [head]
         lines += [f"{name}: warning: {line}" for name, result in self.done.items()
                   for line in result.get("warnings", ())]
