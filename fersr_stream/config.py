@@ -336,9 +336,10 @@ def find(config: str | Path, folder: Path = INSTALLED, clone: str = "configs/str
         return path
     name = path.stem if path.suffix in (".yaml", ".yml") else path.name
     bare = path.parent == Path(".") or path.parent.as_posix().endswith(clone)
-    if bare and name in installed(folder):
-        return installed(folder)[name]
-    names = ", ".join(installed(folder))
+    shipped = installed(folder)
+    if bare and name in shipped:
+        return shipped[name]
+    names = ", ".join(shipped)
     if path.is_dir():
         raise ConfigError(f"config file {config} is a folder; give a YAML file or an installed config's name: "
                           f"{names}")

@@ -259,7 +259,7 @@ class _stop_on_signals:
         self.summary.stopped_by = signum
         self.runner.stop()
         if self.read_timeout:
-            print(f"fersr-stream: stopping: the outputs are finished now; a network stream's read that waits on a "
+            print(f"fersr-stream: stopping: the outputs are finalized at once; a network stream's read that waits on a "
                   f"silent server ends within {self.read_timeout:g} s (source.read_timeout)", file=sys.stderr,
                   flush=True)
 

@@ -70,4 +70,3 @@ class ImageSink(Sink):
                             "or write to a new name", self._path, len(older), self._count, older[0])
         finally:
             self._lock.release()
-

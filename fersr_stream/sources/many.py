@@ -98,12 +98,13 @@ def names(uris: Sequence[str]) -> list[str]:
     path; repeats get ``-2``, ``-3``... (a number no other source is named by: ``a/clip``, ``c/clip-2`` and
     ``b/clip`` are ``clip``, ``clip-2`` and ``clip-3``)."""
     bases = [_name(uri.strip()) for uri in uris]
-    taken, out = set(bases), []
-    for i, base in enumerate(bases):
+    taken, seen, out = set(bases), set(), []
+    for base in bases:
         name, k = base, 1
-        while base in bases[:i] and name in taken:  # a repeat: the first free number
+        while base in seen and name in taken:  # a repeat: the first free number
             k += 1
             name = f"{base}-{k}"
+        seen.add(base)
         taken.add(name)
         out.append(name)
     return out

@@ -164,7 +164,7 @@ def test_a_ctrl_c_on_a_silent_stream_says_at_once_that_the_read_may_take_its_tim
         asked = time.monotonic()
         run.process.send_signal(signal.SIGINT)
         code = run.end()
-    said = run.said("fersr-stream: stopping: the outputs are finished now; a network stream's read that waits on "
+    said = run.said("fersr-stream: stopping: the outputs are finalized at once; a network stream's read that waits on "
                     "a silent server ends within 4 s (source.read_timeout)")
     assert code == 130 and said is not None and said - asked < 2, run.text()  # not only when the read gives up
     assert len(_video_times(run.video)) == len(run.lines())
