@@ -201,6 +201,10 @@ def clips(names: list[str], n_frames: int, folder: Path) -> dict[str, tuple[list
 @click.option("--min-face", default=40.0, show_default=True, help="True faces narrower than this are not counted.")
 def main(options: str, extra: tuple[str, ...], names: str, frames: int, min_face: float) -> None:
     """Recall, unmatched detections, lateness and speed of each detect option on each clip."""
+    unknown = [name for name in options.split(",") if name and name not in OPTIONS]
+    if unknown:  # --set adds options of its own: they are not named here
+        raise click.BadParameter(f"unknown {', '.join(unknown)}; known: {', '.join(OPTIONS)} (add others with "
+                                 f"--set NAME=KEY=VALUE)", param_hint="--options")
     chosen = {name: OPTIONS[name] for name in options.split(",") if name}
     for item in extra:
         name, _, sets = item.partition("=")

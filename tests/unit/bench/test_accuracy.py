@@ -79,3 +79,10 @@ def test_the_default_detection_keeps_its_recall(tmp_path, scene, min_recall, max
     assert s.recall >= min_recall, s
     assert s.unmatched_share <= 0.03, s
     assert max_late is None or s.late <= max_late, s
+
+
+def test_an_unknown_option_is_one_line_naming_the_known_ones():
+    from click.testing import CliRunner
+
+    result = CliRunner().invoke(accuracy.main, ["--options", "default,w640"])
+    assert result.exit_code == 2 and "unknown w640; known: default, haar" in result.output
